@@ -1,0 +1,96 @@
+"""The original's text pipeline: ftfy, standardisation, spaCy's rule-based English tokenizer, lower-cased BPE."""
+import json
+import re
+
+import ftfy
+import spacy
+from tqdm import tqdm
+
+
+def get_pairs(word):
+    """Set of adjacent symbol pairs of `word` (a tuple of symbols)."""
+    return set(zip(word[:-1], word[1:]))
+
+
+# Runs of one repeated character get a space on each side. The original wrote this pattern in a non-raw string,
+# where its `\\+` (meant as "runs of backslashes") became `\+`, a single plus that `\++` already covers: the
+# backslash is not in the list, and neither are `.` and `'`.
+_PUNCT_RUN = re.compile(r'''(-+|~+|!+|"+|;+|\?+|\++|,+|\)+|\(+|\/+|\*+|\[+|\]+|}+|{+|\|+|_+)''')
+
+
+def text_standardize(text):
+    """Normalise dashes, ellipses and accents, isolate punctuation runs and collapse whitespace (SPEC step 1)."""
+    text = text.replace('—', '-')
+    text = text.replace('–', '-')
+    text = text.replace('―', '-')
+    text = text.replace('…', '...')
+    text = text.replace('´', "'")
+    text = _PUNCT_RUN.sub(r' \1 ', text)
+    text = re.sub(r'\s*\n\s*', ' \n ', text)
+    text = re.sub(r'[^\S\n]+', ' ', text)
+    return text.strip()
+
+
+class TextEncoder:
+    """Maps text to the original's BPE ids; `encoder` is token -> id, `decoder` id -> token."""
+
+    def __init__(self, encoder_path, bpe_path):
+        self.nlp = spacy.blank('en')
+        with open(encoder_path, encoding='utf-8') as f:
+            self.encoder = json.load(f)
+        self.decoder = {v: k for k, v in self.encoder.items()}
+        with open(bpe_path, encoding='utf-8') as f:
+            merges = f.read().split('\n')[1:-1]
+        merges = [tuple(merge.split()) for merge in merges]
+        self.bpe_ranks = dict(zip(merges, range(len(merges))))
+        self.cache = {}
+
+    def bpe(self, token):
+        """BPE pieces of one token, space-separated, the last ending in `</w>`."""
+        if token in self.cache:
+            return self.cache[token]
+        word = tuple(token[:-1]) + (token[-1] + '</w>',)
+        pairs = get_pairs(word)
+        if not pairs:
+            return token + '</w>'
+        while True:
+            bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float('inf')))
+            if bigram not in self.bpe_ranks:
+                break
+            first, second = bigram
+            new_word = []
+            i = 0
+            while i < len(word):
+                try:
+                    j = word.index(first, i)
+                except ValueError:
+                    new_word.extend(word[i:])
+                    break
+                new_word.extend(word[i:j])
+                i = j
+                if i < len(word) - 1 and word[i + 1] == second:
+                    new_word.append(first + second)
+                    i += 2
+                else:
+                    new_word.append(word[i])
+                    i += 1
+            word = tuple(new_word)
+            if len(word) == 1:
+                break
+            pairs = get_pairs(word)
+        word = ' '.join(word)
+        if word == '\n  </w>':
+            word = '\n</w>'
+        self.cache[token] = word
+        return word
+
+    def encode(self, texts, verbose=True):
+        """List of id lists, one per text; pieces missing from the vocabulary map to 0."""
+        texts_tokens = []
+        for text in tqdm(texts, ncols=80, leave=False, disable=not verbose):
+            text = self.nlp(text_standardize(ftfy.fix_text(text)))
+            text_tokens = []
+            for token in text:
+                text_tokens.extend(self.encoder.get(t, 0) for t in self.bpe(token.text.lower()).split(' '))
+            texts_tokens.append(text_tokens)
+        return texts_tokens
