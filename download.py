@@ -1,0 +1,265 @@
+"""Fetch the pretrained GPT-1 files of the original repository (openai/finetune-transformer-lm, pinned commit)
+into model/, verified against the checksums below.
+
+    python download.py [--model_dir model/] [--base_url URL]
+
+A file already present and verified is skipped. A download goes to `<name>.part` beside the final file and is
+renamed onto it only once verified, so an interrupted run leaves no half file under the final name; re-running
+resumes the .part with an HTTP Range request.
+"""
+import argparse
+import hashlib
+import http.client
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from tqdm import tqdm
+
+BASE_URL = ('https://raw.githubusercontent.com/openai/finetune-transformer-lm/'
+            'a69b5c43b0452462890bca8ff92fb75dee9290cf/model/')
+
+# The files under model/ at that commit (from shared/model/UPSTREAM.md). 'git_blob' is git's SHA-1 of
+# b"blob <size>\0" + content (what `git hash-object FILE` prints), known for every file; 'sha256' and 'size'
+# were computed from copies of the three small files and are not known for the parameter shards.
+FILES = {
+    'params_0.npy': {'git_blob': '84d83ac1f1cc878f56f33b167482c184491875d2'},
+    'params_1.npy': {'git_blob': '0f19f4d4cda3d8f908e3faffd2cb2a8b9a4039da'},
+    'params_2.npy': {'git_blob': '25bc19c72fdff69505a828ec6d73b32063532148'},
+    'params_3.npy': {'git_blob': '5b2e6958d42a930966c9d602a012eb846ca67c83'},
+    'params_4.npy': {'git_blob': '87ad158987e307e6aa64952610f466d750b73bc7'},
+    'params_5.npy': {'git_blob': '74f3853316bba327229605dbedfe921996f11448'},
+    'params_6.npy': {'git_blob': '5ef44e40bc076d0c9686d1273d54cbc16c3f0980'},
+    'params_7.npy': {'git_blob': 'd8d5c8d3bee9b20a677605ac1fe6c7af4df57c94'},
+    'params_8.npy': {'git_blob': 'f980f4b393716f396ae5ae6401708dcf4f270dc9'},
+    'params_9.npy': {'git_blob': 'd389eb2074dd74754444b8062aba78b49f6a9053'},
+    'params_shapes.json': {
+        'git_blob': '29fac299ae848d7e447be84a33345edcf1b5353c',
+        'sha256': '3bff3faa381e06d81c60f44520eb82c673d14a8ae61d821c63167f59acc6a768',
+        'size': 1478},
+    'encoder_bpe_40000.json': {
+        'git_blob': '9dc3f0af5a80956e57dc8d9401e16dfadcade7c2',
+        'sha256': 'fdf49b19e7de236852091da09b84a7a3cd5e7b0e79916376cf45f6b8127b8078',
+        'size': 815973},
+    'vocab_40000.bpe': {
+        'git_blob': '0023a687b3d4d0b795a5e97cc914bdabb5a253df',
+        'sha256': '0ea9b51ae695073cd871e0358f7016311d671a7ff3963e367d5236522f294725',
+        'size': 458495},
+}
+
+TIMEOUT = 60  # seconds without data before a request gives up
+USER_AGENT = 'finetune-transformer-lm-tf2/download.py'
+
+
+class DownloadError(Exception):
+    """A download that cannot complete (server error, lost connection, bad checksum): the message names the
+    file and URL and says what to do. main() prints it on one line and exits with status 1."""
+
+
+class _Restart(Exception):
+    """Internal: discard the .part and fetch the file again from byte zero."""
+
+
+def _hashes(path, chunk=1 << 20):
+    """(git blob id, SHA-256) of the file at `path`, in one streaming pass."""
+    blob = hashlib.sha1(b'blob %d\0' % os.path.getsize(path))
+    sha = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            blob.update(block)
+            sha.update(block)
+    return blob.hexdigest(), sha.hexdigest()
+
+
+def git_blob_id(path):
+    """git's id of the file's content: SHA-1 of b"blob <size>\\0" + content (as `git hash-object`)."""
+    return _hashes(path)[0]
+
+
+def sha256(path):
+    """Hex SHA-256 of the file's content."""
+    return _hashes(path)[1]
+
+
+def verify(path, expected):
+    """Check the file at `path` against `expected` ({'git_blob': ..., optional 'sha256', 'size'}); return
+    (ok, reason), reason saying what disagreed."""
+    if not os.path.isfile(path):
+        return False, 'file is missing'
+    if 'git_blob' not in expected and 'sha256' not in expected:
+        return False, 'no checksum to verify against'
+    size = os.path.getsize(path)
+    if 'size' in expected and size != expected['size']:
+        return False, f"size is {size} bytes, expected {expected['size']}"
+    blob, sha = _hashes(path)
+    if 'git_blob' in expected and blob != expected['git_blob']:
+        return False, f"git blob id is {blob}, expected {expected['git_blob']}"
+    if 'sha256' in expected and sha != expected['sha256']:
+        return False, f"SHA-256 is {sha}, expected {expected['sha256']}"
+    return True, 'ok'
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _content_range_start(value):
+    """Start offset of a Content-Range header 'bytes N-M/T', or None when it does not parse."""
+    try:
+        unit, rest = value.split(None, 1)
+        return int(rest.split('-', 1)[0]) if unit == 'bytes' else None
+    except (AttributeError, ValueError):
+        return None
+
+
+def _transfer(url, part, name, chunk, timeout):
+    """One request for `url` into `part`, resuming from the bytes already there. Raises _Restart when the
+    .part must be discarded, DownloadError for an error the user can only retry."""
+    offset = os.path.getsize(part) if os.path.exists(part) else 0
+    headers = {'User-Agent': USER_AGENT, 'Accept-Encoding': 'identity'}
+    if offset:
+        headers['Range'] = f'bytes={offset}-'
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as err:
+        err.close()
+        if err.code == 416 and offset:
+            raise _Restart(f'the server refused to resume from byte {offset} (HTTP 416)')
+        hint = ' (is --base_url right?)' if err.code in (403, 404) else ''
+        raise DownloadError(f'HTTP {err.code} {err.reason}{hint}') from None
+    except (OSError, http.client.HTTPException) as err:
+        raise DownloadError(_describe(err)) from None
+    with resp:
+        status = getattr(resp, 'status', None) or 200  # file:// URLs have no status: a whole file
+        if status == 206:
+            start = _content_range_start(resp.headers.get('Content-Range'))
+            if start != offset:
+                raise _Restart(f'the server resumed at byte {start} instead of {offset}')
+            mode = 'ab'
+        elif status == 200:
+            offset, mode = 0, 'wb'  # no resume (first request, or the server ignored Range): from zero
+        else:
+            raise DownloadError(f'unexpected HTTP {status} {resp.reason}')
+        length = resp.headers.get('Content-Length')
+        length = int(length) if length is not None and length.isdigit() else None
+        read = getattr(resp, 'read1', resp.read)  # read1: whatever has arrived, so a stall keeps it
+        received = 0
+        with open(part, mode) as f, tqdm(total=None if length is None else offset + length, initial=offset,
+                                         desc=name, unit='B', unit_scale=True, unit_divisor=1024,
+                                         file=sys.stderr, ncols=80, leave=False) as bar:
+            try:
+                while length is None or received < length:
+                    block = read(chunk if length is None else min(chunk, length - received))
+                    if not block:
+                        break
+                    f.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+            except (OSError, http.client.HTTPException) as err:
+                raise DownloadError(f'{_describe(err)} after {offset + received} bytes') from None
+    if length is not None and received < length:
+        raise DownloadError(f'the connection closed after {offset + received} of {offset + length} bytes')
+    return offset > 0
+
+
+def _describe(err):
+    """A one-line reason for a network error."""
+    if isinstance(err, urllib.error.URLError):
+        err = err.reason
+    if isinstance(err, TimeoutError) or 'timed out' in str(err):
+        return 'the connection timed out'
+    return str(err) or type(err).__name__
+
+
+def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
+    """Download `url` to `dest` through `dest + '.part'` (resumed with a Range request when it exists),
+    verify it against `expected` and rename it onto `dest`. Raises DownloadError on failure: after a network
+    error the .part is kept for the next run to resume; after a failed verification it is deleted."""
+    name = os.path.basename(dest)
+    part = dest + '.part'
+    retry = 're-run the same command to resume'
+    restarted = False
+    while True:
+        try:
+            resumed = _transfer(url, part, name, chunk, timeout)
+        except _Restart as why:
+            if os.path.exists(part) and verify(part, expected)[0]:
+                break  # the .part was already complete (a run stopped just before the rename)
+            if restarted:
+                raise DownloadError(f'could not download {name} from {url}: {why}; {retry}') from None
+            _remove(part)
+            restarted = True
+            continue
+        except DownloadError as err:
+            raise DownloadError(f'could not download {name} from {url}: {err}; {retry}') from None
+        ok, reason = verify(part, expected)
+        if ok:
+            break
+        _remove(part)
+        if resumed and not restarted:  # the earlier partial bytes may be the bad ones: start over once
+            restarted = True
+            continue
+        raise DownloadError(f'{name} downloaded from {url} failed verification ({reason}); '
+                            'the file was deleted: re-run to download it again')
+    os.replace(part, dest)
+    return dest
+
+
+def _url(base_url, name):
+    return base_url.rstrip('/') + '/' + urllib.parse.quote(name)
+
+
+def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
+    """Fetch `files` (names from FILES, or a dict name -> expected checksums; default all of FILES) from
+    `base_url` into `model_dir`, skipping those already present and verified. Returns the local paths."""
+    if files is None:
+        files = FILES
+    if not isinstance(files, dict):
+        unknown = [n for n in files if n not in FILES]
+        if unknown:
+            raise DownloadError(f'unknown file(s) {unknown}: the files are {list(FILES)}')
+        files = {n: FILES[n] for n in files}
+    os.makedirs(model_dir, exist_ok=True)
+    paths = []
+    for name, expected in files.items():
+        dest = os.path.join(model_dir, name)
+        ok, reason = verify(dest, expected)
+        if ok:
+            print(f'{name}: present and verified, skipped')
+        else:
+            if os.path.exists(dest):
+                print(f'{name}: present but {reason}: downloading it again')
+            fetch(_url(base_url, name), dest, expected, timeout=timeout)
+            print(f'{name}: downloaded and verified')
+        paths.append(dest)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Fetch and verify the pretrained GPT-1 files of '
+                                     'openai/finetune-transformer-lm (pinned commit); re-run to resume.')
+    parser.add_argument('--model_dir', default='model/', help='folder to write the files into')
+    parser.add_argument('--base_url', default=BASE_URL, help='URL of the folder holding the files')
+    args = parser.parse_args(argv)
+    try:
+        paths = download(args.model_dir, args.base_url)
+    except DownloadError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(1)
+    except OSError as err:  # local trouble: an unwritable folder, a full disk
+        print(f'error: {err.strerror or err} ({err.filename or args.model_dir})', file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print('error: interrupted; re-run the same command to resume', file=sys.stderr)
+        sys.exit(130)
+    print(f'all {len(paths)} files in {args.model_dir} verified')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
