@@ -1,0 +1,261 @@
+"""GPT-1 (Radford et al. 2018) as the original finetune-transformer-lm computes it: a 12-layer post-LayerNorm
+decoder with a tied LM head and a linear classifier on the `_classify_` token; and its pretrained weights."""
+import glob
+import json
+import math
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from utils import InputError
+
+LAYER_PARAMS = ['attn/c_attn/w', 'attn/c_attn/b', 'attn/c_proj/w', 'attn/c_proj/b', 'ln_1/g', 'ln_1/b',
+                'mlp/c_fc/w', 'mlp/c_fc/b', 'mlp/c_proj/w', 'mlp/c_proj/b', 'ln_2/g', 'ln_2/b']
+
+
+def gelu(x):
+    return 0.5 * x * (1 + tf.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
+
+
+def swish(x):
+    return x * tf.nn.sigmoid(x)
+
+
+act_fns = {'relu': tf.nn.relu, 'swish': swish, 'gelu': gelu}
+
+
+class Seeds:
+    """A stream of stateless-dropout seeds: the k-th draw is `seed` folded with k, so the same seed gives the same
+    masks in the same order of calls (one per dropout site)."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.k = 0
+
+    def __call__(self):
+        self.k += 1
+        return tf.random.experimental.stateless_fold_in(self.seed, self.k)
+
+
+def dropout(x, pdrop, train, seeds, noise_shape=None):
+    """Inverted dropout with drop probability `pdrop`, in training only."""
+    if train and pdrop > 0:
+        x = tf.nn.experimental.stateless_dropout(x, pdrop, seed=seeds(), noise_shape=noise_shape)
+    return x
+
+
+def norm(x, g, b, e=1e-5):
+    """LayerNorm over the last axis, mean and variance in two passes as the original."""
+    u = tf.reduce_mean(x, axis=-1, keepdims=True)
+    s = tf.reduce_mean(tf.square(x - u), axis=-1, keepdims=True)
+    return (x - u) * tf.math.rsqrt(s + e) * g + b
+
+
+def conv1d(x, w, b):
+    """The original's 1x1 convolution: x (..., nx) times w (1, nx, nf) plus b (nf) -> (..., nf)."""
+    nx, nf = w.shape[1], w.shape[2]
+    c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [nx, nf])) + b
+    return tf.reshape(c, tf.concat([tf.shape(x)[:-1], [nf]], 0))
+
+
+def split_heads(x, n_head):
+    """(B, T, C) -> (B, n_head, T, C // n_head)."""
+    B, T = tf.shape(x)[0], tf.shape(x)[1]
+    return tf.transpose(tf.reshape(x, [B, T, n_head, x.shape[-1] // n_head]), [0, 2, 1, 3])
+
+
+def merge_heads(x):
+    """(B, n_head, T, D) -> (B, T, n_head * D)."""
+    x = tf.transpose(x, [0, 2, 1, 3])
+    B, T = tf.shape(x)[0], tf.shape(x)[1]
+    return tf.reshape(x, [B, T, x.shape[-2] * x.shape[-1]])
+
+
+def mask_attn_weights(w):
+    """Causal mask as the original: w * b - 1e9 * (1 - b), b the lower triangle with the diagonal."""
+    n = tf.shape(w)[-1]
+    b = tf.linalg.band_part(tf.ones([n, n], w.dtype), -1, 0)
+    return w * b + -1e9 * (1 - b)
+
+
+def attn(x, p, n_head, attn_pdrop, resid_pdrop, train, seeds):
+    """Masked multi-head self-attention with its output projection: (B, T, C) -> (B, T, C)."""
+    c = conv1d(x, p['attn/c_attn/w'], p['attn/c_attn/b'])           # (B, T, 3C)
+    q, k, v = tf.split(c, 3, axis=2)
+    q, k, v = split_heads(q, n_head), split_heads(k, n_head), split_heads(v, n_head)  # (B, H, T, D)
+    w = tf.matmul(q, k, transpose_b=True)                              # (B, H, T, T)
+    w = w * tf.math.rsqrt(tf.cast(v.shape[-1], w.dtype))
+    w = mask_attn_weights(w)
+    w = tf.nn.softmax(w)
+    w = dropout(w, attn_pdrop, train, seeds)
+    a = merge_heads(tf.matmul(w, v))                                   # (B, T, C)
+    a = conv1d(a, p['attn/c_proj/w'], p['attn/c_proj/b'])
+    return dropout(a, resid_pdrop, train, seeds)
+
+
+def mlp(x, p, act, resid_pdrop, train, seeds):
+    """Position-wise feed-forward: (B, T, C) -> (B, T, 4C) -> (B, T, C)."""
+    h = act(conv1d(x, p['mlp/c_fc/w'], p['mlp/c_fc/b']))
+    h2 = conv1d(h, p['mlp/c_proj/w'], p['mlp/c_proj/b'])
+    return dropout(h2, resid_pdrop, train, seeds)
+
+
+def block(x, p, n_head, act, attn_pdrop, resid_pdrop, train, seeds):
+    """One post-LayerNorm transformer block."""
+    a = attn(x, p, n_head, attn_pdrop, resid_pdrop, train, seeds)
+    n = norm(x + a, p['ln_1/g'], p['ln_1/b'])
+    m = mlp(n, p, act, resid_pdrop, train, seeds)
+    return norm(n + m, p['ln_2/g'], p['ln_2/b'])
+
+
+def embed(X, we):
+    """Sum of the token and position embeddings: X (B, T, 2) -> (B, T, C)."""
+    return tf.reduce_sum(tf.gather(we, X), axis=2)
+
+
+class Model(tf.Module):
+    """The fine-tuning network. `params` holds its variables in the original's order and names."""
+
+    def __init__(self, n_vocab, n_special, n_ctx, clf_token, n_embd=768, n_head=12, n_layer=12, embd_pdrop=0.1,
+                 attn_pdrop=0.1, resid_pdrop=0.1, clf_pdrop=0.1, afn='gelu'):
+        super().__init__(name='model')
+        if afn not in act_fns:
+            raise InputError(f"unknown --afn {afn!r}: choose one of {', '.join(act_fns)}")
+        if n_embd % n_head:
+            raise InputError(f"--n_embd {n_embd} is not a multiple of --n_head {n_head}")
+        self.n_vocab, self.n_special, self.n_ctx, self.clf_token = n_vocab, n_special, n_ctx, clf_token
+        self.n_embd, self.n_head, self.n_layer = n_embd, n_head, n_layer
+        self.embd_pdrop, self.attn_pdrop, self.resid_pdrop, self.clf_pdrop = embd_pdrop, attn_pdrop, resid_pdrop, clf_pdrop
+        self.act = act_fns[afn]
+
+        def normal(shape):
+            return tf.random.normal(shape, stddev=0.02)
+
+        def var(init, name):
+            return tf.Variable(init, name='model/' + name)
+
+        self.we = var(normal([n_vocab + n_special + n_ctx, n_embd]), 'we')
+        nx = n_embd
+        inits = {'attn/c_attn/w': lambda: normal([1, nx, 3 * nx]), 'attn/c_attn/b': lambda: tf.zeros([3 * nx]),
+                 'attn/c_proj/w': lambda: normal([1, nx, nx]), 'attn/c_proj/b': lambda: tf.zeros([nx]),
+                 'ln_1/g': lambda: tf.ones([nx]), 'ln_1/b': lambda: tf.zeros([nx]),
+                 'mlp/c_fc/w': lambda: normal([1, nx, 4 * nx]), 'mlp/c_fc/b': lambda: tf.zeros([4 * nx]),
+                 'mlp/c_proj/w': lambda: normal([1, 4 * nx, nx]), 'mlp/c_proj/b': lambda: tf.zeros([nx]),
+                 'ln_2/g': lambda: tf.ones([nx]), 'ln_2/b': lambda: tf.zeros([nx])}
+        self.h = [{k: var(inits[k](), f'h{l}/{k}') for k in LAYER_PARAMS} for l in range(n_layer)]
+        self.clf_w = var(normal([nx, 1]), 'clf/w')
+        self.clf_b = var(tf.zeros([1]), 'clf/b')
+        self.params = [self.we] + [p[k] for p in self.h for k in LAYER_PARAMS] + [self.clf_w, self.clf_b]
+
+    def __call__(self, X, M, Y, train=False, seed=None):
+        """X int32 (n, 2, T, 2), M float32 (n, 2, T), Y int32 (n) with T <= n_ctx ->
+        clf_logits (n, 2), clf_losses (n), lm_losses (2n). `seed` (int32 (2,)) seeds the dropout masks."""
+        if train and seed is None:
+            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
+        seeds = Seeds(seed)
+        we = dropout(self.we, self.embd_pdrop, train, seeds)       # one mask per call: per replica and step
+        T = tf.shape(X)[2]
+        X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = 2n
+        M = tf.reshape(M, [-1, T])
+
+        h = embed(X, we)                                             # (B, T, C)
+        for p in self.h:
+            h = block(h, p, self.n_head, self.act, self.attn_pdrop, self.resid_pdrop, train, seeds)
+
+        lm_h = tf.reshape(h[:, :-1], [-1, self.n_embd])              # (B * (T-1), C)
+        lm_logits = tf.matmul(lm_h, we, transpose_b=True)            # every row of we: tokens, specials, positions
+        lm_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.reshape(X[:, 1:, 0], [-1]), logits=lm_logits)
+        lm_losses = tf.reshape(lm_losses, [-1, T - 1])
+        lm_losses = tf.reduce_sum(lm_losses * M[:, 1:], 1) / tf.reduce_sum(M[:, 1:], 1)   # (B)
+
+        pool_idx = tf.argmax(tf.cast(tf.equal(X[:, :, 0], self.clf_token), tf.float32), 1, output_type=tf.int32)
+        clf_h = tf.gather(h, pool_idx, batch_dims=1)                 # (B, C)
+        clf_h = tf.reshape(clf_h, [-1, 2, self.n_embd])              # (n, 2, C)
+        clf_h = dropout(clf_h, self.clf_pdrop, train, seeds,         # one mask shared by both choices
+                        noise_shape=tf.concat([tf.shape(clf_h)[:1], [1, self.n_embd]], 0))
+        clf_h = tf.reshape(clf_h, [-1, self.n_embd])
+        clf_logits = tf.reshape(tf.matmul(clf_h, self.clf_w) + self.clf_b, [-1, 2])   # (n, 2)
+        clf_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=clf_logits)
+        return clf_logits, clf_losses, lm_losses
+
+    def assign(self, arrays):
+        """Set the first len(arrays) params (original order) from numpy arrays, checking every shape."""
+        for p, a in zip(self.params, arrays):
+            if tuple(p.shape) != tuple(a.shape):
+                raise InputError(
+                    f"array {p.name[:-2]} has shape {tuple(a.shape)} in the weights but {tuple(p.shape)} in the model "
+                    f"(built with --n_embd {self.n_embd} --n_layer {self.n_layer} and n_ctx {self.n_ctx}; the "
+                    f"pretrained GPT-1 has n_embd 768 and 12 layers): make the flags match the weights")
+            p.assign(a)
+
+
+def special_embeddings(n_special, n_embd):
+    """The rows of the special tokens, drawn from numpy's global generator exactly as the original (float64
+    normal times 0.02, then cast): a run seeded with --seed gets the original's rows."""
+    return (np.random.randn(n_special, n_embd) * 0.02).astype(np.float32)
+
+
+def shard_paths(model_dir):
+    """params_0.npy, params_1.npy, ... in `model_dir`: however many there are, numbered without a gap."""
+    found = {int(m.group(1)): path for path in glob.glob(os.path.join(model_dir, 'params_*.npy'))
+             if (m := re.fullmatch(r'params_(\d+)\.npy', os.path.basename(path)))}
+    if not found:
+        raise InputError(f"no weight shards params_0.npy, params_1.npy, ... in {model_dir!r}: "
+                         f"run `python download.py --model_dir {model_dir}`")
+    missing = sorted(set(range(max(found) + 1)) - set(found))
+    if missing:
+        raise InputError(f"weight shard {os.path.join(model_dir, f'params_{missing[0]}.npy')!r} is missing "
+                         f"(shards are numbered from 0 without a gap): run `python download.py --model_dir {model_dir}`")
+    return [found[i] for i in range(len(found))]
+
+
+def load_shard(path):
+    """One shard: a flat float32 array; InputError when the file is truncated or of another kind."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:
+        raise InputError(f"weight shard {path!r} is truncated or not a .npy file ({err}): "
+                         "delete it and run `python download.py` again") from err
+    if a.dtype != np.float32 or a.ndim != 1:
+        raise InputError(f"weight shard {path!r} holds a {a.dtype} array of shape {a.shape}, expected a flat "
+                         "float32 array: delete it and run `python download.py` again")
+    return a
+
+
+def load_openai_params(model_dir, n_ctx, n_special):
+    """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
+    we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
+    if not os.path.isdir(model_dir):
+        raise InputError(f"weights folder {model_dir!r} not found: run `python download.py --model_dir {model_dir}` "
+                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
+    shapes_path = os.path.join(model_dir, 'params_shapes.json')
+    if not os.path.isfile(shapes_path):
+        raise InputError(f"{shapes_path!r} not found: run `python download.py --model_dir {model_dir}`")
+    with open(shapes_path) as f:
+        shapes = json.load(f)
+    flat = np.concatenate([load_shard(path) for path in shard_paths(model_dir)], 0)
+    offsets = np.cumsum([np.prod(shape) for shape in shapes])
+    if len(flat) != offsets[-1]:
+        raise InputError(f"the shards in {model_dir!r} hold {len(flat)} values but params_shapes.json describes "
+                         f"{offsets[-1]}: a shard is missing or from another model; run `python download.py` again")
+    params = [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
+    positions, tokens = params[0], params[1]
+    if n_ctx > len(positions):
+        raise InputError(f"n_ctx {n_ctx} is larger than the {len(positions)} positions of the pretrained weights: "
+                         f"pass --n_ctx {len(positions)} or less")
+    we = np.concatenate([tokens, special_embeddings(n_special, tokens.shape[1]), positions[:n_ctx]], 0)
+    return [we] + params[2:]
+
+
+def transfer(init_params, n_transfer):
+    """The arrays that --n_transfer loads: none for -1, else we and the first n_transfer layers."""
+    if n_transfer == -1:
+        return []
+    n_layers = (len(init_params) - 1) // len(LAYER_PARAMS)
+    if not 0 <= n_transfer <= n_layers:
+        raise InputError(f"--n_transfer {n_transfer} asks for more layers than the {n_layers} of the pretrained "
+                         f"weights: pass --n_transfer {n_layers} or less (-1 loads nothing)")
+    return init_params[:1 + len(LAYER_PARAMS) * n_transfer]

@@ -1,0 +1,71 @@
+"""Adam with the decoupled weight-decay fix of Loshchilov & Hutter, as the original's `adam`, and its
+learning-rate schedules. Everything in float32."""
+import math
+
+import tensorflow as tf
+
+
+def warmup_cosine(x, warmup=0.002):
+    x = tf.convert_to_tensor(x, tf.float32)
+    s = tf.cast(x <= warmup, tf.float32)
+    return s * (x / warmup) + (1 - s) * (0.5 * (1 + tf.cos(math.pi * x)))
+
+
+def warmup_constant(x, warmup=0.002):
+    x = tf.convert_to_tensor(x, tf.float32)
+    s = tf.cast(x <= warmup, tf.float32)
+    return s * (x / warmup) + (1 - s) * 1
+
+
+def warmup_linear(x, warmup=0.002):
+    x = tf.convert_to_tensor(x, tf.float32)
+    s = tf.cast(x <= warmup, tf.float32)
+    return (s * (x / warmup) + (1 - s)) * (1 - x)
+
+
+schedules = {
+    'warmup_cosine': warmup_cosine,
+    'warmup_constant': warmup_constant,
+    'warmup_linear': warmup_linear,
+}
+
+
+class Adam(tf.Module):
+    """Adam whose weight decay l2 * p is added to the update of matrices (and vectors with vector_l2), not to
+    the gradient. `t` counts the updates done; `m` and `v` are the moments, one per parameter."""
+
+    def __init__(self, params, lr, schedule, t_total, b1=0.9, b2=0.999, e=1e-8, l2=0., vector_l2=False,
+                 max_grad_norm=-1):
+        super().__init__(name='adam')
+        self.params = list(params)
+        self.lr, self.schedule, self.t_total = lr, schedule, t_total
+        self.b1, self.b2, self.e, self.l2, self.vector_l2, self.max_grad_norm = b1, b2, e, l2, vector_l2, max_grad_norm
+        self.t = tf.Variable(0., dtype=tf.float32, trainable=False, name='adam/t')
+        self.m = [tf.Variable(tf.zeros(p.shape), trainable=False, name='adam/m/' + p.name[:-2]) for p in self.params]
+        self.v = [tf.Variable(tf.zeros(p.shape), trainable=False, name='adam/v/' + p.name[:-2]) for p in self.params]
+
+    def learning_rate(self, t):
+        """lrt of update number t (counted from 1): bias corrections times the schedule at t / t_total."""
+        t = tf.convert_to_tensor(t, tf.float32)
+        lrt = self.lr * tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
+        return lrt * self.schedule(t / self.t_total)
+
+    def apply(self, grads):
+        """One update of every parameter from its (replica-averaged) gradient; returns the lrt used."""
+        t = self.t.assign_add(1.)  # the schedule sees the counter after the increment, as the original's graph
+        grads = [tf.convert_to_tensor(g) for g in grads]  # the embedding's gradient is dense, as the original's
+        if self.max_grad_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
+        lrt = self.learning_rate(t)
+        b1, b2, e, l2 = self.b1, self.b2, self.e, self.l2
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            mt = b1 * m + (1 - b1) * g
+            vt = b2 * v + (1 - b2) * g * g
+            if (len(p.shape) > 1 or self.vector_l2) and l2 > 0:
+                pt = p - lrt * (mt / (tf.sqrt(vt) + e) + l2 * p)
+            else:
+                pt = p - lrt * (mt / (tf.sqrt(vt) + e))
+            m.assign(mt)
+            v.assign(vt)
+            p.assign(pt)
+        return lrt

@@ -1,0 +1,178 @@
+"""An independent NumPy reference of SPEC.md ("The model" and "Optimiser"), written from the SPEC's words only.
+
+It never imports the code under test. The model runs in float64 without dropout; the optimiser step runs in
+float32 as SPEC says. Parameters come as a list of arrays in the original order: we, then 12 arrays per layer
+(attn/c_attn/w, attn/c_attn/b, attn/c_proj/w, attn/c_proj/b, ln_1/g, ln_1/b, mlp/c_fc/w, mlp/c_fc/b,
+mlp/c_proj/w, mlp/c_proj/b, ln_2/g, ln_2/b), then clf/w (n_embd, 1), clf/b (1,).
+"""
+import math
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+def gelu(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def swish(x):
+    return x / (1 + np.exp(-x))
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+ACT = {'gelu': gelu, 'swish': swish, 'relu': relu}
+
+
+def layer_norm(x, g, b, e=1e-5):
+    u = x.mean(-1, keepdims=True)
+    s = ((x - u) ** 2).mean(-1, keepdims=True)
+    return (x - u) / np.sqrt(s + e) * g + b
+
+
+def conv1d(x, w, b):
+    """x (..., nx) times w (1, nx, nf) used as a matrix, plus b (nf,)."""
+    return x @ w[0] + b
+
+
+def softmax(x, axis=-1):
+    x = x - x.max(axis, keepdims=True)
+    ex = np.exp(x)
+    return ex / ex.sum(axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    x = x - x.max(axis, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis, keepdims=True))
+
+
+def attention(h, w_attn, b_attn, w_proj, b_proj, n_head, causal=True):
+    """Multi-head self-attention over h (B, T, C); causal=False exists only to show a test is sensitive."""
+    B, T, C = h.shape
+    d = C // n_head
+    c = conv1d(h, w_attn, b_attn)                                     # (B, T, 3C)
+    q, k, v = c[..., :C], c[..., C:2 * C], c[..., 2 * C:]
+
+    def heads(x):                                                     # (B, T, C) -> (B, H, T, d)
+        return x.reshape(B, T, n_head, d).transpose(0, 2, 1, 3)
+
+    q, k, v = heads(q), heads(k), heads(v)
+    w = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d)                    # (B, H, T, T)
+    if causal:
+        b = np.tril(np.ones((T, T)))
+        w = w * b - 1e9 * (1 - b)
+    a = softmax(w) @ v                                                # (B, H, T, d)
+    a = a.transpose(0, 2, 1, 3).reshape(B, T, C)                      # merge heads
+    return conv1d(a, w_proj, b_proj)
+
+
+def block(h, p, n_head, afn, causal=True):
+    (w_attn, b_attn, w_aproj, b_aproj, g1, b1, w_fc, b_fc, w_mproj, b_mproj, g2, b2) = p
+    n = layer_norm(h + attention(h, w_attn, b_attn, w_aproj, b_aproj, n_head, causal), g1, b1)
+    m = conv1d(ACT[afn](conv1d(n, w_fc, b_fc)), w_mproj, b_mproj)
+    return layer_norm(n + m, g2, b2)
+
+
+def hidden(params, X, n_head, afn='gelu', causal=True):
+    """Final hidden states (2n, T, n_embd) of X (n, 2, T, 2)."""
+    params = [np.asarray(p, np.float64) for p in params]
+    we = params[0]
+    n_layer = (len(params) - 3) // 12
+    x = np.asarray(X).reshape(-1, X.shape[-2], 2)                     # (2n, T, 2)
+    h = we[x[..., 0]] + we[x[..., 1]]                                 # token + position embeddings
+    for l in range(n_layer):
+        h = block(h, params[1 + 12 * l:13 + 12 * l], n_head, afn, causal)
+    return h
+
+
+def lm_losses_from_hidden(h, we, X, M):
+    """Per-sequence LM loss: softmax over every row of `we` at positions 0..T-2 against the next token,
+    averaged over M[:, 1:]."""
+    x = np.asarray(X).reshape(-1, X.shape[-2], 2)
+    m = np.asarray(M, np.float64).reshape(-1, M.shape[-1])
+    logits = h[:, :-1] @ np.asarray(we, np.float64).T                 # (2n, T-1, rows of we)
+    logp = log_softmax(logits)
+    target = x[:, 1:, 0]
+    nll = -np.take_along_axis(logp, target[..., None], -1)[..., 0]    # (2n, T-1)
+    return (nll * m[:, 1:]).sum(1) / m[:, 1:].sum(1)
+
+
+def clf_from_hidden(h, w, b, X, Y, clf_token):
+    """Classifier logits (n, 2) from h at the first _classify_ position, and their cross-entropy with Y."""
+    x = np.asarray(X).reshape(-1, X.shape[-2], 2)
+    pool = np.argmax(x[..., 0] == clf_token, axis=1)                  # first _classify_ of each sequence
+    clf_h = h[np.arange(len(h)), pool]                                # (2n, C)
+    logits = (clf_h @ np.asarray(w, np.float64) + np.asarray(b, np.float64)).reshape(-1, 2)
+    losses = -log_softmax(logits)[np.arange(len(logits)), np.asarray(Y)]
+    return logits, losses
+
+
+def forward(params, X, M, Y, n_head, clf_token, afn='gelu'):
+    """(clf_logits (n, 2), clf_losses (n,), lm_losses (2n,)) of SPEC "The model", without dropout."""
+    h = hidden(params, X, n_head, afn)
+    clf_logits, clf_losses = clf_from_hidden(h, params[-2], params[-1], X, Y, clf_token)
+    lm_losses = lm_losses_from_hidden(h, params[0], X, M)
+    return clf_logits, clf_losses, lm_losses
+
+
+# ------------------------------------------------------------------------------------------ the optimiser
+
+def _f32(x):
+    return np.float32(x)
+
+
+def warmup_cosine(x, warmup=0.002):
+    x = _f32(x)
+    s = _f32(x <= _f32(warmup))
+    return s * (x / _f32(warmup)) + (_f32(1) - s) * (_f32(0.5) * (_f32(1) + np.cos(_f32(math.pi) * x)))
+
+
+def warmup_constant(x, warmup=0.002):
+    x = _f32(x)
+    s = _f32(x <= _f32(warmup))
+    return s * (x / _f32(warmup)) + (_f32(1) - s)
+
+
+def warmup_linear(x, warmup=0.002):
+    x = _f32(x)
+    s = _f32(x <= _f32(warmup))
+    return (s * (x / _f32(warmup)) + (_f32(1) - s)) * (_f32(1) - x)
+
+
+schedules = {'warmup_cosine': warmup_cosine, 'warmup_constant': warmup_constant, 'warmup_linear': warmup_linear}
+
+
+def learning_rate(k, lr, schedule, t_total, b1=0.9, b2=0.999):
+    """lrt of update number k (counted from 1), in float32: lr * sqrt(1 - b2^k) / (1 - b1^k) * schedule(k/t_total)."""
+    if isinstance(schedule, str):
+        schedule = schedules[schedule]
+    k = _f32(k)
+    lrt = _f32(lr) * np.sqrt(_f32(1) - _f32(b2) ** k) / (_f32(1) - _f32(b1) ** k)
+    return _f32(lrt * schedule(k / _f32(t_total)))
+
+
+def adam_step(params, grads, m, v, k, lr, schedule, t_total, b1=0.9, b2=0.999, e=1e-8, l2=0., vector_l2=False,
+              max_grad_norm=-1):
+    """One update of SPEC "Optimiser" steps 2-5, in float32, for update number k (from 1).
+    `schedule` is a function or its name. Returns new (params, m, v, lrt); the inputs are left untouched."""
+    params = [np.asarray(p, np.float32) for p in params]
+    grads = [np.asarray(g, np.float32) for g in grads]
+    if max_grad_norm > 0:                                             # 2. clip by the global norm
+        c = _f32(max_grad_norm)
+        norm = np.sqrt(sum(np.sum(g * g, dtype=np.float32) for g in grads), dtype=np.float32)
+        grads = [g * c / max(norm, c) for g in grads]
+    lrt = learning_rate(k, lr, schedule, t_total, b1, b2)             # 3.
+    new_p, new_m, new_v = [], [], []
+    for p, g, mi, vi in zip(params, grads, m, v):
+        mi = _f32(b1) * np.asarray(mi, np.float32) + _f32(1 - b1) * g  # 4.
+        vi = _f32(b2) * np.asarray(vi, np.float32) + _f32(1 - b2) * g * g
+        step = mi / (np.sqrt(vi) + _f32(e))                           # 5.
+        if p.ndim > 1 or vector_l2:
+            step = step + _f32(l2) * p
+        new_p.append((p - lrt * step).astype(np.float32))
+        new_m.append(mi.astype(np.float32))
+        new_v.append(vi.astype(np.float32))
+    return new_p, new_m, new_v, lrt
