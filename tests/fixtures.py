@@ -1,0 +1,56 @@
+"""Files the tests make: random weights in the original's layout, small BPE vocabularies, small ROCStories CSVs."""
+import json
+import os
+
+import numpy as np
+
+from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'shared')
+
+
+def shared_path(*parts):
+    """A path under ../shared, or None when that folder is absent."""
+    path = os.path.join(SHARED, *parts)
+    return path if os.path.exists(path) else None
+
+
+def openai_shapes(n_vocab, n_embd, n_layer, n_pos=512):
+    """params_shapes.json of the original's layout: positions, tokens, then 12 arrays per layer."""
+    shapes = [[n_pos, n_embd], [n_vocab, n_embd]]
+    for _ in range(n_layer):
+        shapes += [[1, n_embd, 3 * n_embd], [3 * n_embd], [1, n_embd, n_embd], [n_embd], [n_embd], [n_embd],
+                   [1, n_embd, 4 * n_embd], [4 * n_embd], [1, 4 * n_embd, n_embd], [n_embd], [n_embd], [n_embd]]
+    return shapes
+
+
+def write_random_weights(model_dir, shapes, n_shards=10, seed=0, std=0.02):
+    """Write params_shapes.json and n_shards flat float32 shards (split at uneven points) holding random values;
+    return the arrays in shape order."""
+    os.makedirs(model_dir, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    arrays = [(rng.randn(*shape) * std).astype(np.float32) for shape in shapes]
+    flat = np.concatenate([a.ravel() for a in arrays])
+    cuts = np.sort(rng.choice(np.arange(1, len(flat)), n_shards - 1, replace=False))
+    for i, part in enumerate(np.split(flat, cuts)):
+        np.save(os.path.join(model_dir, f'params_{i}.npy'), part)
+    with open(os.path.join(model_dir, 'params_shapes.json'), 'w') as f:
+        json.dump(shapes, f)
+    return arrays
+
+
+def write_rocstories(data_dir, n_val=40, n_test=12, seed=0):
+    """Two small Story Cloze CSVs in the real format, built from a few words so that a tiny BPE covers them."""
+    rng = np.random.RandomState(seed)
+    words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'dog', 'ran', 'home', 'and', 'was', 'happy', 'sad', 'it', 'rained']
+    os.makedirs(data_dir, exist_ok=True)
+
+    def sentence():
+        return ' '.join(rng.choice(words, rng.randint(3, 8))).capitalize() + '.'
+
+    for name, n in [(ROC_VAL, n_val), (ROC_TEST, n_test)]:
+        rows = [','.join(ROC_HEADER)]
+        for i in range(n):
+            rows.append(','.join([f'id{i}'] + [sentence() for _ in range(6)] + [str(rng.randint(1, 3))]))
+        with open(os.path.join(data_dir, name), 'w', encoding='utf-8') as f:
+            f.write('\n'.join(rows) + '\n')

@@ -1,0 +1,277 @@
+"""Fine-tune the pretrained GPT-1 on the Story Cloze Test (ROCStories), as the original train.py:
+    python train.py --dataset rocstories --desc rocstories --submit --analysis
+"""
+import argparse
+import os
+import random
+import sys
+
+import joblib
+import numpy as np
+import tensorflow as tf
+from sklearn.utils import shuffle
+from tqdm import tqdm
+
+import analysis
+from datasets import context_length, rocstories, transform_roc
+from model import Model, act_fns, load_openai_params, special_embeddings, transfer
+from opt import Adam, schedules
+from text_utils import TextEncoder
+from utils import InputError, ResultLogger, atomic_write, encode_dataset, iter_data
+
+datasets = {'rocstories': rocstories}
+submission_files = {'rocstories': 'ROCStories.tsv'}
+opts = {'adam': Adam}
+EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the first epoch, as the original
+
+
+def parse_args(argv=None):
+    """The original's flags, names and defaults, plus --model_dir."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--desc', type=str, help="name of the run's log, save folder (default: the dataset)")
+    parser.add_argument('--dataset', type=str, default='rocstories')
+    parser.add_argument('--log_dir', type=str, default='log/')
+    parser.add_argument('--save_dir', type=str, default='save/')
+    parser.add_argument('--data_dir', type=str, default='data/')
+    parser.add_argument('--submission_dir', type=str, default='submission/')
+    parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
+    parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
+    parser.add_argument('--seed', type=int, default=42)
+    parser.add_argument('--n_iter', type=int, default=3)
+    parser.add_argument('--n_batch', type=int, default=8)
+    parser.add_argument('--max_grad_norm', type=int, default=1)
+    parser.add_argument('--lr', type=float, default=6.25e-5)
+    parser.add_argument('--lr_warmup', type=float, default=0.002)
+    parser.add_argument('--n_ctx', type=int, default=512)
+    parser.add_argument('--n_embd', type=int, default=768)
+    parser.add_argument('--n_head', type=int, default=12)
+    parser.add_argument('--n_layer', type=int, default=12)
+    parser.add_argument('--embd_pdrop', type=float, default=0.1)
+    parser.add_argument('--attn_pdrop', type=float, default=0.1)
+    parser.add_argument('--resid_pdrop', type=float, default=0.1)
+    parser.add_argument('--clf_pdrop', type=float, default=0.1)
+    parser.add_argument('--l2', type=float, default=0.01)
+    parser.add_argument('--vector_l2', action='store_true')
+    parser.add_argument('--n_gpu', type=int, default=4,
+                        help='towers of the original: the global batch is n_batch * n_gpu, split over the devices')
+    parser.add_argument('--opt', type=str, default='adam')
+    parser.add_argument('--afn', type=str, default='gelu')
+    parser.add_argument('--lr_schedule', type=str, default='warmup_linear')
+    parser.add_argument('--encoder_path', type=str, help='default: MODEL_DIR/encoder_bpe_40000.json')
+    parser.add_argument('--bpe_path', type=str, help='default: MODEL_DIR/vocab_40000.bpe')
+    parser.add_argument('--n_transfer', type=int, default=12, help='pretrained layers to load; -1 loads nothing')
+    parser.add_argument('--lm_coef', type=float, default=0.5)
+    parser.add_argument('--b1', type=float, default=0.9)
+    parser.add_argument('--b2', type=float, default=0.999)
+    parser.add_argument('--e', type=float, default=1e-8)
+    parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
+    args = parser.parse_args(argv)
+    args.desc = args.desc or args.dataset
+    args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
+    args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
+    return args
+
+
+def check_args(args):
+    """Refuse unknown choices and impossible values before any work is done."""
+    for flag, value, choices in [('--dataset', args.dataset, datasets), ('--afn', args.afn, act_fns),
+                                 ('--lr_schedule', args.lr_schedule, schedules), ('--opt', args.opt, opts)]:
+        if value not in choices:
+            raise InputError(f"unknown {flag} {value!r}: choose one of {', '.join(choices)}")
+    for flag in ['n_iter', 'n_batch', 'n_gpu', 'n_ctx', 'n_embd', 'n_head', 'n_layer']:
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.n_transfer > args.n_layer:
+        raise InputError(f"--n_transfer {args.n_transfer} is more than the model's --n_layer {args.n_layer}")
+    if args.analysis and not args.submit:
+        raise InputError("--analysis reads the submission: pass --submit too")
+    for path in [args.encoder_path, args.bpe_path]:
+        if not os.path.isfile(path):
+            raise InputError(f"BPE file {path!r} not found: run `python download.py --model_dir {args.model_dir}`")
+
+
+def make_strategy():
+    """MirroredStrategy over the visible GPUs; the default (one-device) strategy on a CPU-only machine."""
+    if tf.config.list_logical_devices('GPU'):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def check_replicas(n_batch_train, n_replicas):
+    if n_batch_train % n_replicas:
+        raise InputError(f"the global batch n_batch * n_gpu = {n_batch_train} cannot be split evenly over "
+                         f"{n_replicas} devices: choose --n_batch and --n_gpu so that their product is a "
+                         f"multiple of {n_replicas}")
+
+
+def tower_loss(clf_losses, lm_losses, lm_coef):
+    """Training loss of one tower: mean classifier loss plus lm_coef times the mean LM loss."""
+    if lm_coef > 0:
+        return tf.reduce_mean(clf_losses) + lm_coef * tf.reduce_mean(lm_losses)
+    return tf.reduce_mean(clf_losses)
+
+
+def make_train_step(model, opt, strategy, lm_coef, seed):
+    """A tf.function doing one update from a global batch already split over the replicas: each replica's
+    gradient of its tower loss, averaged over the replicas (the gradient of the mean over the global batch),
+    then one Adam update. Dropout masks are seeded by (seed, update number, replica)."""
+
+    def replica_step(X, M, Y):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        step_seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)]), replica)
+        with tf.GradientTape() as tape:
+            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=step_seed)
+            loss = tower_loss(clf_losses, lm_losses, lm_coef)
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)]
+        return grads, tf.reduce_mean(clf_losses)
+
+    @tf.function
+    def train_step(X, M, Y):
+        grads, cost = strategy.run(replica_step, args=(X, M, Y))
+        grads = strategy.reduce(tf.distribute.ReduceOp.MEAN, grads, axis=None)
+        cost = strategy.reduce(tf.distribute.ReduceOp.MEAN, cost, axis=None)
+        lrt = opt.apply(grads)
+        return cost, lrt
+
+    return train_step
+
+
+def make_eval_step(model):
+    """A tf.function scoring a batch of any size without dropout: (clf_logits, clf_losses)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2, None, 2], tf.int32),
+                                  tf.TensorSpec([None, 2, None], tf.float32),
+                                  tf.TensorSpec([None], tf.int32)])
+    def eval_step(X, M, Y):
+        clf_logits, clf_losses, _ = model(X, M, Y, train=False)
+        return clf_logits, clf_losses
+
+    return eval_step
+
+
+def iter_apply(eval_step, Xs, Ms, Ys, n_batch):
+    """Logits (n, 2) and the mean classifier loss over a set, in batches of n_batch (the last one partial)."""
+    logits, losses = [], []
+    for xmb, mmb, ymb in iter_data(Xs, Ms, Ys, n_batch=n_batch, truncate=False, verbose=True):
+        clf_logits, clf_losses = eval_step(xmb, mmb, ymb)
+        logits.append(clf_logits.numpy())
+        losses.append(clf_losses.numpy())
+    return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / len(Ys)
+
+
+def accuracy(logits, Y):
+    """Percent of examples whose larger logit is the label (ties go to choice 0)."""
+    return float(np.mean(np.argmax(logits, 1) == Y) * 100.)
+
+
+def save_params(model, path):
+    with atomic_write(path, 'wb') as f:
+        joblib.dump([p.numpy() for p in model.params], f)
+
+
+def write_submission(path, predictions):
+    with atomic_write(path) as f:
+        f.write('index\tprediction\n')
+        for i, prediction in enumerate(predictions):
+            f.write(f'{i}\t{prediction}\n')
+
+
+def train_batches(strategy, X, M, Y, n_batch_train):
+    """The full batches of one epoch in order, each split evenly over the replicas, prefetched, with a bar."""
+    dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
+    return tqdm(strategy.experimental_distribute_dataset(dataset.prefetch(2)), total=len(X) // n_batch_train,
+                file=sys.stderr, ncols=80, leave=False)
+
+
+def train(args):
+    check_args(args)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    tf.random.set_seed(args.seed)
+    strategy = make_strategy()
+    n_batch_train = args.n_batch * args.n_gpu
+    check_replicas(n_batch_train, strategy.num_replicas_in_sync)
+
+    # Data: encode, size the context to the longest example, build the padded arrays.
+    text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
+    n_vocab, n_special = len(text_encoder.encoder), 3
+    clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = encode_dataset(
+        datasets[args.dataset](args.data_dir), encoder=text_encoder)
+    max_len = args.n_ctx // 2 - 2
+    n_ctx = min(context_length(trX1 + vaX1 + teX1, trX2 + vaX2 + teX2, trX3 + vaX3 + teX3, max_len), args.n_ctx)
+    trX, trM = transform_roc(trX1, trX2, trX3, n_vocab, n_ctx, max_len)
+    vaX, vaM = transform_roc(vaX1, vaX2, vaX3, n_vocab, n_ctx, max_len)
+    teX, teM = transform_roc(teX1, teX2, teX3, n_vocab, n_ctx, max_len)
+    n_train, n_valid = len(trY), len(vaY)
+    n_updates_total = (n_train // n_batch_train) * args.n_iter
+
+    # Model and optimiser, then the pretrained weights (the special rows are drawn even when none are loaded).
+    with strategy.scope():
+        model = Model(n_vocab, n_special, n_ctx, clf_token, n_embd=args.n_embd, n_head=args.n_head,
+                      n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
+                      resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop, afn=args.afn)
+        opt = opts[args.opt](model.params, lr=args.lr, t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e,
+                             schedule=lambda x: schedules[args.lr_schedule](x, warmup=args.lr_warmup),
+                             l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm)
+    if args.n_transfer == -1:
+        special_embeddings(n_special, args.n_embd)
+    else:
+        model.assign(transfer(load_openai_params(args.model_dir, n_ctx, n_special), args.n_transfer))
+
+    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed)
+    eval_step = make_eval_step(model)
+    logger = ResultLogger(os.path.join(args.log_dir, f'{args.desc}.jsonl'), **vars(args))
+    params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
+    if args.submit:
+        save_params(model, params_path)
+
+    best_score = 0.
+    n_updates = 0
+    n_epochs = 0
+
+    def log():
+        nonlocal best_score
+        tr_logits, tr_cost = iter_apply(eval_step, trX[:n_valid], trM[:n_valid], trY[:n_valid], n_batch_train)
+        va_logits, va_cost = iter_apply(eval_step, vaX, vaM, vaY, n_batch_train)
+        tr_acc, va_acc = accuracy(tr_logits, trY[:n_valid]), accuracy(va_logits, vaY)
+        logger.log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc,
+                   va_acc=va_acc)
+        print('%d %d %.3f %.3f %.2f %.2f' % (n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        if args.submit and va_acc > best_score:
+            best_score = va_acc
+            save_params(model, params_path)
+
+    for _ in range(args.n_iter):
+        # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module.
+        xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
+        for xmb, mmb, ymb in train_batches(strategy, xs, ms, ys, n_batch_train):
+            train_step(xmb, mmb, ymb)
+            n_updates += 1
+            if n_updates in EVAL_UPDATES and n_epochs == 0:
+                log()
+        n_epochs += 1
+        log()
+
+    if args.submit:
+        model.assign(joblib.load(params_path))
+        te_logits, _ = iter_apply(eval_step, teX, teM, np.zeros(len(teX), np.int32), n_batch_train)
+        submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
+        write_submission(submission_path, np.argmax(te_logits, 1))
+        if args.analysis:
+            analysis.rocstories(args.data_dir, submission_path, os.path.join(args.log_dir, f'{args.desc}.jsonl'))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(args)
+    try:
+        train(args)
+    except InputError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    main()
