@@ -29,9 +29,10 @@ def rocstories_csv(path):
     for i, line in enumerate(rows[1:], start=2):
         if len(line) != len(ROC_HEADER):
             raise InputError(f"{path}, line {i}: expected {len(ROC_HEADER)} columns, found {len(line)}: "
-                             "the file is cut or not a Story Cloze CSV")
+                             f"the file is cut or not a Story Cloze CSV: download it again from {ROC_URL}")
         if line[-1] not in ('1', '2'):
-            raise InputError(f"{path}, line {i}: the right ending must be 1 or 2, found {line[-1]!r}")
+            raise InputError(f"{path}, line {i}: the right ending must be 1 or 2, found {line[-1]!r}: "
+                             f"correct that line or download the file again from {ROC_URL}")
         st.append(' '.join(line[1:5]))
         ct1.append(line[5])
         ct2.append(line[6])
@@ -86,3 +87,28 @@ def transform_roc(X1, X2, X3, n_vocab, n_ctx, max_len):
         mmb[i, 1, :len(x13)] = 1
     xmb[:, :, :, 1] = np.arange(n_vocab + 3, n_vocab + 3 + n_ctx)
     return xmb, mmb
+
+
+def pack_roc(X1, X2, X3, n_vocab, max_len):
+    """Both choices of each example in one sequence for evaluation (Model.score_packed):
+    [_start_] story [_delimiter_] ending1 [_classify_] ending2 [_classify_], ending2's positions restarting
+    where ending1's began. Returns X int32 (n, T, 2), seg int32 (n, T) (0 story, 1 and 2 the endings, 3 padding)
+    and clf_idx int32 (n, 2), T the longest packed example."""
+    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
+    rows = []
+    for x1, x2, x3 in zip(X1, X2, X3):
+        prefix = [start] + x1[:max_len] + [delimiter]
+        e1, e2 = x2[:max_len] + [clf_token], x3[:max_len] + [clf_token]
+        positions = list(range(len(prefix) + len(e1))) + list(range(len(prefix), len(prefix) + len(e2)))
+        rows.append((prefix + e1 + e2, positions, [0] * len(prefix) + [1] * len(e1) + [2] * len(e2)))
+    T = max(len(tokens) for tokens, _, _ in rows)
+    X = np.zeros((len(rows), T, 2), dtype=np.int32)
+    seg = np.full((len(rows), T), 3, dtype=np.int32)
+    clf_idx = np.zeros((len(rows), 2), dtype=np.int32)
+    for i, (tokens, positions, segments) in enumerate(rows):
+        X[i, :len(tokens), 0] = tokens
+        X[i, :len(tokens), 1] = n_vocab + 3 + np.array(positions)
+        seg[i, :len(tokens)] = segments
+        clf_idx[i] = [segments.index(2) - 1, len(tokens) - 1]
+    X[:, :, 1] = np.where(seg == 3, n_vocab + 3, X[:, :, 1])
+    return X, seg, clf_idx

@@ -85,9 +85,24 @@ def check_args(args):
         raise InputError(f"--n_transfer {args.n_transfer} is more than the model's --n_layer {args.n_layer}")
     if args.analysis and not args.submit:
         raise InputError("--analysis reads the submission: pass --submit too")
+    check_output_dir('--log_dir', args.log_dir)
+    if args.submit:
+        check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))
+        check_output_dir('--submission_dir', args.submission_dir)
     for path in [args.encoder_path, args.bpe_path]:
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `python download.py --model_dir {args.model_dir}`")
+
+
+def check_output_dir(flag, path):
+    """InputError unless `path` is a folder, or can be made one, that the run can write in: checked before any
+    work, so that a bad folder never leaves the other outputs half-written."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output folder {path!r}: {probe!r} is not a writable folder; "
+                         f"choose another {flag}")
 
 
 def make_strategy():
