@@ -73,21 +73,32 @@ def merge_heads(x):
     return tf.reshape(x, [B, T, x.shape[-2] * x.shape[-1]])
 
 
-def mask_attn_weights(w):
-    """Causal mask as the original: w * b - 1e9 * (1 - b), b the lower triangle with the diagonal."""
-    n = tf.shape(w)[-1]
-    b = tf.linalg.band_part(tf.ones([n, n], w.dtype), -1, 0)
+def causal_mask(T):
+    """(T, T): 1 where query t may attend to key s (s <= t), the lower triangle with the diagonal."""
+    return tf.linalg.band_part(tf.ones([T, T]), -1, 0)
+
+
+def packed_mask(seg):
+    """(B, 1, T, T) mask of packed sequences, seg (B, T) the segment of each position: 0 the shared prefix,
+    1, 2, ... the continuations. Causal, and a continuation sees only the prefix and itself."""
+    T = tf.shape(seg)[1]
+    visible = tf.logical_or(tf.equal(seg[:, None, :], 0), tf.equal(seg[:, :, None], seg[:, None, :]))  # (B, T, T)
+    return (causal_mask(T) * tf.cast(visible, tf.float32))[:, None]
+
+
+def mask_attn_weights(w, b):
+    """The original's masking: w * b - 1e9 * (1 - b), so that softmax gives 0 where b is 0."""
     return w * b + -1e9 * (1 - b)
 
 
-def attn(x, p, n_head, attn_pdrop, resid_pdrop, train, seeds):
-    """Masked multi-head self-attention with its output projection: (B, T, C) -> (B, T, C)."""
+def attn(x, b, p, n_head, attn_pdrop, resid_pdrop, train, seeds):
+    """Masked multi-head self-attention with its output projection: (B, T, C) -> (B, T, C); b the mask."""
     c = conv1d(x, p['attn/c_attn/w'], p['attn/c_attn/b'])           # (B, T, 3C)
     q, k, v = tf.split(c, 3, axis=2)
     q, k, v = split_heads(q, n_head), split_heads(k, n_head), split_heads(v, n_head)  # (B, H, T, D)
     w = tf.matmul(q, k, transpose_b=True)                              # (B, H, T, T)
     w = w * tf.math.rsqrt(tf.cast(v.shape[-1], w.dtype))
-    w = mask_attn_weights(w)
+    w = mask_attn_weights(w, b)
     w = tf.nn.softmax(w)
     w = dropout(w, attn_pdrop, train, seeds)
     a = merge_heads(tf.matmul(w, v))                                   # (B, T, C)
@@ -102,9 +113,9 @@ def mlp(x, p, act, resid_pdrop, train, seeds):
     return dropout(h2, resid_pdrop, train, seeds)
 
 
-def block(x, p, n_head, act, attn_pdrop, resid_pdrop, train, seeds):
+def block(x, b, p, n_head, act, attn_pdrop, resid_pdrop, train, seeds):
     """One post-LayerNorm transformer block."""
-    a = attn(x, p, n_head, attn_pdrop, resid_pdrop, train, seeds)
+    a = attn(x, b, p, n_head, attn_pdrop, resid_pdrop, train, seeds)
     n = norm(x + a, p['ln_1/g'], p['ln_1/b'])
     m = mlp(n, p, act, resid_pdrop, train, seeds)
     return norm(n + m, p['ln_2/g'], p['ln_2/b'])
@@ -149,9 +160,10 @@ class Model(tf.Module):
         self.clf_b = var(tf.zeros([1]), 'clf/b')
         self.params = [self.we] + [p[k] for p in self.h for k in LAYER_PARAMS] + [self.clf_w, self.clf_b]
 
-    def __call__(self, X, M, Y, train=False, seed=None):
+    def __call__(self, X, M, Y, train=False, seed=None, masked_lm=False):
         """X int32 (n, 2, T, 2), M float32 (n, 2, T), Y int32 (n) with T <= n_ctx ->
-        clf_logits (n, 2), clf_losses (n), lm_losses (2n). `seed` (int32 (2,)) seeds the dropout masks."""
+        clf_logits (n, 2), clf_losses (n), lm_losses (2n). `seed` (int32 (2,)) seeds the dropout masks.
+        masked_lm computes the LM head only where M is 1: the same losses with less work."""
         if train and seed is None:
             seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
         seeds = Seeds(seed)
@@ -159,27 +171,52 @@ class Model(tf.Module):
         T = tf.shape(X)[2]
         X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = 2n
         M = tf.reshape(M, [-1, T])
-
-        h = embed(X, we)                                             # (B, T, C)
-        for p in self.h:
-            h = block(h, p, self.n_head, self.act, self.attn_pdrop, self.resid_pdrop, train, seeds)
-
-        lm_h = tf.reshape(h[:, :-1], [-1, self.n_embd])              # (B * (T-1), C)
-        lm_logits = tf.matmul(lm_h, we, transpose_b=True)            # every row of we: tokens, specials, positions
-        lm_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.reshape(X[:, 1:, 0], [-1]), logits=lm_logits)
-        lm_losses = tf.reshape(lm_losses, [-1, T - 1])
-        lm_losses = tf.reduce_sum(lm_losses * M[:, 1:], 1) / tf.reduce_sum(M[:, 1:], 1)   # (B)
-
+        h = self.transformer(X, we, causal_mask(T), train, seeds)   # (B, T, C)
+        lm_losses = self.lm_losses(h, we, X, M, masked_lm)           # (B)
         pool_idx = tf.argmax(tf.cast(tf.equal(X[:, :, 0], self.clf_token), tf.float32), 1, output_type=tf.int32)
         clf_h = tf.gather(h, pool_idx, batch_dims=1)                 # (B, C)
-        clf_h = tf.reshape(clf_h, [-1, 2, self.n_embd])              # (n, 2, C)
-        clf_h = dropout(clf_h, self.clf_pdrop, train, seeds,         # one mask shared by both choices
-                        noise_shape=tf.concat([tf.shape(clf_h)[:1], [1, self.n_embd]], 0))
-        clf_h = tf.reshape(clf_h, [-1, self.n_embd])
-        clf_logits = tf.reshape(tf.matmul(clf_h, self.clf_w) + self.clf_b, [-1, 2])   # (n, 2)
+        clf_logits = self.clf(tf.reshape(clf_h, [-1, 2, self.n_embd]), train, seeds)   # (n, 2)
         clf_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=clf_logits)
         return clf_logits, clf_losses, lm_losses
+
+    def score_packed(self, X, seg, clf_idx, Y):
+        """Evaluation of packed examples, each [_start_] story [_delimiter_] ending1 [_classify_] ending2
+        [_classify_] with ending2's positions restarting after the delimiter: X int32 (n, T, 2), seg int32 (n, T)
+        (packed_mask), clf_idx int32 (n, 2) the two _classify_ positions. Without dropout the two choices share
+        the story's hidden states exactly, so this equals __call__'s clf_logits and clf_losses at less cost."""
+        h = self.transformer(X, self.we, packed_mask(seg), False, None)              # (n, T, C)
+        clf_logits = self.clf(tf.gather(h, clf_idx, batch_dims=1), False, None)       # (n, 2)
+        return clf_logits, tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=clf_logits)
+
+    def transformer(self, X, we, b, train, seeds):
+        """Hidden states (B, T, C) of X (B, T, 2) under the attention mask b."""
+        h = embed(X, we)
+        for p in self.h:
+            h = block(h, b, p, self.n_head, self.act, self.attn_pdrop, self.resid_pdrop, train, seeds)
+        return h
+
+    def lm_losses(self, h, we, X, M, masked):
+        """Per-sequence mean LM loss (B) of predicting X[:, 1:, 0] from h[:, :-1] over every row of we (tokens,
+        specials and positions), weighted by M[:, 1:]. masked: only the rows where M[:, 1:] is 1."""
+        targets, weights = X[:, 1:, 0], M[:, 1:]
+        if masked:
+            idx = tf.where(weights > 0)                                             # (K, 2)
+            logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), we, transpose_b=True)  # (K, V)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(targets, idx), logits=logits)
+            total = tf.math.unsorted_segment_sum(losses * tf.gather_nd(weights, idx), idx[:, 0], tf.shape(h)[0])
+        else:
+            logits = tf.matmul(tf.reshape(h[:, :-1], [-1, self.n_embd]), we, transpose_b=True)   # (B*(T-1), V)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(targets, [-1]), logits=logits)
+            total = tf.reduce_sum(tf.reshape(losses, tf.shape(targets)) * weights, 1)
+        return total / tf.reduce_sum(weights, 1)
+
+    def clf(self, clf_h, train, seeds):
+        """Logits (n, 2) of the two choices' hidden states clf_h (n, 2, C); in training, dropout with one mask
+        shared by the two choices of an example."""
+        clf_h = dropout(clf_h, self.clf_pdrop, train, seeds,
+                        noise_shape=tf.concat([tf.shape(clf_h)[:1], [1, self.n_embd]], 0))
+        clf_logits = tf.matmul(tf.reshape(clf_h, [-1, self.n_embd]), self.clf_w) + self.clf_b
+        return tf.reshape(clf_logits, [-1, 2])
 
     def assign(self, arrays):
         """Set the first len(arrays) params (original order) from numpy arrays, checking every shape."""

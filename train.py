@@ -13,7 +13,7 @@ from sklearn.utils import shuffle
 from tqdm import tqdm
 
 import analysis
-from datasets import context_length, rocstories, transform_roc
+from datasets import context_length, pack_roc, rocstories, transform_roc
 from model import Model, act_fns, load_openai_params, special_embeddings, transfer
 from opt import Adam, schedules
 from text_utils import TextEncoder
@@ -65,6 +65,10 @@ def parse_args(argv=None):
     parser.add_argument('--b2', type=float, default=0.999)
     parser.add_argument('--e', type=float, default=1e-8)
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
+    parser.add_argument('--padded', action='store_true',
+                        help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
+                             "both choices of an example scored separately (same numbers, slower)")
+    parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
     args = parser.parse_args(argv)
     args.desc = args.desc or args.dataset
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
@@ -106,8 +110,9 @@ def check_output_dir(flag, path):
 
 
 def make_strategy():
-    """MirroredStrategy over the visible GPUs; the default (one-device) strategy on a CPU-only machine."""
-    if tf.config.list_logical_devices('GPU'):
+    """MirroredStrategy over the visible GPUs when there are several; else the default strategy (one GPU, or
+    the CPU), whose plain variables let the optimiser fuse its update."""
+    if len(tf.config.list_logical_devices('GPU')) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -126,7 +131,7 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
     return tf.reduce_mean(clf_losses)
 
 
-def make_train_step(model, opt, strategy, lm_coef, seed):
+def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, jit_compile=False):
     """A tf.function doing one update from a global batch already split over the replicas: each replica's
     gradient of its tower loss, averaged over the replicas (the gradient of the mean over the global batch),
     then one Adam update. Dropout masks are seeded by (seed, update number, replica)."""
@@ -136,10 +141,12 @@ def make_train_step(model, opt, strategy, lm_coef, seed):
         step_seed = tf.random.experimental.stateless_fold_in(
             tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)]), replica)
         with tf.GradientTape() as tape:
-            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=step_seed)
+            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=step_seed, masked_lm=masked_lm)
             loss = tower_loss(clf_losses, lm_losses, lm_coef)
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)]
         return grads, tf.reduce_mean(clf_losses)
+
+    replica_step = tf.function(replica_step, jit_compile=jit_compile) if jit_compile else replica_step
 
     @tf.function
     def train_step(X, M, Y):
@@ -152,27 +159,34 @@ def make_train_step(model, opt, strategy, lm_coef, seed):
     return train_step
 
 
-def make_eval_step(model):
-    """A tf.function scoring a batch of any size without dropout: (clf_logits, clf_losses)."""
+def make_eval_step(model, packed, jit_compile=False, multiple=1):
+    """A function scoring a batch of any size without dropout -> (clf_logits, clf_losses). packed: the batch is
+    pack_roc's (X, seg, clf_idx, Y), cut to its longest example (rounded up to a multiple of `multiple`), else
+    transform_roc's (X, M, Y) as the original."""
+    if not packed:
+        return tf.function(lambda X, M, Y: model(X, M, Y, train=False)[:2], jit_compile=jit_compile,
+                           input_signature=[tf.TensorSpec([None, 2, None, 2], tf.int32),
+                                            tf.TensorSpec([None, 2, None], tf.float32), tf.TensorSpec([None], tf.int32)])
+    score = tf.function(model.score_packed, jit_compile=jit_compile,
+                        input_signature=[tf.TensorSpec([None, None, 2], tf.int32), tf.TensorSpec([None, None], tf.int32),
+                                         tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32)])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 2, None, 2], tf.int32),
-                                  tf.TensorSpec([None, 2, None], tf.float32),
-                                  tf.TensorSpec([None], tf.int32)])
-    def eval_step(X, M, Y):
-        clf_logits, clf_losses, _ = model(X, M, Y, train=False)
-        return clf_logits, clf_losses
+    def eval_step(X, seg, clf_idx, Y):
+        T = min(-(-int(np.max(np.sum(seg != 3, 1))) // multiple) * multiple, seg.shape[1])
+        return score(X[:, :T], seg[:, :T], clf_idx, Y)
 
     return eval_step
 
 
-def iter_apply(eval_step, Xs, Ms, Ys, n_batch):
-    """Logits (n, 2) and the mean classifier loss over a set, in batches of n_batch (the last one partial)."""
+def iter_apply(eval_step, inputs, Y, n_batch):
+    """Logits (n, 2) and the mean classifier loss over a set, in batches of n_batch (the last one partial);
+    `inputs` the arrays that eval_step takes before Y."""
     logits, losses = [], []
-    for xmb, mmb, ymb in iter_data(Xs, Ms, Ys, n_batch=n_batch, truncate=False, verbose=True):
-        clf_logits, clf_losses = eval_step(xmb, mmb, ymb)
+    for *xs, ymb in iter_data(*inputs, Y, n_batch=n_batch, truncate=False, verbose=True):
+        clf_logits, clf_losses = eval_step(*xs, ymb)
         logits.append(clf_logits.numpy())
         losses.append(clf_losses.numpy())
-    return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / len(Ys)
+    return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / len(Y)
 
 
 def accuracy(logits, Y):
@@ -192,9 +206,20 @@ def write_submission(path, predictions):
             f.write(f'{i}\t{prediction}\n')
 
 
-def train_batches(strategy, X, M, Y, n_batch_train):
-    """The full batches of one epoch in order, each split evenly over the replicas, prefetched, with a bar."""
+def trim(X, M, Y, multiple=1):
+    """A batch cut to its longest sequence (rounded up to a multiple of `multiple`): with causal attention the
+    positions after the last real token change nothing."""
+    T = tf.cast(tf.reduce_max(tf.reduce_sum(M, -1)), tf.int32)
+    T = tf.minimum((T + multiple - 1) // multiple * multiple, tf.shape(M)[-1])
+    return X[:, :, :T], M[:, :, :T], Y
+
+
+def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
+    """The full batches of one epoch in order, each split evenly over the replicas, prefetched, with a bar;
+    trimmed: each cut to its longest sequence."""
     dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
+    if trimmed:
+        dataset = dataset.map(lambda X, M, Y: trim(X, M, Y, multiple))
     return tqdm(strategy.experimental_distribute_dataset(dataset.prefetch(2)), total=len(X) // n_batch_train,
                 file=sys.stderr, ncols=80, leave=False)
 
@@ -217,9 +242,16 @@ def train(args):
     max_len = args.n_ctx // 2 - 2
     n_ctx = min(context_length(trX1 + vaX1 + teX1, trX2 + vaX2 + teX2, trX3 + vaX3 + teX3, max_len), args.n_ctx)
     trX, trM = transform_roc(trX1, trX2, trX3, n_vocab, n_ctx, max_len)
-    vaX, vaM = transform_roc(vaX1, vaX2, vaX3, n_vocab, n_ctx, max_len)
-    teX, teM = transform_roc(teX1, teX2, teX3, n_vocab, n_ctx, max_len)
     n_train, n_valid = len(trY), len(vaY)
+
+    def eval_inputs(X1, X2, X3):  # both choices in one packed sequence, or the original's two padded ones
+        if args.padded:
+            return transform_roc(X1, X2, X3, n_vocab, n_ctx, max_len)
+        return pack_roc(X1, X2, X3, n_vocab, max_len)
+
+    tr_eval = eval_inputs(trX1[:n_valid], trX2[:n_valid], trX3[:n_valid])  # the first n_valid, in split order
+    va_eval = eval_inputs(vaX1, vaX2, vaX3)
+    te_eval = eval_inputs(teX1, teX2, teX3)
     n_updates_total = (n_train // n_batch_train) * args.n_iter
 
     # Model and optimiser, then the pretrained weights (the special rows are drawn even when none are loaded).
@@ -235,8 +267,10 @@ def train(args):
     else:
         model.assign(transfer(load_openai_params(args.model_dir, n_ctx, n_special), args.n_transfer))
 
-    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed)
-    eval_step = make_eval_step(model)
+    multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
+    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed,
+                                 masked_lm=not (args.padded or args.xla), jit_compile=args.xla)
+    eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
     logger = ResultLogger(os.path.join(args.log_dir, f'{args.desc}.jsonl'), **vars(args))
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
     if args.submit:
@@ -248,8 +282,8 @@ def train(args):
 
     def log():
         nonlocal best_score
-        tr_logits, tr_cost = iter_apply(eval_step, trX[:n_valid], trM[:n_valid], trY[:n_valid], n_batch_train)
-        va_logits, va_cost = iter_apply(eval_step, vaX, vaM, vaY, n_batch_train)
+        tr_logits, tr_cost = iter_apply(eval_step, tr_eval, trY[:n_valid], n_batch_train)
+        va_logits, va_cost = iter_apply(eval_step, va_eval, vaY, n_batch_train)
         tr_acc, va_acc = accuracy(tr_logits, trY[:n_valid]), accuracy(va_logits, vaY)
         logger.log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc,
                    va_acc=va_acc)
@@ -261,7 +295,7 @@ def train(args):
     for _ in range(args.n_iter):
         # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module.
         xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
-        for xmb, mmb, ymb in train_batches(strategy, xs, ms, ys, n_batch_train):
+        for xmb, mmb, ymb in train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded, multiple):
             train_step(xmb, mmb, ymb)
             n_updates += 1
             if n_updates in EVAL_UPDATES and n_epochs == 0:
@@ -271,7 +305,7 @@ def train(args):
 
     if args.submit:
         model.assign(joblib.load(params_path))
-        te_logits, _ = iter_apply(eval_step, teX, teM, np.zeros(len(teX), np.int32), n_batch_train)
+        te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train)
         submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
         write_submission(submission_path, np.argmax(te_logits, 1))
         if args.analysis:

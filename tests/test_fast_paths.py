@@ -1,0 +1,130 @@
+"""The default computation (trimmed batches, LM head on real tokens only, both choices packed in one sequence for
+evaluation, fused Adam) gives the original's numbers: against the NumPy reference and against the padded path."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train
+from datasets import pack_roc, transform_roc
+from opt import Adam, warmup_linear
+from tests import reference
+from tests.test_model import CLF_TOKEN, N_HEAD, N_VOCAB, Y0, M0, X0, make_model, random_examples, random_params
+from tests.test_train import tiny_run_files
+
+
+def test_masked_lm_head_gives_the_original_losses():
+    model = make_model()
+    full = model(X0, M0, Y0)
+    masked = model(X0, M0, Y0, masked_lm=True)
+    np.testing.assert_allclose(masked[2], full[2], rtol=1e-5)
+    np.testing.assert_allclose(masked[2], reference.forward(random_params(), X0, M0, Y0, N_HEAD, CLF_TOKEN)[2],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(masked[0], full[0])
+
+
+def test_packed_evaluation_scores_both_choices_as_two_sequences():
+    examples = random_examples(seed=3, n=5)
+    X1, X2, X3 = zip(*examples)
+    Y = np.array([0, 1, 1, 0, 1], np.int32)
+    X, M = transform_roc(X1, X2, X3, N_VOCAB, n_ctx=16, max_len=6)
+    Xp, seg, clf_idx = pack_roc(X1, X2, X3, N_VOCAB, max_len=6)
+    # the packed row: story, ending 1, ending 2 (positions restart after the delimiter), two _classify_ tokens
+    story, e1, e2 = X1[1][:6], X2[1][:6], X3[1][:6]
+    n = len(story) + 2
+    assert list(Xp[1, :n + len(e1) + len(e2) + 2, 0]) == [N_VOCAB] + story + [N_VOCAB + 1] + e1 + [CLF_TOKEN] + e2 + [CLF_TOKEN]
+    assert list(Xp[1, n + len(e1) + 1:n + len(e1) + len(e2) + 2, 1] - N_VOCAB - 3) == list(range(n, n + len(e2) + 1))
+    assert list(clf_idx[1]) == [n + len(e1), n + len(e1) + len(e2) + 1]
+
+    model = make_model()
+    logits, losses, _ = model(X, M, Y)
+    packed_logits, packed_losses = model.score_packed(Xp, seg, clf_idx, Y)
+    np.testing.assert_allclose(packed_logits, logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(packed_losses, losses, rtol=1e-5, atol=1e-6)
+    ref_logits = reference.forward(random_params(), X, M, Y, N_HEAD, CLF_TOKEN)[0]
+    np.testing.assert_allclose(packed_logits, ref_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_mask_keeps_the_endings_apart():
+    seg = tf.constant([[0, 0, 1, 1, 2, 2, 3]])
+    b = train.tf.squeeze(__import__('model').packed_mask(seg)).numpy()
+    assert b[4, 2] == 0 and b[4, 3] == 0       # ending 2 does not see ending 1
+    assert b[4, 0] == 1 and b[4, 1] == 1 and b[5, 4] == 1 and b[4, 5] == 0  # it sees the story and its own past
+    assert b[3, 2] == 1 and b[3, 4] == 0       # ending 1 is causal
+
+
+def test_trim_cuts_a_batch_to_its_longest_sequence():
+    X = np.zeros((2, 2, 10, 2), np.int32)
+    M = np.zeros((2, 2, 10), np.float32)
+    M[0, 1, :6] = 1
+    M[1, 0, :3] = 1
+    Xt, Mt, _ = train.trim(X, M, np.zeros(2, np.int32))
+    assert Xt.shape == (2, 2, 6, 2) and Mt.shape == (2, 2, 6)
+    assert train.trim(X, M, None, multiple=4)[1].shape[-1] == 8
+    M[1, 1, :9] = 1
+    assert train.trim(X, M, None, multiple=8)[1].shape[-1] == 10  # 9 rounds up to 16, but never past n_ctx
+
+
+@pytest.mark.parametrize('fused', [False, True])
+def test_trimmed_masked_steps_match_padded_steps(fused):
+    """Three updates on trimmed batches with the masked LM head (fused or op-by-op Adam) leave the parameters
+    the original's padded steps leave."""
+    from tests.test_train import HP, assert_params_close, batches, new_model
+    X, M, Y = batches()
+    results = []
+    strategy = tf.distribute.get_strategy()
+    for trimmed, kw in [(False, dict(fused=False)), (True, dict(fused=fused))]:
+        model = new_model()
+        model.assign(random_params_for(model))
+        opt = Adam(model.params, schedule=warmup_linear, **HP, **kw)
+        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0, masked_lm=trimmed)
+        shapes = []
+        for xmb, mmb, ymb in train.train_batches(strategy, X, M, Y, 4, trimmed=trimmed):
+            shapes.append(xmb.shape[2])
+            step(xmb, mmb, ymb)
+        results.append((model.params, shapes))
+    assert max(results[1][1]) < X.shape[2]  # the batches really were cut
+    assert_params_close(results[1][0], [p.numpy() for p in results[0][0]])
+
+
+def random_params_for(model, seed=0):
+    rng = np.random.RandomState(seed)
+    return [(rng.randn(*p.shape) * 0.3).astype(np.float32) for p in model.params]
+
+
+def test_fused_adam_is_the_same_update():
+    rng = np.random.RandomState(0)
+    values = [rng.randn(4, 3).astype(np.float32), rng.randn(5).astype(np.float32)]
+    grads = [rng.randn(4, 3).astype(np.float32), rng.randn(5).astype(np.float32)]
+    out = []
+    for fused in [False, True]:
+        params = [tf.Variable(v) for v in values]
+        opt = Adam(params, 1e-3, warmup_linear, 10, l2=0.1, max_grad_norm=1, fused=fused)
+        for _ in range(3):
+            opt.apply(grads)
+        out.append([p.numpy() for p in params + opt.m + opt.v])
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
+    """train.py by default and with --padded (the original's computation) log the same costs and accuracies."""
+    monkeypatch.setattr('tests.test_train.shared_path', lambda *parts: None)  # small generated data: fast
+    data_dir, encoder_path, bpe_path, _, n_batch, _, _ = tiny_run_files(tmp_path)
+    logs = []
+    for flags in [[], ['--padded']]:
+        log_dir = str(tmp_path / ('log' + ''.join(flags)))
+        train.main(['--desc', 'tiny', '--n_iter', '2', '--n_batch', str(n_batch), '--n_embd', '32', '--n_head', '4',
+                    '--n_layer', '2', '--n_transfer', '2', '--embd_pdrop', '0', '--attn_pdrop', '0',
+                    '--resid_pdrop', '0', '--clf_pdrop', '0', '--data_dir', data_dir,
+                    '--model_dir', str(tmp_path / 'model'), '--encoder_path', encoder_path, '--bpe_path', bpe_path,
+                    '--log_dir', log_dir] + flags)
+        with open(os.path.join(log_dir, 'tiny.jsonl')) as f:
+            logs.append([json.loads(line) for line in f][1:])
+    assert len(logs[0]) == 2
+    for fast, padded in zip(*logs):
+        assert (fast['n_epochs'], fast['n_updates']) == (padded['n_epochs'], padded['n_updates'])
+        for k in ['tr_cost', 'va_cost', 'tr_acc', 'va_acc']:
+            assert fast[k] == pytest.approx(padded[k], rel=1e-4, abs=1e-4), k
