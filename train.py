@@ -110,8 +110,11 @@ def check_output_dir(flag, path):
 
 
 def make_strategy():
-    """MirroredStrategy over the visible GPUs when there are several; else the default strategy (one GPU, or
-    the CPU), whose plain variables let the optimiser fuse its update."""
+    """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster of workers; MirroredStrategy over the
+    visible GPUs when there are several; else the default strategy (one GPU, or the CPU), whose plain variables
+    let the optimiser fuse its update."""
+    if 'TF_CONFIG' in os.environ:
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if len(tf.config.list_logical_devices('GPU')) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -215,12 +218,20 @@ def trim(X, M, Y, multiple=1):
 
 
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
-    """The full batches of one epoch in order, each split evenly over the replicas, prefetched, with a bar;
-    trimmed: each cut to its longest sequence."""
+    """The full batches of one epoch in order, prefetched, with a bar, each split over the replicas: replica r
+    of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, as the original's towers;
+    trimmed: each batch cut to its longest sequence."""
     dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
     if trimmed:
         dataset = dataset.map(lambda X, M, Y: trim(X, M, Y, multiple))
-    return tqdm(strategy.experimental_distribute_dataset(dataset.prefetch(2)), total=len(X) // n_batch_train,
+
+    def split(batch):
+        def replica_rows(ctx):
+            k = n_batch_train // ctx.num_replicas_in_sync
+            return tuple(x[ctx.replica_id_in_sync_group * k:(ctx.replica_id_in_sync_group + 1) * k] for x in batch)
+        return strategy.experimental_distribute_values_from_function(replica_rows)
+
+    return tqdm((split(batch) for batch in dataset.prefetch(2)), total=len(X) // n_batch_train,
                 file=sys.stderr, ncols=80, leave=False)
 
 
