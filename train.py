@@ -2,6 +2,8 @@
     python train.py --dataset rocstories --desc rocstories --submit --analysis
 """
 import argparse
+import itertools
+import json
 import os
 import random
 import sys
@@ -69,6 +71,16 @@ def parse_args(argv=None):
                         help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
                              "both choices of an example scored separately (same numbers, slower)")
     parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic ops: two runs with the same seed give bit-identical results')
+    parser.add_argument('--accum_steps', type=int, default=1,
+                        help="split each replica's share of the batch into this many parts, accumulating gradients")
+    parser.add_argument('--save_every', type=int, default=0,
+                        help='checkpoint every N updates and at the end of each epoch (0: never)')
+    parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')
+    parser.add_argument('--restore', type=str, help='start from the parameters in this best_params.jl')
+    parser.add_argument('--eval_only', action='store_true',
+                        help='no training: score the valid set and predict the test set (with --restore)')
     args = parser.parse_args(argv)
     args.desc = args.desc or args.dataset
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
@@ -87,11 +99,16 @@ def check_args(args):
             raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if args.n_transfer > args.n_layer:
         raise InputError(f"--n_transfer {args.n_transfer} is more than the model's --n_layer {args.n_layer}")
-    if args.analysis and not args.submit:
+    if args.analysis and not (args.submit or args.eval_only):
         raise InputError("--analysis reads the submission: pass --submit too")
+    if args.accum_steps < 1 or args.save_every < 0:
+        raise InputError("--accum_steps must be at least 1 and --save_every at least 0")
+    if args.restore and not os.path.isfile(args.restore):
+        raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
     check_output_dir('--log_dir', args.log_dir)
-    if args.submit:
+    if args.submit or args.save_every or args.resume:
         check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))
+    if args.submit or args.eval_only:
         check_output_dir('--submission_dir', args.submission_dir)
     for path in [args.encoder_path, args.bpe_path]:
         if not os.path.isfile(path):
@@ -120,11 +137,14 @@ def make_strategy():
     return tf.distribute.get_strategy()
 
 
-def check_replicas(n_batch_train, n_replicas):
+def check_replicas(n_batch_train, n_replicas, accum_steps=1):
     if n_batch_train % n_replicas:
         raise InputError(f"the global batch n_batch * n_gpu = {n_batch_train} cannot be split evenly over "
                          f"{n_replicas} devices: choose --n_batch and --n_gpu so that their product is a "
                          f"multiple of {n_replicas}")
+    if (n_batch_train // n_replicas) % accum_steps:
+        raise InputError(f"each of the {n_replicas} devices gets {n_batch_train // n_replicas} examples per update, "
+                         f"which --accum_steps {accum_steps} cannot split evenly: choose a divisor")
 
 
 def tower_loss(clf_losses, lm_losses, lm_coef):
@@ -134,30 +154,42 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
     return tf.reduce_mean(clf_losses)
 
 
-def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, jit_compile=False):
+def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, jit_compile=False, accum_steps=1):
     """A tf.function doing one update from a global batch already split over the replicas: each replica's
-    gradient of its tower loss, averaged over the replicas (the gradient of the mean over the global batch),
-    then one Adam update. Dropout masks are seeded by (seed, update number, replica)."""
+    gradient of its tower loss (accumulated over accum_steps equal parts of its share), averaged over the
+    replicas (the gradient of the mean over the global batch), then one Adam update. Dropout masks are seeded by
+    (seed, update number, replica, part). Returns the mean classifier loss, lrt and the gradient's global norm."""
+
+    def part_grads(X, M, Y, part_seed):
+        with tf.GradientTape() as tape:
+            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=part_seed, masked_lm=masked_lm)
+            loss = tower_loss(clf_losses, lm_losses, lm_coef)
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)], tf.reduce_mean(clf_losses)
+
+    part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads
 
     def replica_step(X, M, Y):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         step_seed = tf.random.experimental.stateless_fold_in(
             tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)]), replica)
-        with tf.GradientTape() as tape:
-            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=step_seed, masked_lm=masked_lm)
-            loss = tower_loss(clf_losses, lm_losses, lm_coef)
-        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)]
-        return grads, tf.reduce_mean(clf_losses)
+        if accum_steps == 1:
+            return part_grads(X, M, Y, step_seed)
+        n = tf.shape(X)[0] // accum_steps
+        grads, cost = [tf.zeros_like(p) for p in model.params], 0.
+        for k in tf.range(accum_steps):  # a loop in the graph: one part's activations alive at a time
+            part = slice(k * n, (k + 1) * n)
+            g, c = part_grads(X[part], M[part], Y[part], tf.random.experimental.stateless_fold_in(step_seed, k))
+            grads, cost = [a + b / accum_steps for a, b in zip(grads, g)], cost + c / accum_steps
+        return grads, cost
 
-    replica_step = tf.function(replica_step, jit_compile=jit_compile) if jit_compile else replica_step
-
-    @tf.function
+    @tf.function(reduce_retracing=True)  # trimmed batches vary in length: one trace for all of them
     def train_step(X, M, Y):
         grads, cost = strategy.run(replica_step, args=(X, M, Y))
         grads = strategy.reduce(tf.distribute.ReduceOp.MEAN, grads, axis=None)
         cost = strategy.reduce(tf.distribute.ReduceOp.MEAN, cost, axis=None)
+        grad_norm = tf.linalg.global_norm(grads)
         lrt = opt.apply(grads)
-        return cost, lrt
+        return cost, lrt, grad_norm
 
     return train_step
 
@@ -209,6 +241,36 @@ def write_submission(path, predictions):
             f.write(f'{i}\t{prediction}\n')
 
 
+def write_probabilities(path, logits):
+    """The softmax of each test example's two logits, beside the submission."""
+    probs = tf.nn.softmax(logits).numpy()
+    with atomic_write(path) as f:
+        f.write('index\tp0\tp1\n')
+        for i, (p0, p1) in enumerate(probs):
+            f.write(f'{i}\t{p0:.6f}\t{p1:.6f}\n')
+
+
+class RunState(tf.train.experimental.PythonState):
+    """Where a run stands, saved in its checkpoints: updates and epochs done, the best validation accuracy,
+    evaluations logged, and numpy's generator at the start of the current epoch (it drew that epoch's order)."""
+
+    def __init__(self):
+        self.n_updates, self.n_epochs, self.best_score, self.n_logged = 0, 0, 0., 0
+        self.epoch_rng = np.random.get_state()
+
+    def serialize(self):
+        name, keys, pos, has_gauss, cached = self.epoch_rng
+        return json.dumps(dict(n_updates=self.n_updates, n_epochs=self.n_epochs, best_score=self.best_score,
+                               n_logged=self.n_logged, epoch_rng=[name, keys.tolist(), pos, has_gauss, cached]))
+
+    def deserialize(self, string_value):
+        state = json.loads(string_value)
+        self.n_updates, self.n_epochs = state['n_updates'], state['n_epochs']
+        self.best_score, self.n_logged = state['best_score'], state['n_logged']
+        name, keys, pos, has_gauss, cached = state['epoch_rng']
+        self.epoch_rng = (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
 def trim(X, M, Y, multiple=1):
     """A batch cut to its longest sequence (rounded up to a multiple of `multiple`): with causal attention the
     positions after the last real token change nothing."""
@@ -240,9 +302,11 @@ def train(args):
     random.seed(args.seed)
     np.random.seed(args.seed)
     tf.random.set_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = make_strategy()
     n_batch_train = args.n_batch * args.n_gpu
-    check_replicas(n_batch_train, strategy.num_replicas_in_sync)
+    check_replicas(n_batch_train, strategy.num_replicas_in_sync, args.accum_steps)
 
     # Data: encode, size the context to the longest example, build the padded arrays.
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
@@ -278,49 +342,82 @@ def train(args):
     else:
         model.assign(transfer(load_openai_params(args.model_dir, n_ctx, n_special), args.n_transfer))
 
+    if args.restore:
+        model.assign(joblib.load(args.restore))
+
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
-    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed,
-                                 masked_lm=not (args.padded or args.xla), jit_compile=args.xla)
+    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
+                                 jit_compile=args.xla, accum_steps=args.accum_steps)
     eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
-    logger = ResultLogger(os.path.join(args.log_dir, f'{args.desc}.jsonl'), **vars(args))
+    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
-    if args.submit:
+    state = RunState()
+    checkpoint = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, opt=opt, state=state),
+                                            os.path.join(args.save_dir, args.desc, 'checkpoints'), max_to_keep=1)
+    if args.resume:
+        if checkpoint.latest_checkpoint is None:
+            raise InputError(f"--resume: no checkpoint in {checkpoint.directory!r}: start the run without --resume "
+                             "(with --save_every N to make checkpoints)")
+        checkpoint.checkpoint.restore(checkpoint.latest_checkpoint).assert_consumed()
+        logger = ResultLogger.resume(log_path, state.n_logged)
+    else:
+        logger = ResultLogger(log_path, **vars(args))
+    summaries = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
+    if args.submit and not args.resume:
         save_params(model, params_path)
 
-    best_score = 0.
-    n_updates = 0
-    n_epochs = 0
-
     def log():
-        nonlocal best_score
         tr_logits, tr_cost = iter_apply(eval_step, tr_eval, trY[:n_valid], n_batch_train)
         va_logits, va_cost = iter_apply(eval_step, va_eval, vaY, n_batch_train)
         tr_acc, va_acc = accuracy(tr_logits, trY[:n_valid]), accuracy(va_logits, vaY)
-        logger.log(n_epochs=n_epochs, n_updates=n_updates, tr_cost=tr_cost, va_cost=va_cost, tr_acc=tr_acc,
-                   va_acc=va_acc)
-        print('%d %d %.3f %.3f %.2f %.2f' % (n_epochs, n_updates, tr_cost, va_cost, tr_acc, va_acc))
-        if args.submit and va_acc > best_score:
-            best_score = va_acc
+        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
+                   tr_acc=tr_acc, va_acc=va_acc)
+        state.n_logged += 1
+        print('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        with summaries.as_default(step=state.n_updates):
+            for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
+                tf.summary.scalar('eval/' + name, value)
+        if args.submit and va_acc > state.best_score:
+            state.best_score = va_acc
             save_params(model, params_path)
 
-    for _ in range(args.n_iter):
-        # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module.
-        xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
-        for xmb, mmb, ymb in train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded, multiple):
-            train_step(xmb, mmb, ymb)
-            n_updates += 1
-            if n_updates in EVAL_UPDATES and n_epochs == 0:
-                log()
-        n_epochs += 1
+    if args.eval_only:
         log()
+    n_batches = n_train // n_batch_train
+    while state.n_epochs < args.n_iter and not args.eval_only:
+        # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
+        # resumed run draws the same order from the generator's state saved at the epoch's start.
+        np.random.set_state(state.epoch_rng)
+        xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
+        done = state.n_updates - state.n_epochs * n_batches
+        for xmb, mmb, ymb in itertools.islice(train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded,
+                                                            multiple), done, None):
+            cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
+            state.n_updates += 1
+            with summaries.as_default(step=state.n_updates):
+                tf.summary.scalar('train/clf_cost', cost)
+                tf.summary.scalar('train/lr', lrt)
+                tf.summary.scalar('train/grad_norm', grad_norm)
+            if state.n_updates in EVAL_UPDATES and state.n_epochs == 0:
+                log()
+            if args.save_every and state.n_updates % args.save_every == 0:
+                checkpoint.save(state.n_updates)
+        state.n_epochs += 1
+        log()
+        state.epoch_rng = np.random.get_state()
+        if args.save_every:
+            checkpoint.save(state.n_updates)
+    summaries.close()
 
-    if args.submit:
-        model.assign(joblib.load(params_path))
+    if args.submit or args.eval_only:
+        if args.submit:
+            model.assign(joblib.load(params_path))
         te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train)
         submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
         write_submission(submission_path, np.argmax(te_logits, 1))
+        write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
         if args.analysis:
-            analysis.rocstories(args.data_dir, submission_path, os.path.join(args.log_dir, f'{args.desc}.jsonl'))
+            analysis.rocstories(args.data_dir, submission_path, log_path)
 
 
 def main(argv=None):

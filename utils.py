@@ -90,6 +90,15 @@ class ResultLogger:
         self.lines = []
         self.log(**kwargs)
 
+    @classmethod
+    def resume(cls, path, n_logged):
+        """The log of an interrupted run, keeping its first line and its first n_logged results."""
+        logger = cls.__new__(cls)
+        logger.path = path
+        with open(path) as f:
+            logger.lines = f.readlines()[:1 + n_logged]
+        return logger
+
     def log(self, **kwargs):
         kwargs.setdefault('time', time.time())
         self.lines.append(json.dumps(kwargs) + '\n')
