@@ -1,0 +1,244 @@
+"""Text from the pretrained GPT-1 language model, and the paper's zero-shot Story Cloze baseline:
+    python generate.py --prompt "The cat sat on the mat." --n_tokens 40
+    python generate.py --zero_shot --split valid
+
+The LM head is h . we^T over every row of `we` (SPEC "The model"); here the distribution over text is the
+softmax over the n_vocab token rows only: the special rows (`_start_`, `_delimiter_`, `_classify_`) and the
+position rows are never sampled nor counted. As in fine-tuning, every sequence begins with `_start_` (a fresh
+random row, drawn from numpy's generator seeded with --seed) and position t has id n_vocab + 3 + t.
+
+Zero-shot (the paper's section 5): each ending is scored by the log-likelihood of its tokens given
+`_start_ + story` (no delimiter: the pretrained model never saw one); the prediction is the ending with the higher
+mean log-prob per ending token (the paper's choice); the total log-prob is reported too.
+"""
+import argparse
+import os
+import random
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from datasets import ROC_TEST, rocstories, rocstories_csv
+from model import Model, causal_mask, load_openai_params, transfer
+from text_utils import TextEncoder
+from utils import InputError, iter_data
+
+N_SPECIAL = 3
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument('--prompt', type=str, help='text to continue')
+    task.add_argument('--zero_shot', action='store_true', help='zero-shot Story Cloze accuracy of the LM')
+    parser.add_argument('--n_tokens', type=int, default=40, help='tokens to generate (fewer if n_ctx is reached)')
+    parser.add_argument('--temperature', type=float, default=1.0, help='0: greedy (argmax)')
+    parser.add_argument('--top_k', type=int, default=40, help='sample among the k likeliest tokens; 0: all')
+    parser.add_argument('--seed', type=int, default=42, help='seeds the special rows and the sampling')
+    parser.add_argument('--data_dir', type=str, default='data/')
+    parser.add_argument('--split', type=str, default='valid', choices=['valid', 'test'],
+                        help="valid: the 374 stories of train.py's split; test: the test file with its labels")
+    parser.add_argument('--n_batch', type=int, default=32, help='zero-shot examples scored at a time')
+    parser.add_argument('--n_ctx', type=int, default=512)
+    parser.add_argument('--n_embd', type=int, default=768)
+    parser.add_argument('--n_head', type=int, default=12)
+    parser.add_argument('--n_layer', type=int, default=12)
+    parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
+    parser.add_argument('--encoder_path', type=str, help='default: MODEL_DIR/encoder_bpe_40000.json')
+    parser.add_argument('--bpe_path', type=str, help='default: MODEL_DIR/vocab_40000.bpe')
+    args = parser.parse_args(argv)
+    args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
+    args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
+    return args
+
+
+def check_args(args):
+    for flag in ['n_ctx', 'n_embd', 'n_head', 'n_layer', 'n_batch']:
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.n_tokens < 0:
+        raise InputError(f"--n_tokens must be 0 or more, got {args.n_tokens}")
+    if args.top_k < 0:
+        raise InputError(f"--top_k must be 0 (no truncation) or more, got {args.top_k}")
+    if not args.temperature >= 0:
+        raise InputError(f"--temperature must be 0 (greedy) or more, got {args.temperature}")
+    for path in [args.encoder_path, args.bpe_path]:
+        if not os.path.isfile(path):
+            raise InputError(f"BPE file {path!r} not found: run `python download.py --model_dir {args.model_dir}`")
+
+
+# ------------------------------------------------------------------------------------------ the language model
+
+
+def positions(model, T):
+    """Position ids (T,) of a sequence: n_vocab + n_special + t."""
+    return model.n_vocab + model.n_special + np.arange(T, dtype=np.int32)
+
+
+def lm_logits(model, X):
+    """LM logits (B, T, rows of we) of X int32 (B, T, 2), without dropout: h . we^T over every row of `we`
+    (tokens, specials, positions), as the LM loss sees them; row t predicts token t + 1."""
+    X = tf.convert_to_tensor(X, tf.int32)
+    h = model.transformer(X, model.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
+    return tf.einsum('btc,vc->btv', h, model.we)
+
+
+def make_next_logits(model, n_vocab):
+    """A tf.function: X int32 (B, T, 2) -> logits (B, n_vocab) of the token after the last, token rows only."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.int32)])
+    def next_logits(X):
+        h = model.transformer(X, model.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
+        return tf.matmul(h[:, -1], model.we[:n_vocab], transpose_b=True)              # (B, n_vocab)
+    return next_logits
+
+
+def pick(logits, temperature, top_k, rng):
+    """One id from logits (V,): argmax when temperature is 0, else a draw from softmax(logits / temperature)
+    restricted to the top_k likeliest (top_k 0: all)."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    logits = np.asarray(logits, np.float64) / temperature
+    if 0 < top_k < len(logits):
+        keep = np.argpartition(-logits, top_k - 1)[:top_k]
+        truncated = np.full_like(logits, -np.inf)
+        truncated[keep] = logits[keep]
+        logits = truncated
+    p = np.exp(logits - logits.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def sample(model, tokens, n_tokens, n_vocab, temperature=1.0, top_k=40, seed=42):
+    """Ids of up to n_tokens tokens continuing `tokens` (which should begin with `_start_`), one at a time, among
+    the n_vocab token rows; it stops when the sequence fills the model's n_ctx positions."""
+    next_logits = make_next_logits(model, n_vocab)
+    rng = np.random.RandomState(seed)
+    tokens = list(tokens)
+    new = []
+    for _ in range(max(0, min(n_tokens, model.n_ctx - len(tokens)))):
+        X = np.stack([np.asarray(tokens, np.int32), positions(model, len(tokens))], -1)[None]   # (1, T, 2)
+        new.append(pick(next_logits(X)[0].numpy(), temperature, top_k, rng))
+        tokens.append(new[-1])
+    return new
+
+
+def decode(decoder, ids):
+    """Text of BPE ids: the pieces joined, each `</w>` (end of a word) becoming a space."""
+    return ''.join(decoder[i] for i in ids).replace('</w>', ' ')
+
+
+# ------------------------------------------------------------------------------------------ zero-shot scoring
+
+
+def make_scorer(model, n_vocab):
+    """A tf.function: X int32 (B, T, 2), W float32 (B, T) -> (B,) the sum over t >= 1 of
+    W[:, t] * log p(X[:, t, 0] | X[:, :t]), the softmax over the n_vocab token rows; the LM head is computed only
+    where W is 1."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.int32), tf.TensorSpec([None, None], tf.float32)])
+    def score(X, W):
+        h = model.transformer(X, model.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
+        idx = tf.where(W[:, 1:] > 0)                                                   # (K, 2): row, t - 1
+        logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), model.we[:n_vocab], transpose_b=True)   # (K, n_vocab)
+        logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(X[:, 1:, 0], idx), logits=logits)
+        return tf.math.unsorted_segment_sum(logp * tf.gather_nd(W[:, 1:], idx), idx[:, 0], tf.shape(X)[0])
+    return score
+
+
+def ending_logprobs(model, stories, endings, n_vocab, max_len, n_batch=32):
+    """Log-likelihood of each ending given `_start_ + story`: stories and endings lists of id lists, each cut to
+    max_len. Returns float64 (n, 2): column 0 the total log-prob of the ending's tokens, column 1 the mean per
+    ending token (0 for an empty ending)."""
+    start = n_vocab
+    seqs = [[start] + s[:max_len] + e[:max_len] for s, e in zip(stories, endings)]
+    n_ending = np.array([len(e[:max_len]) for e in endings])
+    if seqs and max(map(len, seqs)) > model.n_ctx:
+        raise InputError(f"a story and its ending make {max(map(len, seqs))} tokens, more than the model's n_ctx "
+                         f"{model.n_ctx}: raise --n_ctx (at most 512) or cut them shorter")
+    score = make_scorer(model, n_vocab)
+    totals = []
+    for batch, counts in iter_data(seqs, n_ending, n_batch=n_batch):
+        T = max(map(len, batch))
+        X = np.zeros((len(batch), T, 2), np.int32)
+        W = np.zeros((len(batch), T), np.float32)
+        X[:, :, 1] = positions(model, T)
+        for i, (seq, k) in enumerate(zip(batch, counts)):
+            X[i, :len(seq), 0] = seq
+            W[i, len(seq) - k:len(seq)] = 1
+        totals.append(score(X, W).numpy().astype(np.float64))
+    total = np.concatenate(totals) if totals else np.zeros(0)
+    return np.stack([total, total / np.maximum(n_ending, 1)], 1)
+
+
+def zero_shot_predictions(model, stories, endings1, endings2, n_vocab, max_len, n_batch=32):
+    """Chosen ending (0 or 1, ties to 0) of each example by mean log-prob per ending token, and by total."""
+    scores1 = ending_logprobs(model, stories, endings1, n_vocab, max_len, n_batch)
+    scores2 = ending_logprobs(model, stories, endings2, n_vocab, max_len, n_batch)
+    by_total, by_mean = (scores2 > scores1).astype(np.int32).T
+    return by_mean, by_total
+
+
+def zero_shot_accuracy(model, stories, endings1, endings2, labels, n_vocab, max_len, n_batch=32):
+    """Percent of examples whose chosen ending is the label: (by mean log-prob per ending token, by total)."""
+    by_mean, by_total = zero_shot_predictions(model, stories, endings1, endings2, n_vocab, max_len, n_batch)
+    labels = np.asarray(labels)
+    return float(np.mean(by_mean == labels) * 100.), float(np.mean(by_total == labels) * 100.)
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def pretrained_model(args, n_vocab):
+    """Model(n_vocab, 3, n_ctx) holding the pretrained weights (every layer of --n_layer)."""
+    model = Model(n_vocab, N_SPECIAL, args.n_ctx, n_vocab + 2, n_embd=args.n_embd, n_head=args.n_head,
+                  n_layer=args.n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    model.assign(transfer(load_openai_params(args.model_dir, args.n_ctx, N_SPECIAL), args.n_layer))
+    return model
+
+
+def story_cloze(args):
+    """(stories, endings1, endings2, labels) of the chosen split, as text."""
+    if args.split == 'valid':
+        _, (stories, endings1, endings2, labels), _ = rocstories(args.data_dir)
+        return stories, endings1, endings2, labels
+    return rocstories_csv(os.path.join(args.data_dir, ROC_TEST))
+
+
+def generate(args):
+    check_args(args)
+    random.seed(args.seed)
+    np.random.seed(args.seed)   # the special rows, as in train.py
+    tf.random.set_seed(args.seed)
+    text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
+    n_vocab = len(text_encoder.encoder)
+    if args.zero_shot:
+        data = story_cloze(args)
+        model = pretrained_model(args, n_vocab)
+        stories, endings1, endings2 = (text_encoder.encode(texts) for texts in data[:3])
+        acc_mean, acc_total = zero_shot_accuracy(model, stories, endings1, endings2, data[3], n_vocab,
+                                                 args.n_ctx // 2 - 2, args.n_batch)
+        name = args.split.capitalize()
+        print('ROCStories zero-shot %s Accuracy: %.2f (mean log-prob per ending token)' % (name, acc_mean))
+        print('ROCStories zero-shot %s Accuracy: %.2f (total log-prob of the ending)' % (name, acc_total))
+        return
+    tokens = [n_vocab] + text_encoder.encode([args.prompt], verbose=False)[0]
+    if len(tokens) >= args.n_ctx:
+        raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the --n_ctx "
+                         f"{args.n_ctx} positions and leaves none to generate: shorten it or raise --n_ctx (at most 512)")
+    model = pretrained_model(args, n_vocab)
+    if len(tokens) + args.n_tokens > args.n_ctx:
+        print(f"note: stopping at n_ctx {args.n_ctx}: {args.n_ctx - len(tokens)} tokens", file=sys.stderr)
+    ids = sample(model, tokens, args.n_tokens, n_vocab, args.temperature, args.top_k, args.seed)
+    print(decode(text_encoder.decoder, ids).rstrip())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        generate(args)
+    except InputError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    main()
