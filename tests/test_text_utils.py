@@ -269,3 +269,18 @@ def test_real_rocstories_encoding(real):
     # Counted with that independent pipeline (it agreed with TextEncoder on every text): 3,742 stories x 3 fields.
     assert sum(len(x) for field in enc for x in field) == 217171
     assert not any(0 in x for field in enc for x in field)  # every piece of the real data is in the vocabulary
+
+
+def test_punctuation_runs_split_as_the_originals_alternation():
+    """The original's pattern, as its non-raw string reached the regex engine (`\\\\+` became `\\+`), against
+    the port's character class on random strings of the listed characters, letters, `.`, `'` and backslashes."""
+    import random
+    import re
+
+    import text_utils
+    original = re.compile(r'''(-+|~+|!+|"+|;+|\?+|\++|,+|\)+|\(+|\+|\/+|\*+|\[+|\]+|}+|{+|\|+|_+)''')
+    rng = random.Random(0)
+    alphabet = '-~!";?+,)(/*[]}{|_ab.\'\\ '
+    for _ in range(2000):
+        text = ''.join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert text_utils._PUNCT_RUN.sub(r' \g<0> ', text) == original.sub(r' \1 ', text), text
