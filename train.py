@@ -2,26 +2,31 @@
     python train.py --dataset rocstories --desc rocstories --submit --analysis
 """
 import argparse
+import hashlib
 import itertools
 import json
 import os
+import pickle
 import random
 import sys
 
+import ftfy
 import joblib
 import numpy as np
+import spacy
 import tensorflow as tf
 from sklearn.utils import shuffle
 from tqdm import tqdm
 
 import analysis
-from datasets import context_length, pack_roc, rocstories, transform_roc
+import text_utils
+from datasets import context_length, pack_roc, rocstories, rocstories_paths, transform_roc
 from model import Model, act_fns, load_openai_params, special_embeddings, transfer
 from opt import Adam, schedules
 from text_utils import TextEncoder
 from utils import InputError, ResultLogger, atomic_write, encode_dataset, iter_data
 
-datasets = {'rocstories': rocstories}
+datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
 submission_files = {'rocstories': 'ROCStories.tsv'}
 opts = {'adam': Adam}
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the first epoch, as the original
@@ -79,6 +84,8 @@ def parse_args(argv=None):
                         help='checkpoint every N updates and at the end of each epoch (0: never)')
     parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')
     parser.add_argument('--restore', type=str, help='start from the parameters in this best_params.jl')
+    parser.add_argument('--cache_dir', type=str, default='cache/',
+                        help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)")
     parser.add_argument('--eval_only', action='store_true',
                         help='no training: score the valid set and predict the test set (with --restore)')
     args = parser.parse_args(argv)
@@ -110,6 +117,8 @@ def check_args(args):
         check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))
     if args.submit or args.eval_only:
         check_output_dir('--submission_dir', args.submission_dir)
+    if args.cache_dir:
+        check_output_dir('--cache_dir', args.cache_dir)
     for path in [args.encoder_path, args.bpe_path]:
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `python download.py --model_dir {args.model_dir}`")
@@ -279,6 +288,26 @@ def trim(X, M, Y, multiple=1):
     return X[:, :, :T], M[:, :, :T], Y
 
 
+def encoded_dataset(args, text_encoder):
+    """The data set's splits with every text encoded, read from --cache_dir when the data files, the BPE files,
+    the encoding code and its libraries are those that wrote the cache; else encoded and cached."""
+    load, data_files = datasets[args.dataset]
+    if not args.cache_dir:
+        return encode_dataset(load(args.data_dir), encoder=text_encoder)
+    digest = hashlib.sha256(f'{ftfy.__version__} {spacy.__version__}'.encode())
+    for path in data_files(args.data_dir) + [args.encoder_path, args.bpe_path, text_utils.__file__, load.__code__.co_filename]:
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    cache_path = os.path.join(args.cache_dir, f'{args.dataset}-{digest.hexdigest()[:20]}.pkl')
+    if os.path.isfile(cache_path):
+        with open(cache_path, 'rb') as f:
+            return pickle.load(f)
+    splits = encode_dataset(load(args.data_dir), encoder=text_encoder)
+    with atomic_write(cache_path, 'wb') as f:
+        pickle.dump(splits, f)
+    return splits
+
+
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
     """The full batches of one epoch in order, prefetched, with a bar, each split over the replicas: replica r
     of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, as the original's towers;
@@ -312,8 +341,7 @@ def train(args):
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     n_vocab, n_special = len(text_encoder.encoder), 3
     clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = encode_dataset(
-        datasets[args.dataset](args.data_dir), encoder=text_encoder)
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = encoded_dataset(args, text_encoder)
     max_len = args.n_ctx // 2 - 2
     n_ctx = min(context_length(trX1 + vaX1 + teX1, trX2 + vaX2 + teX2, trX3 + vaX3 + teX3, max_len), args.n_ctx)
     trX, trM = transform_roc(trX1, trX2, trX3, n_vocab, n_ctx, max_len)

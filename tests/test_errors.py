@@ -5,6 +5,8 @@ good file in place. Tiny generated inputs (a character-level vocabulary, random 
 run fails before training starts."""
 import json
 import os
+import pickle
+import re
 import shutil
 
 import joblib
@@ -53,7 +55,7 @@ def run(inputs, tmp_path, monkeypatch, capsys):
                     n_layer=N_LAYER, n_transfer=N_LAYER, data_dir=tmp_path / 'data', model_dir=tmp_path / 'model',
                     encoder_path=inputs['encoder_path'], bpe_path=inputs['bpe_path'],
                     log_dir=tmp_path / 'out' / 'log', save_dir=tmp_path / 'out' / 'save',
-                    submission_dir=tmp_path / 'out' / 'submission')
+                    submission_dir=tmp_path / 'out' / 'submission', cache_dir=tmp_path / 'cache')
         args.update(flags)
         argv = []
         for flag, value in args.items():
@@ -81,10 +83,15 @@ def files_under(folder):
 
 
 def assert_nothing_written(tmp_path):
-    """No file in the output folders nor in the working folder (empty folders are allowed), no temporary file."""
+    """No file in the output folders nor in the working folder (empty folders are allowed), no temporary file.
+    The encoded data set may have been cached before the error, but only whole (it makes the retry faster)."""
     assert files_under(tmp_path / 'out') == []
     assert files_under(tmp_path / 'cwd') == []
     assert [str(p) for p in tmp_path.rglob('.*.tmp')] == []
+    for path in files_under(tmp_path / 'cache'):
+        assert re.fullmatch(r'rocstories-[0-9a-f]{20}\.pkl', os.path.basename(path)), path
+        with open(path, 'rb') as f:
+            assert len(pickle.load(f)) == 3  # train, valid, test
 
 
 def rewrite_line(path, number, change):

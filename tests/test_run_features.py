@@ -34,6 +34,7 @@ def run(files, name, *flags):
     """train.py with the tiny files, outputs under tmp/name; returns that folder."""
     out = files['tmp'] / name
     train.main(files['flags'] + ['--log_dir', str(out / 'log'), '--save_dir', str(out / 'save'),
+                                 '--cache_dir', str(files['tmp'] / 'cache'),
                                  '--submission_dir', str(out / 'submission')] + list(flags))
     return out
 

@@ -148,6 +148,7 @@ def test_end_to_end_tiny_run_writes_the_original_outputs(tmp_path, capsys):
                 '--n_batch', str(n_batch), '--n_embd', '32', '--n_head', '4', '--n_layer', '2', '--n_transfer', '2',
                 '--data_dir', data_dir, '--model_dir', str(tmp_path / 'model'), '--encoder_path', encoder_path,
                 '--bpe_path', bpe_path, '--log_dir', out['log'], '--save_dir', out['save'],
+                '--cache_dir', str(tmp_path / 'cache'),
                 '--submission_dir', out['submission']])
     printed = capsys.readouterr().out
 
