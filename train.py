@@ -194,7 +194,7 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, jit_co
     @tf.function(reduce_retracing=True)  # trimmed batches vary in length: one trace for all of them
     def train_step(X, M, Y):
         grads, cost = strategy.run(replica_step, args=(X, M, Y))
-        grads = strategy.reduce(tf.distribute.ReduceOp.MEAN, grads, axis=None)
+        grads = [strategy.reduce(tf.distribute.ReduceOp.MEAN, g, axis=None) for g in grads]
         cost = strategy.reduce(tf.distribute.ReduceOp.MEAN, cost, axis=None)
         grad_norm = tf.linalg.global_norm(grads)
         lrt = opt.apply(grads)
