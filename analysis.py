@@ -1,11 +1,20 @@
-"""Story Cloze test accuracy of a submission, and the valid accuracy of the run's best evaluation."""
+"""Story Cloze test accuracy of a submission, and the valid accuracy of the run's best evaluation; learning curves.
+    python analysis.py --data_dir data/ --submission submission/ROCStories.tsv --log log/rocstories.jsonl
+    python analysis.py --plot curves.png log/a.jsonl [log/b.jsonl ...]
+"""
+import argparse
+import io
 import json
 import os
+import sys
 
 import numpy as np
 import pandas as pd
 
 from datasets import ROC_TEST, rocstories_csv
+from utils import InputError, atomic_write
+
+CURVES = [('cost', 'tr_cost', 'va_cost'), ('accuracy (%)', 'tr_acc', 'va_acc')]  # one panel each
 
 
 def rocstories(data_dir, pred_path, log_path):
@@ -20,3 +29,99 @@ def rocstories(data_dir, pred_path, log_path):
     print('ROCStories Valid Accuracy: %.2f' % valid_accuracy)
     print('ROCStories Test Accuracy:  %.2f' % test_accuracy)
     return valid_accuracy, test_accuracy
+
+
+def read_log(path):
+    """(desc, evaluations) of a train.py log: the flags' desc (else the file's name) and the evaluation lines."""
+    if not os.path.isfile(path):
+        raise InputError(f"log {path!r} not found: give the log/{{desc}}.jsonl that train.py wrote")
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    records = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}, line {i}: not JSON ({err.msg}): is it a log that train.py wrote?") from err
+    if not records or not isinstance(records[0], dict):
+        raise InputError(f"{path}: empty, or its first line is not the run's flags: is it a log that train.py wrote?")
+    keys = ['n_updates'] + [k for _, tr, va in CURVES for k in (tr, va)]
+    for i, record in enumerate(records[1:], start=2):
+        missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise InputError(f"{path}, line {i}: no {', '.join(missing)}: is it a log that train.py wrote?")
+    desc = records[0].get('desc') or os.path.splitext(os.path.basename(path))[0]
+    return str(desc), records[1:]
+
+
+def plot(log_paths, out_path):
+    """Learning curves of the runs in `log_paths` to the PNG `out_path`: tr_cost and va_cost against n_updates in
+    one panel, tr_acc and va_acc in the other; one colour per run (labelled by its desc), train solid, valid
+    dashed. A log without evaluations yet draws nothing but keeps its colour and label."""
+    runs = [read_log(path) for path in log_paths]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: train.py imports this module too
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5), dpi=100, layout='constrained')
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    descs = [desc for desc, _ in runs]
+    for i, ((desc, evaluations), path) in enumerate(zip(runs, log_paths)):
+        label = desc if descs.count(desc) == 1 else f'{desc} ({path})'
+        x = [e['n_updates'] for e in evaluations]
+        for ax, (_, tr, va) in zip(axes, CURVES):
+            ax.plot(x, [e[tr] for e in evaluations], color=f'C{i % 10}', linestyle='-', marker='o', markersize=3,
+                    label=f'{label} train')
+            ax.plot(x, [e[va] for e in evaluations], color=f'C{i % 10}', linestyle='--', marker='o', markersize=3,
+                    label=f'{label} valid')
+    for ax, (ylabel, _, _) in zip(axes, CURVES):
+        ax.set_xlabel('updates')
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize='small')
+    buf = io.BytesIO()  # rendered before the file is opened: a failure leaves no temporary file behind
+    fig.savefig(buf, format='png')
+    with atomic_write(out_path, 'wb') as f:
+        f.write(buf.getvalue())
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--plot', metavar='OUT_PNG', help='draw the learning curves of the LOGS to this PNG')
+    parser.add_argument('logs', nargs='*', metavar='LOG', help='with --plot: train.py logs (log/{desc}.jsonl)')
+    parser.add_argument('--data_dir', help='the folder of the Story Cloze CSVs (the test labels)')
+    parser.add_argument('--submission', help='the predictions, submission/ROCStories.tsv')
+    parser.add_argument('--log', help="the run's log, log/{desc}.jsonl")
+    args = parser.parse_args(argv)
+    accuracy_flags = [args.data_dir, args.submission, args.log]
+    if args.plot is not None:
+        if not args.logs:
+            parser.error('--plot needs at least one LOG')
+        if any(flag is not None for flag in accuracy_flags):
+            parser.error('--plot takes LOG files, not --data_dir, --submission or --log: run them separately')
+    elif args.logs:
+        parser.error('LOG files are drawn with --plot OUT_PNG')
+    elif any(flag is None for flag in accuracy_flags):
+        parser.error('give --plot OUT_PNG LOG..., or --data_dir, --submission and --log together')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.plot is not None:
+            plot(args.logs, args.plot)
+        else:
+            for flag, path in [('--submission', args.submission), ('--log', args.log)]:
+                if not os.path.isfile(path):
+                    raise InputError(f"{flag} {path!r} not found")
+            if not read_log(args.log)[1]:
+                raise InputError(f"--log {args.log!r} has no evaluation yet: wait for the run's first one")
+            rocstories(args.data_dir, args.submission, args.log)
+    except InputError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    main()
