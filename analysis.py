@@ -6,13 +6,12 @@ import argparse
 import io
 import json
 import os
-import sys
 
 import numpy as np
 import pandas as pd
 
 from datasets import ROC_TEST, rocstories_csv
-from utils import InputError, atomic_write
+from utils import InputError, atomic_write, exit_on_input_error
 
 CURVES = [('cost', 'tr_cost', 'va_cost'), ('accuracy (%)', 'tr_acc', 'va_acc')]  # one panel each
 
@@ -106,21 +105,20 @@ def parse_args(argv=None):
     return args
 
 
+def analyse(args):
+    if args.plot is not None:
+        plot(args.logs, args.plot)
+        return
+    for flag, path in [('--submission', args.submission), ('--log', args.log)]:
+        if not os.path.isfile(path):
+            raise InputError(f"{flag} {path!r} not found")
+    if not read_log(args.log)[1]:
+        raise InputError(f"--log {args.log!r} has no evaluation yet: wait for the run's first one")
+    rocstories(args.data_dir, args.submission, args.log)
+
+
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        if args.plot is not None:
-            plot(args.logs, args.plot)
-        else:
-            for flag, path in [('--submission', args.submission), ('--log', args.log)]:
-                if not os.path.isfile(path):
-                    raise InputError(f"{flag} {path!r} not found")
-            if not read_log(args.log)[1]:
-                raise InputError(f"--log {args.log!r} has no evaluation yet: wait for the run's first one")
-            rocstories(args.data_dir, args.submission, args.log)
-    except InputError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    exit_on_input_error(analyse, parse_args(argv))
 
 
 if __name__ == '__main__':

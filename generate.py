@@ -22,7 +22,7 @@ import tensorflow as tf
 from datasets import ROC_TEST, rocstories, rocstories_csv
 from model import Model, causal_mask, load_openai_params, transfer
 from text_utils import TextEncoder
-from utils import InputError, iter_data
+from utils import InputError, exit_on_input_error, iter_data
 
 N_SPECIAL = 3
 
@@ -232,12 +232,7 @@ def generate(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        generate(args)
-    except InputError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    exit_on_input_error(generate, parse_args(argv))
 
 
 if __name__ == '__main__':

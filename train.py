@@ -24,7 +24,7 @@ from datasets import context_length, pack_roc, rocstories, rocstories_paths, tra
 from model import Model, act_fns, load_openai_params, special_embeddings, transfer
 from opt import Adam, schedules
 from text_utils import TextEncoder
-from utils import InputError, ResultLogger, atomic_write, encode_dataset, iter_data
+from utils import InputError, ResultLogger, atomic_write, encode_dataset, exit_on_input_error, iter_data
 
 datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
 submission_files = {'rocstories': 'ROCStories.tsv'}
@@ -451,11 +451,7 @@ def train(args):
 def main(argv=None):
     args = parse_args(argv)
     print(args)
-    try:
-        train(args)
-    except InputError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    exit_on_input_error(train, args)
 
 
 if __name__ == '__main__':

@@ -14,6 +14,15 @@ class InputError(Exception):
     wrong and how to fix it. train.py prints it on one line and exits with status 2."""
 
 
+def exit_on_input_error(fn, *args):
+    """fn(*args); an InputError ends the program with its message on one line (`error: ...`) and status 2."""
+    try:
+        return fn(*args)
+    except InputError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+
+
 def make_path(f):
     """Create the parent folder of `f` and return `f`."""
     d = os.path.dirname(f)

@@ -1,7 +1,6 @@
 """Beyond the original: resumable, deterministic, accumulating, inspectable runs, and reuse of a trained model."""
 import glob
 import json
-import os
 
 import numpy as np
 import pandas as pd
