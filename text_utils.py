@@ -32,11 +32,23 @@ def text_standardize(text):
     return text.strip()
 
 
+_PLAIN = re.compile(r'[\x20-\x25\x27-\x7e\t\n]*')
+
+
+def fix_text(text):
+    """ftfy.fix_text, skipped for plain text that it leaves unchanged: printable ASCII, tabs and newlines
+    without `&` (which could start an HTML entity); everything ftfy repairs needs another character."""
+    return text if _PLAIN.fullmatch(text) else ftfy.fix_text(text)
+
+
 class TextEncoder:
     """Maps text to the original's BPE ids; `encoder` is token -> id, `decoder` id -> token."""
 
     def __init__(self, encoder_path, bpe_path):
         self.nlp = spacy.blank('en')
+        # Token texts do not depend on lexical attributes (like_num, shape, ...): not computing them for each new
+        # word halves the tokenizer's time.
+        self.nlp.vocab.lex_attr_getters = {}
         with open(encoder_path, encoding='utf-8') as f:
             self.encoder = json.load(f)
         self.decoder = {v: k for k, v in self.encoder.items()}
@@ -45,6 +57,7 @@ class TextEncoder:
         merges = [tuple(merge.split()) for merge in merges]
         self.bpe_ranks = dict(zip(merges, range(len(merges))))
         self.cache = {}
+        self.piece_cache = {}
 
     def bpe(self, token):
         """BPE pieces of one token, space-separated, the last ending in `</w>`."""
@@ -55,10 +68,10 @@ class TextEncoder:
         if not pairs:
             return token + '</w>'
         while True:
-            bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float('inf')))
-            if bigram not in self.bpe_ranks:
+            ranked = [(self.bpe_ranks[pair], pair) for pair in pairs if pair in self.bpe_ranks]
+            if not ranked:
                 break
-            first, second = bigram
+            first, second = min(ranked)[1]  # the pair of lowest rank (ranks are distinct)
             new_word = []
             i = 0
             while i < len(word):
@@ -88,11 +101,21 @@ class TextEncoder:
     def encode(self, texts, verbose=True):
         """List of id lists, one per text; pieces missing from the vocabulary map to 0."""
         texts_tokens = []
-        standardized = (text_standardize(ftfy.fix_text(text)) for text in texts)
-        for doc in tqdm(self.nlp.tokenizer.pipe(standardized), total=len(texts), ncols=80, leave=False,
-                        disable=not verbose):
+        for text in tqdm(texts, ncols=80, leave=False, disable=not verbose):
             text_tokens = []
-            for token in doc:
-                text_tokens.extend(self.encoder.get(t, 0) for t in self.bpe(token.text.lower()).split(' '))
+            text = text_standardize(fix_text(text))
+            for piece in text.split(' ') if text else []:
+                if piece not in self.piece_cache:
+                    self.piece_cache[piece] = self.encode_piece(piece)
+                text_tokens.extend(self.piece_cache[piece])
             texts_tokens.append(text_tokens)
         return texts_tokens
+
+    def encode_piece(self, piece):
+        """Ids of one space-separated piece of a standardised text. spaCy's tokenizer splits a text at single
+        spaces and tokenizes each piece on its own (a piece's tokens do not depend on its neighbours), so a piece
+        followed by its space is tokenized as in the whole text: `\\n ` stays one token, as in the original."""
+        ids = []
+        for token in self.nlp.tokenizer(piece + ' '):
+            ids.extend(self.encoder.get(t, 0) for t in self.bpe(token.text.lower()).split(' '))
+        return ids

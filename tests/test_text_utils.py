@@ -284,3 +284,33 @@ def test_punctuation_runs_split_as_the_originals_alternation():
     for _ in range(2000):
         text = ''.join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
         assert text_utils._PUNCT_RUN.sub(r' \g<0> ', text) == original.sub(r' \1 ', text), text
+
+
+def test_encode_piece_by_piece_equals_spacy_on_whole_texts(tiny):
+    """encode tokenizes each space-separated piece once; on random texts of tricky parts (spaCy's exceptions,
+    affixes, newlines, odd whitespace, mojibake) it gives the ids of spaCy's tokenizer run on the whole
+    standardised text, as the original did."""
+    import random
+    parts = ["don't", "do", "n't", "'s", "U.S.", "gov't", ":)", "(", ")", "e.g.", "Mr.", "$", "5", "%", "&amp;",
+             "hello", "cat", "HELLO", "é", "\n", "\n\n", " ", "  ", "\t", "\xa0", "—", "…", "!!!", "--", '"', "'",
+             "...", ".", ",", "x", "â€”", "can't", "I'm", "a.m.", "1.5", "-", "a-b", "'hello'", "\\", "\r\n"]
+    rng = random.Random(0)
+    nlp = spacy.blank('en')
+    for _ in range(1500):
+        text = ''.join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        expected = [tiny.encoder.get(p, 0) for tok in nlp(text_standardize(ftfy.fix_text(text)))
+                    for p in tiny.bpe(tok.text.lower()).split(' ')]
+        assert tiny.encode([text], verbose=False) == [expected], repr(text)
+
+
+def test_fix_text_skips_ftfy_only_where_ftfy_changes_nothing():
+    import random
+
+    import text_utils
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in range(32, 127)] + ['\t', '\n', '\r', '\x1b', '\x00', '\x7f', 'é', 'â€”', '&amp;', '&lt;']
+    for _ in range(5000):
+        text = ''.join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert text_utils.fix_text(text) == ftfy.fix_text(text), repr(text)
+    assert text_utils.fix_text('a &amp; b') == 'a & b'  # '&' goes to ftfy
+    assert text_utils.fix_text('a\r\nb') == 'a\nb'
