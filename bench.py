@@ -127,11 +127,12 @@ def forward_flops(lengths, T, lm_rows, n_layer, n_embd, n_lm):
 
 # ------------------------------------------------------------------------------------------------------ training
 
-VARIANTS = [  # name, trimmed, multiple, masked_lm, jit_compile, fused Adam
-    ('padded (original)', False, 1, False, False, False),
-    ('fused adam', False, 1, False, False, True),
-    ('default (train.py)', True, 1, True, False, True),
-    ('xla', True, 8, False, True, True),
+VARIANTS = [  # name, trimmed, multiple, masked_lm, XLA kernels of gelu and LayerNorm, jit_compile, fused Adam
+    ('padded (original)', False, 1, False, False, False, False),
+    ('fused adam', False, 1, False, False, False, True),
+    ('+ trimmed, masked LM', True, 1, True, False, False, True),
+    ('default (train.py)', True, 1, True, True, False, True),
+    ('xla', True, 8, False, True, True, True),
 ]
 
 
@@ -151,13 +152,15 @@ def first_batches(strategy, X, M, Y, n_batch_train, n, trimmed, multiple):
 def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
     """With dropout off (model0, pdrop 0): the variant's forward losses on batch 0 at the initial weights, and
     its parameters after one update on batch 0. ref: the baseline's results (None for the baseline)."""
-    name, trimmed, multiple, masked, jit, fused = v
+    name, trimmed, multiple, masked, kernels, jit, fused = v
     model0.assign(init)
     (X, M, Y), = first_batches(strategy, *data, nbt, 1, trimmed, multiple)
-    fwd = tf.function(lambda X, M, Y: model0(X, M, Y, train=False, masked_lm=masked)[1:], jit_compile=jit)
+    fwd = tf.function(lambda X, M, Y: model0(X, M, Y, train=False, masked_lm=masked, fused=kernels)[1:],
+                      jit_compile=jit)
     clf, lm = (t.numpy() for t in fwd(X, M, Y))
     opt = new_adam(model0, fused, t_total)
-    step = train.make_train_step(model0, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, jit_compile=jit)
+    step = train.make_train_step(model0, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
+                                 jit_compile=jit)
     cost = float(step(X, M, Y)[0])
     params = [p.numpy() for p in model0.params]
     out = dict(clf=clf, lm=lm, cost=cost, params=params, T=int(X.shape[2]))
@@ -175,14 +178,15 @@ def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
 
 def train_job(v, model, init, strategy, data, nbt, n_batches, t_total, dims):
     """The variant's model (reset to init) with a fresh Adam and its train step, and the FLOPs of its batches."""
-    name, trimmed, multiple, masked, jit, fused = v
+    name, trimmed, multiple, masked, kernels, jit, fused = v
     n_layer, n_embd, n_lm = dims
     model.assign(init)
     opt = new_adam(model, fused, t_total)
-    step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, jit_compile=jit)
+    step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
+                                 jit_compile=jit)
     batches = first_batches(strategy, *data, nbt, n_batches, trimmed, multiple)
     job = dict(call=lambda i: sync(step(*batches[i])), traces=step.experimental_get_tracing_count,
-               always_again=jit,  # XLA compiles each new shape at run time, which the tracing count does not show
+               always_again=jit or kernels,  # XLA compiles each new shape at run time: the tracing count misses it
                Ts=[], tok=[], useful=[], executed=[], opt=opt)
     for X, M, Y in batches:
         M = M.numpy().reshape(-1, M.shape[-1])
@@ -306,6 +310,13 @@ def bench(args, tmp):
     t0 = time.perf_counter()
     (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = encode_dataset(splits, encoder=text_encoder)
     t_encode = time.perf_counter() - t0
+    # A run's second start reads the encoded set from train.py's cache (the first start wrote it).
+    cache_args = argparse.Namespace(dataset='rocstories', data_dir=data_dir, cache_dir=os.path.join(tmp, 'cache'),
+                                    encoder_path=encoder_path, bpe_path=bpe_path)
+    train.encoded_dataset(cache_args, text_encoder)
+    t0 = time.perf_counter()
+    train.encoded_dataset(cache_args, text_encoder)
+    t_cached = time.perf_counter() - t0
     n_texts = sum(len(f) for s in splits for f in s if len(f) and isinstance(f[0], str))
     n_bpe = sum(len(x) for f in (trX1, trX2, trX3, vaX1, vaX2, vaX3, teX1, teX2, teX3) for x in f)
     rss.append(('data encoded', peak_rss_gb()))
@@ -388,6 +399,7 @@ def bench(args, tmp):
         ['read + split CSVs', f'{t_read:.2f}', 'datasets.rocstories'],
         ['encode whole data set', f'{t_encode:.2f}',
          f'{n_texts} texts -> {n_bpe} BPE tokens ({n_texts / t_encode:.0f} texts/s)'],
+        ['encoded set from the cache', f'{t_cached:.2f}', "train.py's second start (--cache_dir)"],
         ['build Model', f'{t_build:.2f}', 'random init of every variable'],
         ['load weights', f'{t_load:.2f}', 'load_openai_params + transfer (10 .npy shards)'],
         ['Model.assign', f'{t_assign:.2f}', ''],
@@ -432,7 +444,7 @@ def bench(args, tmp):
             timings[name].update({k: job[k][N_WARMUP:] for k in ('Ts', 'tok', 'useful', 'executed')})
     del jobs
     gc.collect()
-    rss.append(('training (4 models + 4 Adams)', peak_rss_gb()))
+    rss.append((f'training ({len(VARIANTS)} models + {len(VARIANTS)} Adams)', peak_rss_gb()))
     load.append(('training', os.getloadavg()))
 
     # ---- 3. evaluation, in interleaved rounds

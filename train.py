@@ -74,7 +74,8 @@ def parse_args(argv=None):
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
     parser.add_argument('--padded', action='store_true',
                         help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
-                             "both choices of an example scored separately (same numbers, slower)")
+                             "both choices of an example scored separately, every op and the Adam update op by op "
+                             "(same numbers, slower)")
     parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic ops: two runs with the same seed give bit-identical results')
@@ -163,7 +164,8 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
     return tf.reduce_mean(clf_losses)
 
 
-def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, jit_compile=False, accum_steps=1):
+def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=False, jit_compile=False,
+                    accum_steps=1):
     """A tf.function doing one update from a global batch already split over the replicas: each replica's
     gradient of its tower loss (accumulated over accum_steps equal parts of its share), averaged over the
     replicas (the gradient of the mean over the global batch), then one Adam update. Dropout masks are seeded by
@@ -171,7 +173,7 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, jit_co
 
     def part_grads(X, M, Y, part_seed):
         with tf.GradientTape() as tape:
-            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=part_seed, masked_lm=masked_lm)
+            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=part_seed, masked_lm=masked_lm, fused=fused)
             loss = tower_loss(clf_losses, lm_losses, lm_coef)
         return [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)], tf.reduce_mean(clf_losses)
 
@@ -364,7 +366,8 @@ def train(args):
                       resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop, afn=args.afn)
         opt = opts[args.opt](model.params, lr=args.lr, t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e,
                              schedule=lambda x: schedules[args.lr_schedule](x, warmup=args.lr_warmup),
-                             l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm)
+                             l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm,
+                             fused=not args.padded)
     if args.n_transfer == -1:
         special_embeddings(n_special, args.n_embd)
     else:
@@ -375,7 +378,7 @@ def train(args):
 
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
     train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
-                                 jit_compile=args.xla, accum_steps=args.accum_steps)
+                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps)
     eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')

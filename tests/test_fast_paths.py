@@ -1,5 +1,6 @@
-"""The default computation (trimmed batches, LM head on real tokens only, both choices packed in one sequence for
-evaluation, fused Adam) gives the original's numbers: against the NumPy reference and against the padded path."""
+"""The default computation (trimmed batches, LM head on real tokens only, XLA kernels of gelu and LayerNorm, both
+choices packed in one sequence for evaluation, fused Adam) gives the original's numbers: against the NumPy reference
+and against the padded path."""
 import json
 import os
 
@@ -11,7 +12,9 @@ import train
 from datasets import pack_roc, transform_roc
 from opt import Adam, warmup_linear
 from tests import reference
-from tests.test_model import CLF_TOKEN, N_HEAD, N_VOCAB, Y0, M0, X0, make_model, random_examples, random_params
+from model import fused_gelu, fused_norm, gelu, norm
+from tests.test_model import (CLF_TOKEN, N_HEAD, N_VOCAB, TOL, Y0, M0, X0, make_model, random_examples,
+                              random_params, run)
 from tests.test_train import tiny_run_files
 
 
@@ -23,6 +26,54 @@ def test_masked_lm_head_gives_the_original_losses():
     np.testing.assert_allclose(masked[2], reference.forward(random_params(), X0, M0, Y0, N_HEAD, CLF_TOKEN)[2],
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(masked[0], full[0])
+
+
+def test_fused_kernels_forward_match_the_reference():
+    rng = np.random.RandomState(0)
+    x, g, b = rng.randn(3, 5, 16) * 2, rng.randn(16), rng.randn(16)
+    np.testing.assert_allclose(fused_gelu(tf.constant(x, tf.float32)), reference.gelu(x), rtol=1e-5, atol=1e-6)
+    got = fused_norm(*(tf.constant(a, tf.float32) for a in (x, g, b)))
+    np.testing.assert_allclose(got, reference.layer_norm(x, g, b), rtol=1e-5, atol=1e-5)
+
+
+def numeric_grad(f, args, i, dy, h=1e-6):
+    """d sum(dy * f(*args)) / d args[i] by central differences, in float64."""
+    x = args[i]
+    out = np.zeros_like(x)
+    for j in np.ndindex(x.shape):
+        hi, lo = [a.copy() for a in args], [a.copy() for a in args]
+        hi[i][j] += h
+        lo[i][j] -= h
+        out[j] = np.sum(dy * (f(*hi) - f(*lo))) / (2 * h)
+    return out
+
+
+def test_fused_kernels_gradients_match_finite_differences_and_autodiff():
+    """The hand-written gradients of fused_gelu and fused_norm against central differences of the NumPy
+    reference, and against TensorFlow's autodiff of the original's formulas."""
+    rng = np.random.RandomState(1)
+    x, g, b = rng.randn(2, 3, 8) * 2, rng.randn(8), rng.randn(8)
+    dy = rng.randn(2, 3, 8)
+    for fused, plain, ref, args in [(fused_gelu, gelu, reference.gelu, [x]),
+                                    (fused_norm, norm, reference.layer_norm, [x, g, b])]:
+        ts = [tf.constant(a, tf.float32) for a in args]
+        grads = {}
+        for name, f in [('fused', fused), ('autodiff', plain)]:
+            with tf.GradientTape() as tape:
+                tape.watch(ts)
+                y = tf.reduce_sum(tf.constant(dy, tf.float32) * f(*ts))
+            grads[name] = tape.gradient(y, ts)
+        for i in range(len(args)):
+            want = numeric_grad(ref, args, i, dy)
+            np.testing.assert_allclose(grads['fused'][i], want, rtol=1e-4, atol=1e-4, err_msg=f'{ref.__name__} {i}')
+            np.testing.assert_allclose(grads['fused'][i], grads['autodiff'][i], rtol=1e-5, atol=1e-5)
+
+
+def test_fused_forward_matches_the_reference():
+    params = random_params()
+    want = reference.forward(params, X0, M0, Y0, N_HEAD, CLF_TOKEN)
+    for name, g, w in zip(['clf_logits', 'clf_losses', 'lm_losses'], run(make_model(params), X0, M0, Y0, fused=True), want):
+        np.testing.assert_allclose(g, w, **TOL, err_msg=name)
 
 
 def test_packed_evaluation_scores_both_choices_as_two_sequences():
@@ -69,8 +120,8 @@ def test_trim_cuts_a_batch_to_its_longest_sequence():
 
 @pytest.mark.parametrize('fused', [False, True])
 def test_trimmed_masked_steps_match_padded_steps(fused):
-    """Three updates on trimmed batches with the masked LM head (fused or op-by-op Adam) leave the parameters
-    the original's padded steps leave."""
+    """Three updates on trimmed batches with the masked LM head (XLA kernels and fused Adam, or op by op) leave
+    the parameters the original's padded steps leave."""
     from tests.test_train import HP, assert_params_close, batches, new_model
     X, M, Y = batches()
     results = []
@@ -79,7 +130,8 @@ def test_trimmed_masked_steps_match_padded_steps(fused):
         model = new_model()
         model.assign(random_params_for(model))
         opt = Adam(model.params, schedule=warmup_linear, **HP, **kw)
-        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0, masked_lm=trimmed)
+        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0, masked_lm=trimmed,
+                                     fused=kw['fused'])
         shapes = []
         for xmb, mmb, ymb in train.train_batches(strategy, X, M, Y, 4, trimmed=trimmed):
             shapes.append(xmb.shape[2])
