@@ -2,7 +2,7 @@
 faster paths that train.py offers (fused Adam, trimmed batches with the LM head on real tokens only, XLA), and the
 padded against the packed evaluation.
 
-    python bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick]
+    python bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick] [--mixed]
 
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
 ROCStories batches (../shared/data/rocstories, or --data_dir; generated text when neither exists). Tables go to
@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
 from model import LAYER_PARAMS, Model, load_openai_params, transfer  # noqa: E402
-from opt import Adam, warmup_linear  # noqa: E402
+from opt import Adam, LossScale, warmup_linear  # noqa: E402
 from tests.fixtures import openai_shapes, shared_path, write_random_weights, write_rocstories  # noqa: E402
 from text_utils import TextEncoder  # noqa: E402
 from utils import encode_dataset  # noqa: E402
@@ -127,12 +127,16 @@ def forward_flops(lengths, T, lm_rows, n_layer, n_embd, n_lm):
 
 # ------------------------------------------------------------------------------------------------------ training
 
-VARIANTS = [  # name, trimmed, multiple, masked_lm, XLA kernels of gelu and LayerNorm, jit_compile, fused Adam
-    ('padded (original)', False, 1, False, False, False, False),
-    ('fused adam', False, 1, False, False, False, True),
-    ('+ trimmed, masked LM', True, 1, True, False, False, True),
-    ('default (train.py)', True, 1, True, True, False, True),
-    ('xla', True, 8, False, True, True, True),
+VARIANTS = [  # name, trimmed, multiple, masked_lm, XLA kernels of gelu and LayerNorm, jit_compile, fused Adam, precision
+    ('padded (original)', False, 1, False, False, False, False, 'fp32'),
+    ('fused adam', False, 1, False, False, False, True, 'fp32'),
+    ('+ trimmed, masked LM', True, 1, True, False, False, True, 'fp32'),
+    ('default (train.py)', True, 1, True, True, False, True, 'fp32'),
+    ('xla', True, 8, False, True, True, True, 'fp32'),
+]
+MIXED_VARIANTS = [  # with --mixed: train.py's default path in mixed precision (changes the rounding)
+    ('default bf16', True, 1, True, True, False, True, 'bf16'),
+    ('default fp16', True, 1, True, True, False, True, 'fp16'),
 ]
 
 
@@ -152,7 +156,7 @@ def first_batches(strategy, X, M, Y, n_batch_train, n, trimmed, multiple):
 def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
     """With dropout off (model0, pdrop 0): the variant's forward losses on batch 0 at the initial weights, and
     its parameters after one update on batch 0. ref: the baseline's results (None for the baseline)."""
-    name, trimmed, multiple, masked, kernels, jit, fused = v
+    name, trimmed, multiple, masked, kernels, jit, fused, precision = v
     model0.assign(init)
     (X, M, Y), = first_batches(strategy, *data, nbt, 1, trimmed, multiple)
     fwd = tf.function(lambda X, M, Y: model0(X, M, Y, train=False, masked_lm=masked, fused=kernels)[1:],
@@ -160,7 +164,7 @@ def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
     clf, lm = (t.numpy() for t in fwd(X, M, Y))
     opt = new_adam(model0, fused, t_total)
     step = train.make_train_step(model0, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
-                                 jit_compile=jit)
+                                 jit_compile=jit, loss_scale=LossScale() if precision == 'fp16' else None)
     cost = float(step(X, M, Y)[0])
     params = [p.numpy() for p in model0.params]
     out = dict(clf=clf, lm=lm, cost=cost, params=params, T=int(X.shape[2]))
@@ -178,12 +182,12 @@ def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
 
 def train_job(v, model, init, strategy, data, nbt, n_batches, t_total, dims):
     """The variant's model (reset to init) with a fresh Adam and its train step, and the FLOPs of its batches."""
-    name, trimmed, multiple, masked, kernels, jit, fused = v
+    name, trimmed, multiple, masked, kernels, jit, fused, precision = v
     n_layer, n_embd, n_lm = dims
     model.assign(init)
     opt = new_adam(model, fused, t_total)
     step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
-                                 jit_compile=jit)
+                                 jit_compile=jit, loss_scale=LossScale() if precision == 'fp16' else None)
     batches = first_batches(strategy, *data, nbt, n_batches, trimmed, multiple)
     job = dict(call=lambda i: sync(step(*batches[i])), traces=step.experimental_get_tracing_count,
                always_again=jit or kernels,  # XLA compiles each new shape at run time: the tracing count misses it
@@ -279,6 +283,7 @@ def parse_args(argv=None):
     p.add_argument('--model_dir', type=str, help='real weights (params_shapes.json, params_*.npy); default random')
     p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs; default ../shared/data/rocstories')
     p.add_argument('--quick', action='store_true', help='n_embd 64, 2 layers, 1 step: an end-to-end check')
+    p.add_argument('--mixed', action='store_true', help="also train.py's default path in bf16 and fp16")
     args = p.parse_args(argv)
     if args.quick:
         args.steps = 1
@@ -295,6 +300,7 @@ def main(argv=None):
 
 
 def bench(args, tmp):
+    variants = VARIANTS + (MIXED_VARIANTS if args.mixed else [])
     rss, load = [], [('start', os.getloadavg())]
     t_start = time.perf_counter()
 
@@ -410,18 +416,22 @@ def bench(args, tmp):
     data = (trX, trM, trY)
     dims = (n_layer, n_embd, n_lm)
     checks = {}
-    for v in VARIANTS:
+    for v in variants:
         name = v[0]
+        if v[7] != model0.precision:
+            with strategy.scope():
+                model0 = Model(n_vocab, N_SPECIAL, n_ctx, clf_token, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                               embd_pdrop=0., attn_pdrop=0., resid_pdrop=0., clf_pdrop=0., precision=v[7])
         progress(f'train variant {name}: dropout-off check ({time.perf_counter() - t_start:.0f} s elapsed, '
                  f'load average {os.getloadavg()[0]:.1f})')
         try:
             checks[name] = check_variant(v, model0, init, strategy, data, nbt, t_total,
-                                         None if name == VARIANTS[0][0] else checks.get(VARIANTS[0][0]))
+                                         None if name == variants[0][0] else checks.get(variants[0][0]))
         except Exception as err:  # noqa: BLE001 (a failed variant is a result)
             checks[name] = fail(f'train {name} (check)', err)
         gc.collect()
-    if isinstance(checks.get(VARIANTS[0][0]), dict):
-        del checks[VARIANTS[0][0]]['params']
+    if isinstance(checks.get(variants[0][0]), dict):
+        del checks[variants[0][0]]['params']
     del model0
     gc.collect()
     rss.append(('dropout-off checks', peak_rss_gb()))
@@ -429,12 +439,12 @@ def bench(args, tmp):
 
     progress('building one model (dropout on) and a fresh Adam per variant')
     jobs, timings = {}, {}
-    for i, v in enumerate(VARIANTS):
+    for i, v in enumerate(variants):
         try:
             if i:
                 with strategy.scope():
                     models.append(Model(n_vocab, N_SPECIAL, n_ctx, clf_token, n_embd=n_embd, n_head=n_head,
-                                        n_layer=n_layer))
+                                        n_layer=n_layer, precision=v[7]))
             jobs[v[0]] = train_job(v, models[i], init, strategy, data, nbt, n_need, t_total, dims)
         except Exception as err:  # noqa: BLE001
             timings[v[0]] = fail(f'train {v[0]} (setup)', err)
@@ -444,7 +454,7 @@ def bench(args, tmp):
             timings[name].update({k: job[k][N_WARMUP:] for k in ('Ts', 'tok', 'useful', 'executed')})
     del jobs
     gc.collect()
-    rss.append((f'training ({len(VARIANTS)} models + {len(VARIANTS)} Adams)', peak_rss_gb()))
+    rss.append((f'training ({len(variants)} models + {len(variants)} Adams)', peak_rss_gb()))
     load.append(('training', os.getloadavg()))
 
     # ---- 3. evaluation, in interleaved rounds
@@ -481,11 +491,11 @@ def bench(args, tmp):
 
     # ---- tables
     med = statistics.median
-    base = timings.get(VARIANTS[0][0])
+    base = timings.get(variants[0][0])
     base_med = med(base['first']) if isinstance(base, dict) else None
     base_seen = med(base['seen']) if isinstance(base, dict) else None
     rows = []
-    for v in VARIANTS:
+    for v in variants:
         r = timings[v[0]]
         if isinstance(r, str):
             rows.append([v[0], r])
@@ -521,12 +531,12 @@ def bench(args, tmp):
     print()
 
     rows = []
-    ref = checks.get(VARIANTS[0][0])
-    for v in VARIANTS:
+    ref = checks.get(variants[0][0])
+    for v in variants:
         r = checks[v[0]]
         if isinstance(r, str):
             rows.append([v[0], r])
-        elif v[0] == VARIANTS[0][0]:
+        elif v[0] == variants[0][0]:
             rows.append([v[0], str(r['T']), f"{r['cost']:.6f}", 'reference', '', '', '', ''])
         else:
             rows.append([v[0], str(r['T']), f"{r['cost']:.6f}", f"{r['d_clf']:.2e}", f"{r['d_lm']:.2e}",

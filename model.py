@@ -24,6 +24,7 @@ def swish(x):
 
 
 act_fns = {'relu': tf.nn.relu, 'swish': swish, 'gelu': gelu}
+compute_dtypes = {'fp32': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}
 
 
 class Seeds:
@@ -50,26 +51,34 @@ def dropout(x, pdrop, train, seeds, noise_shape=None):
 
 
 def norm(x, g, b, e=1e-5):
-    """LayerNorm over the last axis, mean and variance in two passes as the original."""
+    """LayerNorm over the last axis, mean and variance in two passes as the original (in float32 whatever the
+    dtype of x; the result in x's dtype)."""
+    dtype, x = x.dtype, tf.cast(x, tf.float32)
     u = tf.reduce_mean(x, axis=-1, keepdims=True)
     s = tf.reduce_mean(tf.square(x - u), axis=-1, keepdims=True)
-    return (x - u) * tf.math.rsqrt(s + e) * g + b
+    return tf.cast((x - u) * tf.math.rsqrt(s + e) * g + b, dtype)
+
+
+def in_float32(f):
+    """f computed in float32 on an input of any float dtype, the result cast back to it."""
+    return lambda x: tf.cast(f(tf.cast(x, tf.float32)), x.dtype)
 
 
 # gelu and norm again, each forward and each gradient one XLA kernel: one pass over memory instead of a dozen
 # (about 15% of a training update on the CPU), the same numbers to float rounding. XLA compiles a kernel once
-# per input shape, about 0.1 s each.
+# per input shape, about 0.1 s each. Both compute in float32 whatever the dtype of their input.
 
 @tf.function(jit_compile=True)
 def _gelu(x):
-    return gelu(x)
+    return in_float32(gelu)(x)
 
 
 @tf.function(jit_compile=True)
 def _gelu_grad(x, dy):
+    dtype, x, dy = x.dtype, tf.cast(x, tf.float32), tf.cast(dy, tf.float32)
     c = math.sqrt(2 / math.pi)
     t = tf.tanh(c * (x + 0.044715 * x * x * x))
-    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+    return tf.cast(dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)), dtype)
 
 
 @tf.custom_gradient
@@ -84,13 +93,14 @@ def _norm(x, g, b, e):
 
 @tf.function(jit_compile=True)
 def _norm_grad(x, g, dy, e):
+    dtype, x, dy = x.dtype, tf.cast(x, tf.float32), tf.cast(dy, tf.float32)
     u = tf.reduce_mean(x, axis=-1, keepdims=True)
     r = tf.math.rsqrt(tf.reduce_mean(tf.square(x - u), axis=-1, keepdims=True) + e)
     xhat = (x - u) * r
     dxhat = dy * g
     dx = r * (dxhat - tf.reduce_mean(dxhat, -1, keepdims=True) - xhat * tf.reduce_mean(dxhat * xhat, -1, keepdims=True))
     axes = tf.range(tf.rank(x) - 1)
-    return dx, tf.reduce_sum(dy * xhat, axes), tf.reduce_sum(dy, axes)
+    return tf.cast(dx, dtype), tf.reduce_sum(dy * xhat, axes), tf.reduce_sum(dy, axes)
 
 
 @tf.custom_gradient
@@ -102,9 +112,9 @@ fused_fns = {gelu: fused_gelu, norm: fused_norm}
 
 
 def conv1d(x, w, b):
-    """The original's 1x1 convolution: x (..., nx) times w (1, nx, nf) plus b (nf) -> (..., nf)."""
+    """The original's 1x1 convolution: x (..., nx) times w (1, nx, nf) plus b (nf) -> (..., nf), in x's dtype."""
     nx, nf = w.shape[1], w.shape[2]
-    c = tf.matmul(tf.reshape(x, [-1, nx]), tf.reshape(w, [nx, nf])) + b
+    c = tf.matmul(tf.reshape(x, [-1, nx]), tf.cast(tf.reshape(w, [nx, nf]), x.dtype)) + tf.cast(b, x.dtype)
     return tf.reshape(c, tf.concat([tf.shape(x)[:-1], [nf]], 0))
 
 
@@ -144,12 +154,12 @@ def attn(x, b, p, n_head, attn_pdrop, resid_pdrop, train, seeds):
     c = conv1d(x, p['attn/c_attn/w'], p['attn/c_attn/b'])           # (B, T, 3C)
     q, k, v = tf.split(c, 3, axis=2)
     q, k, v = split_heads(q, n_head), split_heads(k, n_head), split_heads(v, n_head)  # (B, H, T, D)
-    w = tf.matmul(q, k, transpose_b=True)                              # (B, H, T, T)
+    w = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32)         # (B, H, T, T), softmax in float32
     w = w * tf.math.rsqrt(tf.cast(v.shape[-1], w.dtype))
     w = mask_attn_weights(w, b)
     w = tf.nn.softmax(w)
     w = dropout(w, attn_pdrop, train, seeds)
-    a = merge_heads(tf.matmul(w, v))                                   # (B, T, C)
+    a = merge_heads(tf.matmul(tf.cast(w, v.dtype), v))                 # (B, T, C)
     a = conv1d(a, p['attn/c_proj/w'], p['attn/c_proj/b'])
     return dropout(a, resid_pdrop, train, seeds)
 
@@ -175,13 +185,18 @@ def embed(X, we):
 
 
 class Model(tf.Module):
-    """The fine-tuning network. `params` holds its variables in the original's order and names."""
+    """The fine-tuning network. `params` holds its variables in the original's order and names, in float32.
+    precision 'bf16' or 'fp16' computes the matmuls and carries the hidden states in that type (mixed precision,
+    mainly for GPUs); LayerNorm, gelu, softmax, the classifier and the losses stay in float32."""
 
     def __init__(self, n_vocab, n_special, n_ctx, clf_token, n_embd=768, n_head=12, n_layer=12, embd_pdrop=0.1,
-                 attn_pdrop=0.1, resid_pdrop=0.1, clf_pdrop=0.1, afn='gelu'):
+                 attn_pdrop=0.1, resid_pdrop=0.1, clf_pdrop=0.1, afn='gelu', precision='fp32'):
         super().__init__(name='model')
         if afn not in act_fns:
             raise InputError(f"unknown --afn {afn!r}: choose one of {', '.join(act_fns)}")
+        if precision not in compute_dtypes:
+            raise InputError(f"unknown --precision {precision!r}: choose one of {', '.join(compute_dtypes)}")
+        self.precision, self.compute_dtype = precision, compute_dtypes[precision]
         if n_embd % n_head:
             raise InputError(f"--n_embd {n_embd} is not a multiple of --n_head {n_head}")
         self.n_vocab, self.n_special, self.n_ctx, self.clf_token = n_vocab, n_special, n_ctx, clf_token
@@ -239,8 +254,8 @@ class Model(tf.Module):
 
     def transformer(self, X, we, b, train, seeds, fused=False):
         """Hidden states (B, T, C) of X (B, T, 2) under the attention mask b."""
-        act, ln = (fused_fns.get(self.act, self.act), fused_norm) if fused else (self.act, norm)
-        h = embed(X, we)
+        act, ln = (fused_fns.get(self.act, in_float32(self.act)), fused_norm) if fused else (in_float32(self.act), norm)
+        h = tf.cast(embed(X, we), self.compute_dtype)
         for p in self.h:
             h = block(h, b, p, self.n_head, act, self.attn_pdrop, self.resid_pdrop, train, seeds, ln)
         return h
@@ -251,11 +266,13 @@ class Model(tf.Module):
         targets, weights = X[:, 1:, 0], M[:, 1:]
         if masked:
             idx = tf.where(weights > 0)                                             # (K, 2)
-            logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), we, transpose_b=True)  # (K, V)
+            logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), tf.cast(we, h.dtype), transpose_b=True)  # (K, V)
+            logits = tf.cast(logits, tf.float32)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(targets, idx), logits=logits)
             total = tf.math.unsorted_segment_sum(losses * tf.gather_nd(weights, idx), idx[:, 0], tf.shape(h)[0])
         else:
-            logits = tf.matmul(tf.reshape(h[:, :-1], [-1, self.n_embd]), we, transpose_b=True)   # (B*(T-1), V)
+            logits = tf.matmul(tf.reshape(h[:, :-1], [-1, self.n_embd]), tf.cast(we, h.dtype), transpose_b=True)
+            logits = tf.cast(logits, tf.float32)                                                  # (B*(T-1), V)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(targets, [-1]), logits=logits)
             total = tf.reduce_sum(tf.reshape(losses, tf.shape(targets)) * weights, 1)
         return total / tf.reduce_sum(weights, 1)
@@ -263,6 +280,7 @@ class Model(tf.Module):
     def clf(self, clf_h, train, seeds):
         """Logits (n, 2) of the two choices' hidden states clf_h (n, 2, C); in training, dropout with one mask
         shared by the two choices of an example."""
+        clf_h = tf.cast(clf_h, tf.float32)
         clf_h = dropout(clf_h, self.clf_pdrop, train, seeds,
                         noise_shape=tf.concat([tf.shape(clf_h)[:1], [1, self.n_embd]], 0))
         clf_logits = tf.matmul(tf.reshape(clf_h, [-1, self.n_embd]), self.clf_w) + self.clf_b

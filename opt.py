@@ -66,6 +66,30 @@ class Adam(tf.Module):
             update(p, g, m, v, lrt, self.b1, self.b2, self.e, l2)
         return lrt
 
+    def skip(self):
+        """A skipped update (its gradient was not finite): the counter advances, so that the schedule and the
+        dropout seeds stay in step with the run, and nothing else changes. Returns the lrt it would have used."""
+        return self.learning_rate(self.t.assign_add(1.))
+
+
+class LossScale(tf.Module):
+    """Dynamic loss scaling for float16 training: the loss is multiplied by `scale` before the gradient is taken
+    and the gradient divided by it, so that small gradients do not underflow in float16. A step whose gradient
+    is not finite is skipped and halves the scale; `period` finite steps in a row double it."""
+
+    def __init__(self, initial=2. ** 15, period=2000):
+        super().__init__(name='loss_scale')
+        self.scale = tf.Variable(initial, trainable=False, name='loss_scale/scale')
+        self.n_finite = tf.Variable(0, trainable=False, name='loss_scale/n_finite')
+        self.period = period
+
+    def update(self, finite):
+        """The scale after a step whose gradient was finite or not."""
+        n = tf.where(finite, self.n_finite + 1, 0)
+        grow = n >= self.period
+        self.scale.assign(tf.where(finite, tf.where(grow, self.scale * 2., self.scale), self.scale / 2.))
+        self.n_finite.assign(tf.where(grow, 0, n))
+
 
 def update_step(p, g, m, v, lrt, b1, b2, e, l2):
     """One parameter's update: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lrt (m / (sqrt(v) + e) + l2 p)."""

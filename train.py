@@ -21,8 +21,8 @@ from tqdm import tqdm
 import analysis
 import text_utils
 from datasets import context_length, pack_roc, rocstories, rocstories_paths, transform_roc
-from model import Model, act_fns, load_openai_params, special_embeddings, transfer
-from opt import Adam, schedules
+from model import Model, act_fns, compute_dtypes, load_openai_params, special_embeddings, transfer
+from opt import Adam, LossScale, schedules
 from text_utils import TextEncoder
 from utils import InputError, ResultLogger, atomic_write, encode_dataset, exit_on_input_error, iter_data
 
@@ -77,6 +77,9 @@ def parse_args(argv=None):
                              "both choices of an example scored separately, every op and the Adam update op by op "
                              "(same numbers, slower)")
     parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
+    parser.add_argument('--precision', type=str, default='fp32',
+                        help='fp32; or bf16 / fp16: mixed precision (float32 weights, matmuls in the 16-bit type, '
+                             'loss scaling for fp16), mainly for GPUs; changes the rounding')
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic ops: two runs with the same seed give bit-identical results')
     parser.add_argument('--accum_steps', type=int, default=1,
@@ -99,7 +102,8 @@ def parse_args(argv=None):
 def check_args(args):
     """Refuse unknown choices and impossible values before any work is done."""
     for flag, value, choices in [('--dataset', args.dataset, datasets), ('--afn', args.afn, act_fns),
-                                 ('--lr_schedule', args.lr_schedule, schedules), ('--opt', args.opt, opts)]:
+                                 ('--lr_schedule', args.lr_schedule, schedules), ('--opt', args.opt, opts),
+                                 ('--precision', args.precision, compute_dtypes)]:
         if value not in choices:
             raise InputError(f"unknown {flag} {value!r}: choose one of {', '.join(choices)}")
     for flag in ['n_iter', 'n_batch', 'n_gpu', 'n_ctx', 'n_embd', 'n_head', 'n_layer']:
@@ -165,16 +169,19 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
 
 
 def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=False, jit_compile=False,
-                    accum_steps=1):
+                    accum_steps=1, loss_scale=None):
     """A tf.function doing one update from a global batch already split over the replicas: each replica's
     gradient of its tower loss (accumulated over accum_steps equal parts of its share), averaged over the
     replicas (the gradient of the mean over the global batch), then one Adam update. Dropout masks are seeded by
-    (seed, update number, replica, part). Returns the mean classifier loss, lrt and the gradient's global norm."""
+    (seed, update number, replica, part). With a LossScale, the loss is scaled before the gradient, and an update
+    whose gradient is not finite is skipped. Returns the mean classifier loss, lrt and the gradient's global norm."""
 
     def part_grads(X, M, Y, part_seed):
         with tf.GradientTape() as tape:
             _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=part_seed, masked_lm=masked_lm, fused=fused)
             loss = tower_loss(clf_losses, lm_losses, lm_coef)
+            if loss_scale is not None:
+                loss = loss * loss_scale.scale
         return [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)], tf.reduce_mean(clf_losses)
 
     part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads
@@ -198,9 +205,13 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=
         grads, cost = strategy.run(replica_step, args=(X, M, Y))
         grads = [strategy.reduce(tf.distribute.ReduceOp.MEAN, g, axis=None) for g in grads]
         cost = strategy.reduce(tf.distribute.ReduceOp.MEAN, cost, axis=None)
-        grad_norm = tf.linalg.global_norm(grads)
-        lrt = opt.apply(grads)
-        return cost, lrt, grad_norm
+        if loss_scale is None:
+            return cost, opt.apply(grads), tf.linalg.global_norm(grads)
+        grads = [g / loss_scale.scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        lrt = tf.cond(finite, lambda: opt.apply(grads), opt.skip)
+        loss_scale.update(finite)
+        return cost, lrt, tf.linalg.global_norm(grads)
 
     return train_step
 
@@ -363,11 +374,12 @@ def train(args):
     with strategy.scope():
         model = Model(n_vocab, n_special, n_ctx, clf_token, n_embd=args.n_embd, n_head=args.n_head,
                       n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
-                      resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop, afn=args.afn)
+                      resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop, afn=args.afn, precision=args.precision)
         opt = opts[args.opt](model.params, lr=args.lr, t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e,
                              schedule=lambda x: schedules[args.lr_schedule](x, warmup=args.lr_warmup),
                              l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm,
                              fused=not args.padded)
+        loss_scale = LossScale() if args.precision == 'fp16' else None
     if args.n_transfer == -1:
         special_embeddings(n_special, args.n_embd)
     else:
@@ -378,12 +390,16 @@ def train(args):
 
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
     train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
-                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps)
+                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
+                                 loss_scale=loss_scale)
     eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
     state = RunState()
-    checkpoint = tf.train.CheckpointManager(tf.train.Checkpoint(model=model, opt=opt, state=state),
+    saved = dict(model=model, opt=opt, state=state)
+    if loss_scale is not None:
+        saved['loss_scale'] = loss_scale
+    checkpoint = tf.train.CheckpointManager(tf.train.Checkpoint(**saved),
                                             os.path.join(args.save_dir, args.desc, 'checkpoints'), max_to_keep=1)
     if args.resume:
         if checkpoint.latest_checkpoint is None:

@@ -256,7 +256,8 @@ def test_a_global_batch_that_cannot_be_split_over_the_devices(run, monkeypatch):
 
 
 @pytest.mark.parametrize('flag, value, choice', [('afn', 'tanh', 'gelu'), ('lr_schedule', 'cosine', 'warmup_linear'),
-                                                 ('opt', 'sgd', 'adam'), ('dataset', 'squad', 'rocstories')])
+                                                 ('opt', 'sgd', 'adam'), ('dataset', 'squad', 'rocstories'),
+                                                 ('precision', 'fp8', 'bf16')])
 def test_unknown_choice(run, flag, value, choice):
     msg = run(**{flag: value})
     assert f'--{flag}' in msg and value in msg
