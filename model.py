@@ -64,9 +64,9 @@ def in_float32(f):
     return lambda x: tf.cast(f(tf.cast(x, tf.float32)), x.dtype)
 
 
-# gelu and norm again, each forward and each gradient one XLA kernel: one pass over memory instead of a dozen
-# (about 15% of a training update on the CPU), the same numbers to float rounding. XLA compiles a kernel once
-# per input shape, about 0.1 s each. Both compute in float32 whatever the dtype of their input.
+# gelu and norm again, each forward and each gradient one XLA kernel: one pass over memory instead of a dozen,
+# the same numbers to float rounding. XLA compiles a kernel once per input shape, about 0.1 s each. Both compute
+# in float32 whatever the dtype of their input.
 
 @tf.function(jit_compile=True)
 def _gelu(x):
@@ -108,7 +108,7 @@ def fused_norm(x, g, b, e=1e-5):
     return _norm(x, g, b, e), lambda dy: _norm_grad(x, g, dy, e)
 
 
-fused_fns = {gelu: fused_gelu, norm: fused_norm}
+fused_acts = {gelu: fused_gelu}
 
 
 def conv1d(x, w, b):
@@ -254,7 +254,7 @@ class Model(tf.Module):
 
     def transformer(self, X, we, b, train, seeds, fused=False):
         """Hidden states (B, T, C) of X (B, T, 2) under the attention mask b."""
-        act, ln = (fused_fns.get(self.act, in_float32(self.act)), fused_norm) if fused else (in_float32(self.act), norm)
+        act, ln = (fused_acts.get(self.act, in_float32(self.act)), fused_norm) if fused else (in_float32(self.act), norm)
         h = tf.cast(embed(X, we), self.compute_dtype)
         for p in self.h:
             h = block(h, b, p, self.n_head, act, self.attn_pdrop, self.resid_pdrop, train, seeds, ln)
