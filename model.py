@@ -50,13 +50,17 @@ def dropout(x, pdrop, train, seeds, noise_shape=None):
     return x
 
 
-def norm(x, g, b, e=1e-5):
-    """LayerNorm over the last axis, mean and variance in two passes as the original (in float32 whatever the
-    dtype of x; the result in x's dtype)."""
-    dtype, x = x.dtype, tf.cast(x, tf.float32)
+def standardize(x, e):
+    """(x - mean) / sqrt(variance + e) over the last axis, mean and variance in two passes as the original; and
+    the reciprocal standard deviation (..., 1)."""
     u = tf.reduce_mean(x, axis=-1, keepdims=True)
-    s = tf.reduce_mean(tf.square(x - u), axis=-1, keepdims=True)
-    return tf.cast((x - u) * tf.math.rsqrt(s + e) * g + b, dtype)
+    r = tf.math.rsqrt(tf.reduce_mean(tf.square(x - u), axis=-1, keepdims=True) + e)
+    return (x - u) * r, r
+
+
+def norm(x, g, b, e=1e-5):
+    """LayerNorm over the last axis (in float32 whatever the dtype of x; the result in x's dtype)."""
+    return tf.cast(standardize(tf.cast(x, tf.float32), e)[0] * g + b, x.dtype)
 
 
 def in_float32(f):
@@ -94,9 +98,7 @@ def _norm(x, g, b, e):
 @tf.function(jit_compile=True)
 def _norm_grad(x, g, dy, e):
     dtype, x, dy = x.dtype, tf.cast(x, tf.float32), tf.cast(dy, tf.float32)
-    u = tf.reduce_mean(x, axis=-1, keepdims=True)
-    r = tf.math.rsqrt(tf.reduce_mean(tf.square(x - u), axis=-1, keepdims=True) + e)
-    xhat = (x - u) * r
+    xhat, r = standardize(x, e)
     dxhat = dy * g
     dx = r * (dxhat - tf.reduce_mean(dxhat, -1, keepdims=True) - xhat * tf.reduce_mean(dxhat * xhat, -1, keepdims=True))
     axes = tf.range(tf.rank(x) - 1)
