@@ -1,0 +1,328 @@
+"""The paper's fine-tuning tasks (Radford et al. 2018, Tables 2-4), one registry entry each, and the input
+transformations of its section 3.3 on encoded token ids, kept ragged until a batch is padded to its own longest
+sequence (MNLI's 393k pairs are never held as (n, n_ctx) arrays).
+
+Input transformations, with the special ids start = n_vocab, delimiter = n_vocab + 1, extract (_classify_) =
+n_vocab + 2:
+    classification   [start] text [extract]                                      1 sequence per example
+    entailment       [start] premise [delim] hypothesis [extract]                1
+    similarity       [start] a [delim] b [extract], [start] b [delim] a [extract] 2
+    multiple choice  [start] context [delim] answer_k [extract] for each k       k (RACE: context = article question)
+Truncation, so that a sequence fits n_ctx (the flag), every cut keeping a text's start:
+    'roc'      ROCStories' rule, unchanged: each text to n_ctx // 2 - 2 tokens.
+    'single'   the text to n_ctx - 2 tokens.
+    'pair'     the longer text is cut first, one token at a time (ties: the second text), until both fit n_ctx - 3.
+    'context'  (RACE) each answer to (n_ctx - 3) // 2 tokens; the context fields are kept whole from the last (the
+               question) back, the first (the article) cut at its end to what the longest answer leaves.
+"""
+import os
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+import datasets
+import metrics
+from datasets import Examples
+
+SHAPES = ('classification', 'entailment', 'similarity', 'multiple_choice')
+
+
+class Metric(NamedTuple):
+    """One figure the paper reports: its name, the function of (predictions, labels), the subset it covers (a
+    value of Examples.group; None: all examples)."""
+    name: str
+    fn: object
+    group: str = None
+
+
+class Task(NamedTuple):
+    """A registry entry. load(data_dir) -> {split: Examples}; paths(data_dir) -> the files it reads. `labels` the
+    label strings in class-id order (None: a regression on 0-5); `n_choices` answers per example (multiple
+    choice); `n_context` leading text fields that form the context (multiple choice). `metrics[0]` selects the
+    best parameters on `valid`; `evals` more labelled splits to report; `tests` the splits to predict,
+    `test_labels` whether their labels are public (scored by --analysis); `submissions` split -> file name."""
+    name: str
+    load: object
+    paths: object
+    shape: str
+    labels: tuple
+    metrics: tuple
+    data_dir: str
+    url: str
+    paper: str
+    train: str = 'train'
+    valid: str = 'dev'
+    evals: tuple = ()
+    tests: tuple = ('test',)
+    test_labels: bool = False
+    submissions: dict = None
+    truncate: str = 'pair'
+    n_choices: int = 0
+    n_context: int = 0
+
+    @property
+    def n_seq(self):
+        """Sequences per example: 1, 2 (similarity's two orders) or n_choices."""
+        return {'similarity': 2, 'multiple_choice': self.n_choices}.get(self.shape, 1)
+
+    @property
+    def n_out(self):
+        """Outputs of the head per example: 1 per choice (multiple choice), 1 for a regression, else a class
+        each."""
+        return 1 if self.shape == 'multiple_choice' or self.labels is None else len(self.labels)
+
+
+def rocstories_splits(data_dir):
+    """ROCStories' splits as Examples, from the existing functions: 'train' and 'valid' the original's split of
+    the val CSV, 'test' the test CSV with its public labels; fields (story, ending 1, ending 2)."""
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = datasets.rocstories(data_dir)
+    teY = np.asarray(datasets.rocstories_csv(os.path.join(data_dir, datasets.ROC_TEST))[3], dtype=np.int32)
+    return {name: Examples(tuple(map(list, texts)), y, [str(i) for i in range(len(y))])
+            for name, texts, y in [('train', (trX1, trX2, trX3), trY), ('valid', (vaX1, vaX2, vaX3), vaY),
+                                   ('test', (teX1, teX2, teX3), teY)]}
+
+
+def glue(name, folder, labels, metric, paper, submission, **kwargs):
+    """A GLUE task's entry: its files in data/<folder>, test labels private, the submission GLUE scores."""
+    load, paths = datasets.tsv_task(datasets.GLUE_FILES[name], labels, datasets.GLUE_URL,
+                                    datasets.QQP_MAX_SKIPPED if name == 'qqp' else 0.0)
+    kwargs.setdefault('submissions', {'test': submission})
+    return Task(name, load, paths, kwargs.pop('shape', 'entailment'), labels, metric, f'data/{folder}',
+                datasets.GLUE_URL, paper, **kwargs)
+
+
+BINARY = ('0', '1')
+NLI3 = ('entailment', 'neutral', 'contradiction')
+NLI2 = ('entailment', 'not_entailment')
+ACC = (Metric('acc', metrics.accuracy),)
+F1_ACC = (Metric('F1', metrics.f1), Metric('acc', metrics.accuracy))
+scitail_load, scitail_paths = datasets.tsv_task(datasets.SCITAIL_FILES, ('entails', 'neutral'), datasets.SCITAIL_URL)
+
+TASKS = {task.name: task for task in [
+    Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('1', '2'), ACC, 'data/',
+         datasets.ROC_URL, '86.5 (test acc)', valid='valid', test_labels=True,
+         submissions={'test': 'ROCStories.tsv'}, truncate='roc', n_choices=2, n_context=1),
+    glue('sst2', 'SST-2', BINARY, ACC, '91.3 (test acc)', 'SST-2.tsv', shape='classification', truncate='single'),
+    glue('cola', 'CoLA', BINARY, (Metric('mc', metrics.matthews_corrcoef),), '45.4 (test Matthews corr.)',
+         'CoLA.tsv', shape='classification', truncate='single'),
+    glue('mnli', 'MNLI', NLI3, ACC, '82.1 / 81.4 (test acc, matched / mismatched)', None,
+         valid='dev_matched', evals=('dev_mismatched',), tests=('test_matched', 'test_mismatched'),
+         submissions={'test_matched': 'MNLI-m.tsv', 'test_mismatched': 'MNLI-mm.tsv'}),
+    glue('qnli', 'QNLI', NLI2, ACC, '88.1 (test acc)', 'QNLI.tsv'),
+    glue('rte', 'RTE', NLI2, ACC, '56.0 (test acc)', 'RTE.tsv'),
+    Task('snli', datasets.snli, datasets.snli_paths, 'entailment', NLI3, ACC, 'data/snli_1.0', datasets.SNLI_URL,
+         '89.9 (test acc)', test_labels=True, submissions={'test': 'SNLI.tsv'}),
+    Task('scitail', scitail_load, scitail_paths, 'entailment', ('entails', 'neutral'), ACC, 'data/SciTailV1.1',
+         datasets.SCITAIL_URL, '88.3 (test acc)', test_labels=True, submissions={'test': 'SciTail.tsv'}),
+    glue('mrpc', 'MRPC', BINARY, F1_ACC, '82.3 (test F1)', 'MRPC.tsv', shape='similarity'),
+    glue('qqp', 'QQP', BINARY, F1_ACC, '70.3 (test F1)', 'QQP.tsv', shape='similarity'),
+    glue('stsb', 'STS-B', None, (Metric('pearson', metrics.pearson), Metric('spearman', metrics.spearman)),
+         '82.0 (test Pearson)', 'STS-B.tsv', shape='similarity'),
+    Task('race', datasets.race, datasets.race_paths, 'multiple_choice', ('A', 'B', 'C', 'D'),
+         (Metric('all', metrics.accuracy), Metric('RACE-m', metrics.accuracy, 'middle'),
+          Metric('RACE-h', metrics.accuracy, 'high')), 'data/RACE', datasets.RACE_URL,
+         '62.9 / 57.4 / 59.0 (test acc, RACE-m / RACE-h / all)', test_labels=True, submissions={'test': 'RACE.tsv'},
+         truncate='context', n_choices=4, n_context=2),
+]}
+
+
+def score(task, predictions, examples):
+    """{metric name: value in the paper's units (times 100)} of `predictions` (class ids, or scores for a
+    regression) on `examples` (labelled)."""
+    predictions = np.asarray(predictions)
+    scores = {}
+    for metric in task.metrics:
+        keep = slice(None) if metric.group is None else np.asarray(examples.group) == metric.group
+        scores[metric.name] = 100.0 * metric.fn(predictions[keep], np.asarray(examples.y)[keep])
+    return scores
+
+
+def prediction_strings(task, predictions):
+    """A submission's prediction column: the label string of each class id, or each score with 3 decimals."""
+    if task.labels is None:
+        return ['%.3f' % p for p in predictions]
+    return [task.labels[p] for p in predictions]
+
+
+# ----------------------------------------------------------------------------------------------- ragged token ids
+
+class Ragged(NamedTuple):
+    """n sequences of token ids in one array: sequence i is ids[offsets[i]:offsets[i + 1]]. ids int32 (total,),
+    offsets int64 (n + 1,)."""
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_lists(cls, seqs):
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ids = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
+        return cls(ids, offsets)
+
+    @classmethod
+    def concat(cls, parts):
+        """The sequences of `parts` (Raggeds) one after the other."""
+        offsets = [np.zeros(1, dtype=np.int64)]
+        for part in parts:
+            offsets.append(part.offsets[1:] + offsets[-1][-1])
+        return cls(np.concatenate([p.ids for p in parts]).astype(np.int32), np.concatenate(offsets))
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def lengths(self):
+        return np.diff(self.offsets)
+
+    def tolist(self):
+        return [self[i].tolist() for i in range(len(self))]
+
+    def take(self, rows, lengths=None):
+        """The sequences `rows` (int array), each cut to its first `lengths` tokens (default: whole)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows] if lengths is None else np.asarray(lengths, dtype=np.int64)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        src = np.repeat(self.offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(self.ids[src], offsets)
+
+
+def encode_examples(encoder, examples, desc, chunk=2048):
+    """`examples` with each text field replaced by a Ragged of its BPE ids. Each distinct text is encoded once (an
+    MNLI premise serves three hypotheses, a RACE article all its questions), in chunks, under a progress bar
+    labelled `desc`."""
+    texts = [t for field in examples.texts for t in field]
+    unique = list(dict.fromkeys(texts))
+    parts = []
+    with tqdm(total=len(unique), desc=desc, unit=' texts', ncols=100, leave=False) as bar:
+        for i in range(0, len(unique), chunk):
+            parts.append(Ragged.from_lists(encoder.encode(unique[i:i + chunk], verbose=False)))
+            bar.update(len(unique[i:i + chunk]))
+    encoded = Ragged.concat(parts) if parts else Ragged(np.zeros(0, np.int32), np.zeros(1, np.int64))
+    position = {t: k for k, t in enumerate(unique)}
+    rows = np.fromiter((position[t] for t in texts), dtype=np.int64, count=len(texts))
+    n = len(examples.ids)
+    return examples._replace(texts=tuple(encoded.take(rows[k * n:(k + 1) * n]) for k in range(len(examples.texts))))
+
+
+def encode_splits(encoder, splits, name):
+    """{split: Examples with Ragged fields} of a task's {split: Examples}."""
+    return {split: encode_examples(encoder, examples, f'encoding {name} {split}') for split, examples in splits.items()}
+
+
+def save_encoded(f, splits):
+    """Write encoded splits to `f` (a path or a binary file) as one .npz of plain arrays (no pickle)."""
+    arrays = {}
+    for split, ex in splits.items():
+        for k, field in enumerate(ex.texts):
+            arrays[f'{split}/texts/{k}/ids'], arrays[f'{split}/texts/{k}/offsets'] = field.ids, field.offsets
+        arrays[f'{split}/ids'] = np.asarray(ex.ids, dtype=str)
+        arrays[f'{split}/n_skipped'] = np.asarray(ex.n_skipped)
+        if ex.y is not None:
+            arrays[f'{split}/y'] = ex.y
+        if ex.group is not None:
+            arrays[f'{split}/group'] = np.asarray(ex.group, dtype=str)
+    np.savez(f, **arrays)
+
+
+def load_encoded(path):
+    """The encoded splits that save_encoded wrote to `path`."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {key: z[key] for key in z.files}
+    splits = {}
+    for split in dict.fromkeys(key.split('/')[0] for key in arrays):
+        n_fields = len({key for key in arrays if key.startswith(f'{split}/texts/')}) // 2
+        texts = tuple(Ragged(arrays[f'{split}/texts/{k}/ids'], arrays[f'{split}/texts/{k}/offsets'])
+                      for k in range(n_fields))
+        splits[split] = Examples(texts, arrays.get(f'{split}/y'), arrays[f'{split}/ids'].tolist(),
+                                 arrays.get(f'{split}/group'), int(arrays[f'{split}/n_skipped']))
+    return splits
+
+
+# ---------------------------------------------------------------------------------------- input transformations
+
+def pair_lengths(la, lb, budget):
+    """Lengths of two texts cut to fit `budget` tokens together: the longer loses a token at a time (the second on
+    a tie) until they fit. la, lb int arrays."""
+    over = la + lb > budget
+    a_short, b_short = la <= budget // 2, lb <= budget // 2
+    new_a = np.where(~over | a_short, la, np.where(b_short, budget - lb, (budget + 1) // 2))
+    new_b = np.where(~over | b_short & ~a_short, lb, np.where(a_short, budget - la, budget // 2))
+    return new_a, new_b
+
+
+def build(pieces, n):
+    """n sequences, each the concatenation of `pieces`: a piece is a special token id, or (Ragged, rows, lengths):
+    sequence j takes the first lengths[j] ids of that Ragged's sequence rows[j]."""
+    lens = np.stack([np.ones(n, np.int64) if isinstance(p, (int, np.integer)) else np.asarray(p[2], np.int64)
+                     for p in pieces], axis=1)  # (n, n_pieces)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lens.sum(1), out=offsets[1:])
+    starts = offsets[:-1, None] + np.cumsum(lens, axis=1) - lens  # where each piece begins
+    ids = np.empty(offsets[-1], dtype=np.int32)
+    for k, piece in enumerate(pieces):
+        if isinstance(piece, (int, np.integer)):
+            ids[starts[:, k]] = piece
+        else:
+            source, rows, lengths = piece
+            part = source.take(rows, lengths)
+            ids[np.repeat(starts[:, k] - part.offsets[:-1], lengths) + np.arange(part.offsets[-1])] = part.ids
+    return Ragged(ids, offsets)
+
+
+def sequences(task, texts, n_vocab, n_ctx):
+    """The model's input sequences of one split, as a Ragged of n * task.n_seq sequences (example i's at rows
+    i * n_seq ...): `texts` the split's Ragged fields, n_ctx the most tokens a sequence may have (the flag)."""
+    start, delim, clf = n_vocab, n_vocab + 1, n_vocab + 2
+    n = len(texts[0])
+    rows = np.arange(n)
+    lengths = [field.lengths for field in texts]
+    if task.shape == 'classification':
+        return build([start, (texts[0], rows, np.minimum(lengths[0], n_ctx - 2)), clf], n)
+    if task.shape in ('entailment', 'similarity'):
+        la, lb = pair_lengths(lengths[0], lengths[1], n_ctx - 3)
+        if task.shape == 'entailment':
+            return build([start, (texts[0], rows, la), delim, (texts[1], rows, lb), clf], n)
+        ab = Ragged.concat(texts[:2])  # a's rows, then b's: sequence 2i is a;b, 2i + 1 is b;a
+        first, second = np.stack([rows, rows + n], 1).ravel(), np.stack([rows + n, rows], 1).ravel()
+        cut = np.concatenate([la, lb])
+        return build([start, (ab, first, cut[first]), delim, (ab, second, cut[second]), clf], 2 * n)
+    # multiple choice: sequence i * k + c is example i's context with answer c
+    k, m = task.n_choices, task.n_context
+    answers = Ragged.concat(texts[m:m + k])  # answer c of example i at row c * n + i
+    example, choice = np.repeat(rows, k), np.tile(np.arange(k), n)
+    if task.truncate == 'roc':
+        max_len = n_ctx // 2 - 2
+        context_cut = [np.minimum(lens, max_len) for lens in lengths[:m]]
+        answer_cut = np.minimum(answers.lengths, max_len)
+    else:
+        answer_cut = np.minimum(answers.lengths, (n_ctx - 3) // 2)
+        left = n_ctx - 3 - answer_cut.reshape(k, n).max(0)
+        context_cut = [None] * m
+        for j in reversed(range(m)):  # the question kept whole before the article
+            context_cut[j] = np.minimum(lengths[j], left)
+            left = left - context_cut[j]
+    context = [(texts[j], example, context_cut[j][example]) for j in range(m)]
+    answer_rows = choice * n + example
+    return build([start, *context, delim, (answers, answer_rows, answer_cut[answer_rows]), clf], n * k)
+
+
+def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1):
+    """The model's inputs for examples `rows` of `seqs` (from `sequences`): X int32 (n, n_seq, T, 2), token ids in
+    [..., 0] (0-padded) and position ids n_vocab + 3 + t in [..., 1]; M float32 (n, n_seq, T), 1 on real tokens.
+    T is the batch's longest sequence, rounded up to a multiple of `multiple`."""
+    rows = np.asarray(rows, dtype=np.int64)
+    batch = seqs.take((rows[:, None] * n_seq + np.arange(n_seq)).ravel())
+    lengths = batch.lengths
+    T = -(-int(lengths.max(initial=1)) // multiple) * multiple
+    M = (np.arange(T) < lengths[:, None]).reshape(len(rows), n_seq, T)
+    X = np.zeros((len(rows), n_seq, T, 2), dtype=np.int32)
+    X[..., 0][M] = batch.ids
+    X[..., 1] = np.arange(n_vocab + 3, n_vocab + 3 + T, dtype=np.int32)
+    return X, M.astype(np.float32)
