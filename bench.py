@@ -27,6 +27,7 @@ from itertools import islice  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
 from model import LAYER_PARAMS, Model, load_openai_params, transfer  # noqa: E402
@@ -284,6 +285,9 @@ def parse_args(argv=None):
     p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs; default ../shared/data/rocstories')
     p.add_argument('--quick', action='store_true', help='n_embd 64, 2 layers, 1 step: an end-to-end check')
     p.add_argument('--mixed', action='store_true', help="also train.py's default path in bf16 and fp16")
+    p.add_argument('--mnli_pipeline', action='store_true',
+                   help="only the MNLI input pipeline on a generated MNLI-sized folder: reading, encoding, the "
+                        "input sequences, the cache; time and peak RSS (CPU only)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps = 1
@@ -294,9 +298,103 @@ def main(argv=None):
     args = parse_args(argv)
     tmp = tempfile.mkdtemp(prefix='bench-')
     try:
-        bench(args, tmp)
+        (mnli_pipeline if args.mnli_pipeline else bench)(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+MNLI_SIZES = {'train': 392702, 'dev_matched': 9815, 'dev_mismatched': 9832, 'test_matched': 9796,
+              'test_mismatched': 9847}
+
+
+def write_mnli_sized(folder, encoder_path, seed=0):
+    """MNLI's five files at their real sizes, in GLUE's format: three hypotheses per premise as in MNLI; words
+    drawn Zipf-like from the BPE vocabulary's whole words (lower ids, merged earlier, are more frequent) plus 3% of
+    made-up names from a pool of 60k, so that about 100k word types occur, as in MNLI; premises of 22 words on
+    average (a gamma tail to 200), hypotheses of 11."""
+    rng = np.random.RandomState(seed)
+    with open(encoder_path) as f:
+        words = [w[:-4] for w in json.load(f) if w.endswith('</w>') and w[:-4].isalpha()]
+    syllables = ['ka', 'lo', 'mi', 'ren', 'sto', 'var', 'den', 'ix', 'ul', 'bre', 'tan', 'qu']
+    names = [''.join(rng.choice(syllables, rng.randint(2, 5))).capitalize() for _ in range(60000)]
+    cdf = np.cumsum(1.0 / np.arange(1, len(words) + 1) ** 1.05)
+    endings = ['.', '.', '?', ' , he said .', '!']
+
+    def text(mean):
+        n = int(np.clip(rng.gamma(3.0, mean / 3.0), 1, 200))
+        ranks = np.minimum(np.searchsorted(cdf, rng.rand(n) * cdf[-1]), len(words) - 1)
+        ws = [names[rng.randint(len(names))] if r < 0.03 else words[i] for i, r in zip(ranks, rng.rand(n))]
+        return ' '.join(ws).capitalize() + endings[rng.randint(len(endings))]
+
+    os.makedirs(folder, exist_ok=True)
+    head = ['index', 'promptID', 'pairID', 'genre', 'sentence1_binary_parse', 'sentence2_binary_parse',
+            'sentence1_parse', 'sentence2_parse', 'sentence1', 'sentence2']
+    labels = ['entailment', 'neutral', 'contradiction']
+    for split, n in MNLI_SIZES.items():
+        tail = {'train': ['label1', 'gold_label'], 'dev_matched': [f'label{k}' for k in range(1, 6)] + ['gold_label'],
+                'dev_mismatched': [f'label{k}' for k in range(1, 6)] + ['gold_label']}.get(split, [])
+        with open(os.path.join(folder, f'{split}.tsv'), 'w', encoding='utf-8') as f:
+            f.write('\t'.join(head + tail) + '\n')
+            for i in range(n):
+                if i % 3 == 0:
+                    premise = text(22)
+                s2 = text(11)
+                row = [str(i), str(i // 3), f'{i // 3}{"enc"[i % 3]}', 'fiction', f'( {premise} )', f'( {s2} )',
+                       f'(ROOT (S {premise}))', f'(ROOT (S {s2}))', premise, s2] + [labels[i % 3]] * len(tail)
+                f.write('\t'.join(row) + '\n')
+
+
+def mnli_pipeline(args, tmp):
+    """Time and peak RSS of train.py's MNLI input pipeline on a generated MNLI-sized folder: read the five files,
+    encode every text (tasks.encode_splits), build the input sequences at n_ctx 512, save and reload the encoded
+    cache; then one epoch's worth of padded batches of 32."""
+    _, _, encoder_path, bpe_path, enc_src = find_inputs(argparse.Namespace(data_dir=None, model_dir=args.model_dir),
+                                                        tmp)
+    folder = os.path.join(tmp, 'MNLI')
+    progress(f'writing an MNLI-sized folder ({sum(MNLI_SIZES.values())} pairs) to {folder}')
+    write_mnli_sized(folder, encoder_path)
+    size_mb = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 1e6
+    gc.collect()
+    rows, rss0 = [], peak_rss_gb()
+
+    def step(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        rows.append([name, fmt(time.perf_counter() - t0, '.1f'), fmt(peak_rss_gb(), '.2f')])
+        progress(f'{name}: {rows[-1][1]} s, peak RSS {rows[-1][2]} GB')
+        return out
+
+    task = tasks.TASKS['mnli']
+    encoder = step('TextEncoder init', lambda: TextEncoder(encoder_path, bpe_path))
+    splits = step('read the 5 files', lambda: task.load(folder))
+    n_texts = sum(len(f) for ex in splits.values() for f in ex.texts)
+    n_unique = len({t for ex in splits.values() for f in ex.texts for t in f})
+    encoded = step('encode (each distinct text once)', lambda: tasks.encode_splits(encoder, splits, 'mnli'))
+    del splits
+    n_tokens = sum(len(f.ids) for ex in encoded.values() for f in ex.texts)
+    seqs = step('input sequences, n_ctx 512', lambda: {s: tasks.sequences(task, ex.texts, len(encoder.encoder), 512)
+                                                        for s, ex in encoded.items()})
+    cache = os.path.join(tmp, 'mnli.npz')
+    step('save the encoded cache (.npz)', lambda: tasks.save_encoded(cache, encoded))
+    step('load the encoded cache', lambda: tasks.load_encoded(cache))
+    train = seqs['train']
+    order = np.random.RandomState(0).permutation(len(train) // task.n_seq)
+
+    def batches():
+        longest = 0
+        for i in range(0, len(order) - 31, 32):
+            X, _ = tasks.pad_batch(train, order[i:i + 32], task.n_seq, len(encoder.encoder))
+            longest = max(longest, X.shape[2])
+        return longest
+
+    longest = step('pad 1 epoch of batches of 32', batches)
+    table(['step', 'seconds', 'peak RSS (GB)'], rows)
+    print(f'files {size_mb:.0f} MB, {n_texts} texts ({n_unique} distinct), {n_tokens} BPE tokens '
+          f'({n_tokens / n_texts:.1f} per text); encoder {enc_src}; RSS before the pipeline {rss0:.2f} GB '
+          f'(Python, TensorFlow and the other imports)')
+    print(f'train sequences: {len(train.ids) * 4 / 1e6:.0f} MB of int32 ids; padded to its longest sequence '
+          f'({int(train.lengths.max())}) the train set would be {len(train) * int(train.lengths.max()) * 8 / 1e9:.2f}'
+          f' GB of X (ids and positions); the longest batch is {longest}; cache {os.path.getsize(cache) / 1e6:.0f} MB')
 
 
 def bench(args, tmp):

@@ -197,8 +197,9 @@ def read_tsv(path, layout, labels, url, max_skipped=0.0):
         if layout.has_header:
             i, header = next(rows, (1, ''))
             if header.split('\t') != list(layout.columns):
-                raise InputError(f"{path}, line {i}: expected the header {chr(9).join(layout.columns)!r} (tab-"
-                                 f"separated), found {header[:200]!r}: is it the right file? Download it from {url}")
+                raise InputError(f"{path}, line {i}: expected the tab-separated header {', '.join(layout.columns)}; "
+                                 f"found {', '.join(header.split(chr(9)))[:200]!r}: is it the right file? Download it "
+                                 f"from {url}")
         for i, line in rows:
             fields = line.split('\t')
             n_rows += 1
