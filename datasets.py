@@ -1,4 +1,5 @@
-"""ROCStories / Story Cloze Test 2016: reading, the original's train/valid split, and the model's input arrays."""
+"""ROCStories / Story Cloze Test 2016: reading, the original's train/valid split, and the model's input arrays; then
+the readers of the paper's other tasks' files (GLUE, SNLI, SciTail, RACE) as their publishers distribute them."""
 import csv
 import json
 import os
@@ -116,7 +117,7 @@ def pack_roc(X1, X2, X3, n_vocab, max_len):
     return X, seg, clf_idx
 
 
-# ------------------------------------------------------------------ the paper's other tasks, as their publishers ship them
+# ------------------------------------------------------------ the paper's other tasks, as their publishers ship them
 
 GLUE_URL = 'https://gluebenchmark.com/tasks'
 SNLI_URL = 'https://nlp.stanford.edu/projects/snli/'

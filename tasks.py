@@ -9,11 +9,13 @@ n_vocab + 2:
     similarity       [start] a [delim] b [extract], [start] b [delim] a [extract] 2
     multiple choice  [start] context [delim] answer_k [extract] for each k       k (RACE: context = article question)
 Truncation, so that a sequence fits n_ctx (the flag), every cut keeping a text's start:
-    'roc'      ROCStories' rule, unchanged: each text to n_ctx // 2 - 2 tokens.
-    'single'   the text to n_ctx - 2 tokens.
-    'pair'     the longer text is cut first, one token at a time (ties: the second text), until both fit n_ctx - 3.
-    'context'  (RACE) each answer to (n_ctx - 3) // 2 tokens; the context fields are kept whole from the last (the
-               question) back, the first (the article) cut at its end to what the longest answer leaves.
+    classification   the text to n_ctx - 2 tokens.
+    entailment, similarity   the longer text loses a token at a time (the second on a tie) until the two fit
+                     n_ctx - 3 (the rule of BERT's _truncate_seq_pair); both orders of a similarity pair alike.
+    multiple choice, Task.truncate 'roc': ROCStories' rule, unchanged: each text to n_ctx // 2 - 2 tokens.
+    multiple choice, Task.truncate 'context' (RACE): each answer to (n_ctx - 3) // 2 tokens; the context fields
+                     kept whole from the last (the question) back, the first (the article) cut at its end to what
+                     the longest answer leaves, so that all the answers share one context.
 """
 import os
 from functools import partial
@@ -42,7 +44,8 @@ class Task(NamedTuple):
     label strings in class-id order (None: a regression on 0-5); `n_choices` answers per example (multiple
     choice); `n_context` leading text fields that form the context (multiple choice). `metrics[0]` selects the
     best parameters on `valid`; `evals` more labelled splits to report; `tests` the splits to predict,
-    `test_labels` whether their labels are public (scored by --analysis); `submissions` split -> file name."""
+    `test_labels` whether their labels are public (scored by --analysis); `submissions` split -> file name;
+    `truncate` multiple choice's truncation rule, 'roc' or 'context' (the other shapes have one rule each)."""
     name: str
     load: object
     paths: object
@@ -58,7 +61,7 @@ class Task(NamedTuple):
     tests: tuple = ('test',)
     test_labels: bool = False
     submissions: dict = None
-    truncate: str = 'pair'
+    truncate: str = None
     n_choices: int = 0
     n_context: int = 0
 
@@ -104,9 +107,9 @@ TASKS = {task.name: task for task in [
     Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('1', '2'), ACC, 'data/',
          datasets.ROC_URL, '86.5 (test acc)', valid='valid', test_labels=True,
          submissions={'test': 'ROCStories.tsv'}, truncate='roc', n_choices=2, n_context=1),
-    glue('sst2', 'SST-2', BINARY, ACC, '91.3 (test acc)', 'SST-2.tsv', shape='classification', truncate='single'),
+    glue('sst2', 'SST-2', BINARY, ACC, '91.3 (test acc)', 'SST-2.tsv', shape='classification'),
     glue('cola', 'CoLA', BINARY, (Metric('mc', metrics.matthews_corrcoef),), '45.4 (test Matthews corr.)',
-         'CoLA.tsv', shape='classification', truncate='single'),
+         'CoLA.tsv', shape='classification'),
     glue('mnli', 'MNLI', NLI3, ACC, '82.1 / 81.4 (test acc, matched / mismatched)', None,
          valid='dev_matched', evals=('dev_mismatched',), tests=('test_matched', 'test_mismatched'),
          submissions={'test_matched': 'MNLI-m.tsv', 'test_mismatched': 'MNLI-mm.tsv'}),

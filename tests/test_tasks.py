@@ -472,3 +472,36 @@ def test_bad_race_file_is_an_error_naming_it(tmp_path, change, expected):
     path.write_text(change(json.loads(path.read_text())))
     msg = error('race', folder)
     assert 'dev/high/3.txt' in msg and expected in msg, msg
+
+
+# ---------------------------------------------------------------------------------------------- the real files
+
+REAL_SIZES = {  # examples per split of the files as published (SNLI without its '-' pairs; QQP without broken rows)
+    'sst2': {'train': 67349, 'dev': 872, 'test': 1821},
+    'cola': {'train': 8551, 'dev': 1043, 'test': 1063},
+    'mnli': {'train': 392702, 'dev_matched': 9815, 'dev_mismatched': 9832, 'test_matched': 9796,
+             'test_mismatched': 9847},
+    'qnli': {'train': 104743, 'dev': 5463, 'test': 5463},
+    'rte': {'train': 2490, 'dev': 277, 'test': 3000},
+    'mrpc': {'train': 3668, 'dev': 408, 'test': 1725},
+    'qqp': {'train': 363846, 'dev': 40430, 'test': 390965},
+    'stsb': {'train': 5749, 'dev': 1500, 'test': 1379},
+    'snli': {'train': 549367, 'dev': 9842, 'test': 9824},
+    'scitail': {'dev': 1304, 'test': 2126},
+    'race': {'train': 87866, 'dev': 4887, 'test': 4934},
+}
+
+
+@pytest.mark.parametrize('name', sorted(REAL_SIZES))
+def test_real_files_where_a_user_put_them(name):
+    folder = os.path.basename(TASKS[name].data_dir)
+    found = [p for p in (os.path.join('data', folder), os.path.join(os.path.dirname(task_files.__file__), '..', '..',
+                                                                     'shared', 'data', folder)) if os.path.isdir(p)]
+    if not found:
+        pytest.skip(f'the real {name} files are not in data/{folder} or ../shared/data/{folder}')
+    splits = TASKS[name].load(found[0])
+    for split, n in REAL_SIZES[name].items():
+        assert len(splits[split].ids) == n, (name, split)
+    labelled = [s for s, ex in splits.items() if ex.y is not None]
+    if TASKS[name].labels is not None:
+        assert all(set(splits[s].y.tolist()) == set(range(len(TASKS[name].labels))) for s in labelled), name
