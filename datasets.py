@@ -225,12 +225,13 @@ def read_tsv(path, layout, labels, url, max_skipped=0.0):
 
 def tsv_task(files, labels, url, max_skipped=0.0):
     """(load, paths) of a task whose splits are TSV files: `files` maps each split to (its path relative to the
-    data folder, its Tsv layout). load(data_dir) -> {split: Examples}; paths(data_dir) -> the files, in order."""
+    data folder, its Tsv layout). load(data_dir) -> {split: Examples}; paths(data_dir) -> the files, in order.
+    max_skipped applies to the labelled files only."""
     def paths(data_dir):
         return [os.path.join(data_dir, name) for name, _ in files.values()]
 
-    def load(data_dir):
-        return {split: read_tsv(os.path.join(data_dir, name), layout, labels, url, max_skipped)
+    def load(data_dir):  # a test file's rows all count: a skipped one would be missing from the submission
+        return {split: read_tsv(os.path.join(data_dir, name), layout, labels, url, max_skipped if layout.label else 0.0)
                 for split, (name, layout) in files.items()}
     return load, paths
 

@@ -16,6 +16,15 @@ Truncation, so that a sequence fits n_ctx (the flag), every cut keeping a text's
     multiple choice, Task.truncate 'context' (RACE): each answer to (n_ctx - 3) // 2 tokens; the context fields
                      kept whole from the last (the question) back, the first (the article) cut at its end to what
                      the longest answer leaves, so that all the answers share one context.
+
+How a training script uses it:
+    task = TASKS[name]
+    splits = task.load(data_dir or task.data_dir)                       # {split: Examples of str}
+    encoded = encode_splits(text_encoder, splits, task.name)             # {split: Examples of Ragged ids}
+    seqs = {s: sequences(task, ex.texts, n_vocab, n_ctx) for s, ex in encoded.items()}
+    n_ctx_model = max(int(q.lengths.max()) for q in seqs.values())       # <= n_ctx
+    X, M = pad_batch(seqs[task.train], rows, task.n_seq, n_vocab)        # one batch of examples `rows`
+    score(task, predictions, splits[task.valid])[task.metrics[0].name]   # selects the best parameters
 """
 import os
 from functools import partial

@@ -97,6 +97,23 @@ def test_qqp_with_many_malformed_rows_is_an_input_error(tmp_path):
     assert 'train.tsv' in str(err.value) and '4 of 102' in str(err.value)
 
 
+def test_qqp_test_rows_are_never_skipped(tmp_path):
+    folder = tmp_path / 'qqp'
+    task_files.qqp(str(folder), n=6000)
+    rewrite_line(folder / 'test.tsv', 5, lambda line: line.replace('\t', ' ', 1))
+    msg = error('qqp', folder)
+    assert 'QQP/test.tsv'.lower() in msg.lower() and line_named(msg, 5) and 'expected 3' in msg, msg
+
+
+def test_a_carriage_return_inside_a_field_stays_text(tmp_path):
+    folder = tmp_path / 'RTE'
+    task_files.rte(str(folder))
+    rewrite_line(folder / 'dev.tsv', 2, lambda line: line.replace('dev sentence', 'dev\rsentence', 1))
+    dev = TASKS['rte'].load(str(folder))['dev']
+    assert dev.texts[0][0] == task_files.sentence(0, 'dev-a').replace('dev sentence', 'dev\rsentence')
+    assert len(dev.ids) == 6
+
+
 def test_stsb_reads_float_scores(tmp_path):
     _, splits = load('stsb', tmp_path)
     assert splits['train'].y.dtype == np.float32
