@@ -7,6 +7,11 @@ padded against the packed evaluation.
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
 ROCStories batches (../shared/data/rocstories, or --data_dir; generated text when neither exists). Tables go to
 stdout, progress lines start with '#', bars and TensorFlow's messages go to stderr.
+
+    python bench.py --mnli_pipeline [--model_dir DIR]
+
+instead times the MNLI input pipeline (reading, encoding, input sequences, cache) on a generated MNLI-sized folder,
+with the real BPE of ../shared/model or --model_dir when there: seconds, CPU seconds and peak RSS per step.
 """
 import os
 

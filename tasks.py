@@ -96,13 +96,11 @@ def rocstories_splits(data_dir):
                                    ('test', (teX1, teX2, teX3), teY)]}
 
 
-def glue(name, folder, labels, metric, paper, submission, **kwargs):
+def glue(name, folder, labels, metric, paper, submission, shape='entailment', max_skipped=0.0, **kwargs):
     """A GLUE task's entry: its files in data/<folder>, test labels private, the submission GLUE scores."""
-    load, paths = datasets.tsv_task(datasets.GLUE_FILES[name], labels, datasets.GLUE_URL,
-                                    datasets.QQP_MAX_SKIPPED if name == 'qqp' else 0.0)
+    load, paths = datasets.tsv_task(datasets.GLUE_FILES[name], labels, datasets.GLUE_URL, max_skipped)
     kwargs.setdefault('submissions', {'test': submission})
-    return Task(name, load, paths, kwargs.pop('shape', 'entailment'), labels, metric, f'data/{folder}',
-                datasets.GLUE_URL, paper, **kwargs)
+    return Task(name, load, paths, shape, labels, metric, f'data/{folder}', datasets.GLUE_URL, paper, **kwargs)
 
 
 BINARY = ('0', '1')
@@ -129,7 +127,8 @@ TASKS = {task.name: task for task in [
     Task('scitail', scitail_load, scitail_paths, 'entailment', ('entails', 'neutral'), ACC, 'data/SciTailV1.1',
          datasets.SCITAIL_URL, '88.3 (test acc)', test_labels=True, submissions={'test': 'SciTail.tsv'}),
     glue('mrpc', 'MRPC', BINARY, F1_ACC, '82.3 (test F1)', 'MRPC.tsv', shape='similarity'),
-    glue('qqp', 'QQP', BINARY, F1_ACC, '70.3 (test F1)', 'QQP.tsv', shape='similarity'),
+    glue('qqp', 'QQP', BINARY, F1_ACC, '70.3 (test F1)', 'QQP.tsv', shape='similarity',
+         max_skipped=datasets.QQP_MAX_SKIPPED),
     glue('stsb', 'STS-B', None, (Metric('pearson', metrics.pearson), Metric('spearman', metrics.spearman)),
          '82.0 (test Pearson)', 'STS-B.tsv', shape='similarity'),
     Task('race', datasets.race, datasets.race_paths, 'multiple_choice', ('A', 'B', 'C', 'D'),
