@@ -140,25 +140,38 @@ def check_output_dir(flag, path):
                          f"choose another {flag}")
 
 
-def make_strategy():
+def make_strategy(n_gpu=None):
     """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster of workers; MirroredStrategy over the
-    visible GPUs when there are several; else the default strategy (one GPU, or the CPU), whose plain variables
-    let the optimiser fuse its update."""
+    visible GPUs when there are several (with n_gpu, the largest number of them that divides n_gpu, so that each
+    runs the same number of the original's towers: saying so when some are left idle); else the default strategy
+    (one GPU, or the CPU), whose plain variables let the optimiser fuse its update."""
     if 'TF_CONFIG' in os.environ:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices('GPU')) > 1:
-        return tf.distribute.MirroredStrategy()
+    gpus = tf.config.list_logical_devices('GPU')
+    n = tower_devices(n_gpu, len(gpus)) if n_gpu else len(gpus)
+    if n < len(gpus):
+        print(f"using {n} of the {len(gpus)} GPUs: the largest count that divides the n_gpu {n_gpu} towers "
+              f"({n_gpu // n} each)")
+    if n > 1:
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:n]])
     return tf.distribute.get_strategy()
 
 
-def check_replicas(n_batch_train, n_replicas, accum_steps=1):
-    if n_batch_train % n_replicas:
-        raise InputError(f"the global batch n_batch * n_gpu = {n_batch_train} cannot be split evenly over "
-                         f"{n_replicas} devices: choose --n_batch and --n_gpu so that their product is a "
-                         f"multiple of {n_replicas}")
-    if (n_batch_train // n_replicas) % accum_steps:
-        raise InputError(f"each of the {n_replicas} devices gets {n_batch_train // n_replicas} examples per update, "
-                         f"which --accum_steps {accum_steps} cannot split evenly: choose a divisor")
+def tower_devices(n_gpu, n_devices):
+    """The largest number of devices, at most n_devices, that share n_gpu towers evenly."""
+    return max(n for n in range(1, max(n_devices, 1) + 1) if n_gpu % n == 0)
+
+
+def check_replicas(n_batch, n_gpu, n_replicas, accum_steps=1):
+    """InputError unless the n_gpu towers of n_batch examples share evenly over n_replicas replicas and
+    accum_steps splits a tower evenly (a single machine always picks a count of devices that divides n_gpu; a
+    cluster of workers cannot)."""
+    if n_gpu % n_replicas:
+        raise InputError(f"the {n_replicas} replicas of the cluster cannot share the --n_gpu {n_gpu} towers evenly: "
+                         f"choose an --n_gpu that is a multiple of {n_replicas}, or as many workers as divide {n_gpu}")
+    if n_batch % accum_steps:
+        raise InputError(f"--accum_steps {accum_steps} cannot split a tower of --n_batch {n_batch} examples evenly: "
+                         f"choose a divisor of {n_batch}")
 
 
 def tower_loss(clf_losses, lm_losses, lm_coef):
@@ -169,12 +182,18 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
 
 
 def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=False, jit_compile=False,
-                    accum_steps=1, loss_scale=None):
-    """A tf.function doing one update from a global batch already split over the replicas: each replica's
-    gradient of its tower loss (accumulated over accum_steps equal parts of its share), averaged over the
-    replicas (the gradient of the mean over the global batch), then one Adam update. Dropout masks are seeded by
-    (seed, update number, replica, part). With a LossScale, the loss is scaled before the gradient, and an update
-    whose gradient is not finite is skipped. Returns the mean classifier loss, lrt and the gradient's global norm."""
+                    accum_steps=1, loss_scale=None, n_towers=None):
+    """A tf.function doing one update from a global batch already split over the replicas, as the original's
+    n_towers towers (its n_gpu; default one per replica): the global batch is n_towers equal towers in row order;
+    each replica holds an equal run of them and computes them one after the other, each tower split further into
+    accum_steps equal parts; the gradients of the parts' tower losses, averaged over every part of every tower
+    (the gradient of the mean over the global batch), make one Adam update. Each part draws its own dropout masks
+    (its own mask of `we` too), seeded by fold_in(fold_in((seed, updates done), global tower index), part): the
+    same masks on any number of replicas; accum_steps > 1 draws more masks than the original's towers. With a
+    LossScale, the loss is scaled before the gradient, and an update whose gradient is not finite is skipped.
+    Returns the mean classifier loss, lrt and the gradient's global norm."""
+    if n_towers and n_towers % strategy.num_replicas_in_sync:
+        raise ValueError(f'{n_towers} towers cannot be shared evenly by {strategy.num_replicas_in_sync} replicas')
 
     def part_grads(X, M, Y, part_seed):
         with tf.GradientTape() as tape:
@@ -187,17 +206,24 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=
     part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads
 
     def replica_step(X, M, Y):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        step_seed = tf.random.experimental.stateless_fold_in(
-            tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)]), replica)
-        if accum_steps == 1:
-            return part_grads(X, M, Y, step_seed)
-        n = tf.shape(X)[0] // accum_steps
+        ctx = tf.distribute.get_replica_context()
+        towers = (n_towers or ctx.num_replicas_in_sync) // ctx.num_replicas_in_sync  # this replica's towers
+        first_tower = ctx.replica_id_in_sync_group * towers
+        update_seed = tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)])
+
+        def part_seed(k):  # this replica's part k: part k % accum_steps of its tower k // accum_steps
+            tower_seed = tf.random.experimental.stateless_fold_in(update_seed, first_tower + k // accum_steps)
+            return tf.random.experimental.stateless_fold_in(tower_seed, k % accum_steps)
+
+        n_parts = towers * accum_steps
+        if n_parts == 1:
+            return part_grads(X, M, Y, part_seed(0))
+        n = tf.shape(X)[0] // n_parts
         grads, cost = [tf.zeros_like(p) for p in model.params], 0.
-        for k in tf.range(accum_steps):  # a loop in the graph: one part's activations alive at a time
+        for k in tf.range(n_parts):  # a loop in the graph: one part's activations alive at a time
             part = slice(k * n, (k + 1) * n)
-            g, c = part_grads(X[part], M[part], Y[part], tf.random.experimental.stateless_fold_in(step_seed, k))
-            grads, cost = [a + b / accum_steps for a, b in zip(grads, g)], cost + c / accum_steps
+            g, c = part_grads(X[part], M[part], Y[part], part_seed(k))
+            grads, cost = [a + b / n_parts for a, b in zip(grads, g)], cost + c / n_parts
         return grads, cost
 
     @tf.function(reduce_retracing=True)  # trimmed batches vary in length: one trace for all of them
@@ -323,8 +349,8 @@ def encoded_dataset(args, text_encoder):
 
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
     """The full batches of one epoch in order, prefetched, with a bar, each split over the replicas: replica r
-    of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, as the original's towers;
-    trimmed: each batch cut to its longest sequence."""
+    of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, the original's towers
+    r * n_gpu / R onwards; trimmed: each batch cut to its longest sequence."""
     dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
     if trimmed:
         dataset = dataset.map(lambda X, M, Y: trim(X, M, Y, multiple))
@@ -346,9 +372,9 @@ def train(args):
     tf.random.set_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy()
+    strategy = make_strategy(args.n_gpu)
     n_batch_train = args.n_batch * args.n_gpu
-    check_replicas(n_batch_train, strategy.num_replicas_in_sync, args.accum_steps)
+    check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync, args.accum_steps)
 
     # Data: encode, size the context to the longest example, build the padded arrays.
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
@@ -391,7 +417,7 @@ def train(args):
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
     train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
                                  fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
-                                 loss_scale=loss_scale)
+                                 loss_scale=loss_scale, n_towers=args.n_gpu)
     eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
