@@ -1,5 +1,8 @@
 """Fine-tune the pretrained GPT-1 on the Story Cloze Test (ROCStories), as the original train.py:
     python train.py --dataset rocstories --desc rocstories --submit --analysis
+
+Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
+--save_every, --resume, --restore, --cache_dir, --eval_only.
 """
 import argparse
 import hashlib
@@ -33,7 +36,7 @@ EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the 
 
 
 def parse_args(argv=None):
-    """The original's flags, names and defaults, plus --model_dir."""
+    """The original's flags, names and defaults, then the flags it did not have (the module docstring lists them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--desc', type=str, help="name of the run's log, save folder (default: the dataset)")
     parser.add_argument('--dataset', type=str, default='rocstories')
@@ -43,7 +46,10 @@ def parse_args(argv=None):
     parser.add_argument('--submission_dir', type=str, default='submission/')
     parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
     parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
-    parser.add_argument('--seed', type=int, default=42)
+    parser.add_argument('--seed', type=int, default=42,
+                        help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
+                             'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
+                             'update number and its tower')
     parser.add_argument('--n_iter', type=int, default=3)
     parser.add_argument('--n_batch', type=int, default=8)
     parser.add_argument('--max_grad_norm', type=int, default=1)
@@ -60,7 +66,9 @@ def parse_args(argv=None):
     parser.add_argument('--l2', type=float, default=0.01)
     parser.add_argument('--vector_l2', action='store_true')
     parser.add_argument('--n_gpu', type=int, default=4,
-                        help='towers of the original: the global batch is n_batch * n_gpu, split over the devices')
+                        help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
+                             "with its own dropout masks, whatever the number of devices (one machine uses the "
+                             "largest count of its GPUs that divides n_gpu)")
     parser.add_argument('--opt', type=str, default='adam')
     parser.add_argument('--afn', type=str, default='gelu')
     parser.add_argument('--lr_schedule', type=str, default='warmup_linear')
@@ -74,8 +82,9 @@ def parse_args(argv=None):
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
     parser.add_argument('--padded', action='store_true',
                         help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
-                             "both choices of an example scored separately, every op and the Adam update op by op "
-                             "(same numbers, slower)")
+                             "both choices of an example scored separately, every op and the Adam update op by op; "
+                             "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
+                             "have other shapes (padded vs trimmed): the same distribution, not the same values")
     parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
     parser.add_argument('--precision', type=str, default='fp32',
                         help='fp32; or bf16 / fp16: mixed precision (float32 weights, matmuls in the 16-bit type, '
@@ -83,7 +92,9 @@ def parse_args(argv=None):
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic ops: two runs with the same seed give bit-identical results')
     parser.add_argument('--accum_steps', type=int, default=1,
-                        help="split each replica's share of the batch into this many parts, accumulating gradients")
+                        help="split each tower of n_batch examples into this many parts, accumulating gradients: "
+                             "the same update with dropout off, but each part draws its own dropout masks "
+                             "(ACCUM_STEPS times the original's masks)")
     parser.add_argument('--save_every', type=int, default=0,
                         help='checkpoint every N updates and at the end of each epoch (0: never)')
     parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')

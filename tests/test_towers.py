@@ -44,7 +44,8 @@ def expected_params(arrays, X, M, Y, accum_steps=1, one_mask=False):
         grads = [np.zeros_like(a) for a in arrays]
         for tower in range(N_GPU):
             for part in range(accum_steps):
-                scale = we_keep(k, 0 if one_mask else tower, 0 if one_mask else part, arrays[0].shape) / (1 - EMBD_PDROP)
+                keep = we_keep(k, 0, 0, arrays[0].shape) if one_mask else we_keep(k, tower, part, arrays[0].shape)
+                scale = keep / (1 - EMBD_PDROP)
                 ref.assign([params[0] * scale] + params[1:])
                 rows = slice(i + tower * N_BATCH + part * n_part, i + tower * N_BATCH + (part + 1) * n_part)
                 with tf.GradientTape() as tape:
