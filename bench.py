@@ -287,6 +287,9 @@ def mask_methods(p):
             lambda x, s: tf.random.stateless_uniform(tf.shape(x), s, alg='philox'), False),
         'model.dropout (the port): uniform >= p, x * mask / (1 - p)': (
             lambda x, s: dropout(x, p, True, lambda: s), True),
+        'the same mask built by one tf.where(uniform >= p, 1 / (1 - p), 0)': (
+            lambda x, s: x * tf.where(tf.random.stateless_uniform(tf.shape(x), s, alg='philox') >= p, 1 / (1 - p), 0.),
+            True),
         'Philox uint32 >= p * 2^32, tf.where(keep, x / (1 - p), 0)': (
             lambda x, s: tf.where(tf.random.stateless_uniform(tf.shape(x), s, minval=None, maxval=None,
                                                               dtype=tf.uint32, alg='philox') >= threshold,
@@ -298,21 +301,22 @@ def bench_masks(args):
     """--masks: the time of drawing and applying the full-size `we` dropout mask (n_vocab + 3 + 77 rows: every
     row, as the LM head reads them all), forward and forward + backward, as a graph and under XLA; and n_gpu of
     them (one per tower) against the update they belong to."""
-    shape, p, n_runs = (GPT1_VOCAB + N_SPECIAL + 77, 768), 0.1, 7
+    shape, p, n_runs = (GPT1_VOCAB + N_SPECIAL + 77, 768), 0.1, 5
     we = tf.Variable(tf.random.normal(shape))
     dy = tf.random.normal(shape)
     print(f'EMBEDDING-DROPOUT MASKS (TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average '
           f'{os.getloadavg()[0]:.1f}): one mask of we {shape[0]} x {shape[1]} = {shape[0] * shape[1] / 1e6:.1f}M '
-          f'elements, p {p}; median ms of {n_runs - 2} calls after 2 warm-up; each call ends with a reduce_sum')
+          f'elements, p {p}; the fastest of {n_runs - 2} calls after 2 warm-up (wall ms / process CPU ms: the '
+          'machine may be shared); each call ends with a reduce_sum of its outputs')
     rows = []
     for name, (f, differentiable) in mask_methods(p).items():
         def forward(s, f=f):
             return tf.reduce_sum(f(we, s))
 
-        def backward(s, f=f):
+        def backward(s, f=f):  # the dropped-out matrix and its gradient, as in a training step
             with tf.GradientTape() as tape:
                 y = f(we, s)
-            return tf.reduce_sum(tape.gradient(y, we, output_gradients=dy))
+            return tf.reduce_sum(y) + tf.reduce_sum(tape.gradient(y, we, output_gradients=dy))
 
         row = [name]
         for jit in [False, True]:
@@ -322,19 +326,19 @@ def bench_masks(args):
                     continue
                 call, times = tf.function(g, jit_compile=jit), []
                 for i in range(n_runs):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     call(tf.constant([42, i], tf.int32)).numpy()
-                    times.append(time.perf_counter() - t0)
-                row.append(f'{statistics.median(times[2:]) * 1e3:.0f}')
+                    times.append((time.perf_counter() - t0, time.process_time() - c0))
+                row.append('%.0f / %.0f' % tuple(1e3 * t for t in min(times[2:])))
         rows.append(row)
     table(['method', 'fwd ms', 'fwd+bwd ms', 'xla fwd ms', 'xla fwd+bwd ms'], rows)
-    port = rows[1]
-    masks_s = args.n_gpu * float(port[2]) / 1e3
+    port_s = float(rows[1][2].split(' / ')[0]) / 1e3  # model.dropout, forward + backward, wall
+    masks_s = args.n_gpu * port_s
     update_s = args.n_gpu * args.update_s
     print(f"An update of n_gpu {args.n_gpu} towers draws {args.n_gpu} masks: {masks_s:.2f} s (model.dropout, "
           f"forward + backward) against ~{update_s:.1f} s for the update ({args.n_gpu} x --update_s {args.update_s}, "
           f"one tower's update of 8 examples on the default path), {100 * masks_s / update_s:.1f}%;")
-    print(f"one mask per update instead would save {(args.n_gpu - 1) * float(port[2]) / 1e3:.2f} s. The mask is "
+    print(f"one mask per update instead would save {(args.n_gpu - 1) * port_s:.2f} s. The mask is "
           "needed in full: the LM head reads every row of we.")
 
 
