@@ -1,6 +1,8 @@
 """The original's towers on any hardware: every update is n_gpu towers of n_batch examples, each with its own
 dropout masks (its own mask of `we`), whatever the number of devices; and the padded and default paths drop out
 alike in distribution (same sites, keep rate and scaling), not in value."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -102,6 +104,16 @@ def test_devices_used_are_the_largest_count_that_divides_n_gpu():
     assert [train.tower_devices(4, n) for n in [0, 1, 2, 3, 4, 8]] == [1, 1, 2, 2, 4, 4]
     assert train.tower_devices(6, 5) == 3 and train.tower_devices(3, 2) == 1
     train.check_replicas(8, 4, 2, accum_steps=8)  # every count that divides n_gpu runs
+
+
+def test_gpus_that_do_not_divide_n_gpu_leave_some_idle_and_say_so(monkeypatch, capsys):
+    gpus = [SimpleNamespace(name=f'/device:GPU:{i}') for i in range(3)]
+    monkeypatch.setattr(tf.config, 'list_logical_devices', lambda kind=None: gpus if kind == 'GPU' else [])
+    monkeypatch.setattr(tf.distribute, 'MirroredStrategy', lambda devices: devices)  # the devices it would mirror
+    assert train.make_strategy(4) == ['/device:GPU:0', '/device:GPU:1']
+    assert capsys.readouterr().out.strip().splitlines() == [
+        'using 2 of the 3 GPUs: the largest count that divides the n_gpu 4 towers (2 each)']
+    assert train.make_strategy(3) == [gpu.name for gpu in gpus] and capsys.readouterr().out == ''
 
 
 def recorded_dropout(monkeypatch):
