@@ -3,6 +3,7 @@ faster paths that train.py offers (fused Adam, trimmed batches with the LM head 
 padded against the packed evaluation.
 
     python bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick] [--mixed]
+    python bench.py --masks [--n_gpu 4]     (only the cost of the n_gpu embedding-dropout masks of an update)
 
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
 ROCStories batches (../shared/data/rocstories, or --data_dir; generated text when neither exists). Tables go to
@@ -35,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
-from model import LAYER_PARAMS, Model, load_openai_params, transfer  # noqa: E402
+from model import LAYER_PARAMS, Model, dropout, load_openai_params, transfer  # noqa: E402
 from opt import Adam, LossScale, warmup_linear  # noqa: E402
 from tests.fixtures import openai_shapes, shared_path, write_random_weights, write_rocstories  # noqa: E402
 from text_utils import TextEncoder  # noqa: E402
@@ -159,7 +160,7 @@ def first_batches(strategy, X, M, Y, n_batch_train, n, trimmed, multiple):
                                            multiple=multiple), n))
 
 
-def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
+def check_variant(v, model0, init, strategy, data, nbt, t_total, ref, n_towers=None):
     """With dropout off (model0, pdrop 0): the variant's forward losses on batch 0 at the initial weights, and
     its parameters after one update on batch 0. ref: the baseline's results (None for the baseline)."""
     name, trimmed, multiple, masked, kernels, jit, fused, precision = v
@@ -170,7 +171,8 @@ def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
     clf, lm = (t.numpy() for t in fwd(X, M, Y))
     opt = new_adam(model0, fused, t_total)
     step = train.make_train_step(model0, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
-                                 jit_compile=jit, loss_scale=LossScale() if precision == 'fp16' else None)
+                                 jit_compile=jit, loss_scale=LossScale() if precision == 'fp16' else None,
+                                 n_towers=n_towers)
     cost = float(step(X, M, Y)[0])
     params = [p.numpy() for p in model0.params]
     out = dict(clf=clf, lm=lm, cost=cost, params=params, T=int(X.shape[2]))
@@ -186,14 +188,15 @@ def check_variant(v, model0, init, strategy, data, nbt, t_total, ref):
     return out
 
 
-def train_job(v, model, init, strategy, data, nbt, n_batches, t_total, dims):
+def train_job(v, model, init, strategy, data, nbt, n_batches, t_total, dims, n_towers=None):
     """The variant's model (reset to init) with a fresh Adam and its train step, and the FLOPs of its batches."""
     name, trimmed, multiple, masked, kernels, jit, fused, precision = v
     n_layer, n_embd, n_lm = dims
     model.assign(init)
     opt = new_adam(model, fused, t_total)
     step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
-                                 jit_compile=jit, loss_scale=LossScale() if precision == 'fp16' else None)
+                                 jit_compile=jit, loss_scale=LossScale() if precision == 'fp16' else None,
+                                 n_towers=n_towers)
     batches = first_batches(strategy, *data, nbt, n_batches, trimmed, multiple)
     job = dict(call=lambda i: sync(step(*batches[i])), traces=step.experimental_get_tracing_count,
                always_again=jit or kernels,  # XLA compiles each new shape at run time: the tracing count misses it
@@ -279,6 +282,72 @@ def eval_job(v, model, padded, packed, Y, nbt, n_batches):
     return dict(call=call, logits=logits, always_again=True)
 
 
+# ------------------------------------------------------------------------------------- embedding-dropout masks
+
+def mask_methods(p):
+    """Ways to draw one dropout mask of a matrix and apply it (keep an element with probability 1 - p, to 2^-23,
+    and scale it by 1 / (1 - p)): name -> (f(x, seed), differentiable)."""
+    threshold = tf.constant(min(round(p * 2 ** 32), 2 ** 32 - 1), tf.uint32)
+    return {
+        'RNG alone: Philox uniform float32': (
+            lambda x, s: tf.random.stateless_uniform(tf.shape(x), s, alg='philox'), False),
+        'model.dropout (the port): uniform >= p, x * mask / (1 - p)': (
+            lambda x, s: dropout(x, p, True, lambda: s), True),
+        'the same mask built by one tf.where(uniform >= p, 1 / (1 - p), 0)': (
+            lambda x, s: x * tf.where(tf.random.stateless_uniform(tf.shape(x), s, alg='philox') >= p, 1 / (1 - p), 0.),
+            True),
+        'Philox uint32 >= p * 2^32, tf.where(keep, x / (1 - p), 0)': (
+            lambda x, s: tf.where(tf.random.stateless_uniform(tf.shape(x), s, minval=None, maxval=None,
+                                                              dtype=tf.uint32, alg='philox') >= threshold,
+                                  x * (1 / (1 - p)), tf.zeros_like(x)), True),
+    }
+
+
+def bench_masks(args):
+    """--masks: the time of drawing and applying the full-size `we` dropout mask (n_vocab + 3 + 77 rows: every
+    row, as the LM head reads them all), forward and forward + backward, as a graph and under XLA; and n_gpu of
+    them (one per tower) against the update they belong to."""
+    shape, p, n_runs = (GPT1_VOCAB + N_SPECIAL + 77, 768), 0.1, 5
+    we = tf.Variable(tf.random.normal(shape))
+    dy = tf.random.normal(shape)
+    print(f'EMBEDDING-DROPOUT MASKS (TensorFlow {tf.__version__}, {os.cpu_count()} CPUs, load average '
+          f'{os.getloadavg()[0]:.1f}): one mask of we {shape[0]} x {shape[1]} = {shape[0] * shape[1] / 1e6:.1f}M '
+          f'elements, p {p}; the fastest of {n_runs - 2} calls after 2 warm-up (wall ms / process CPU ms: the '
+          'machine may be shared); each call ends with a reduce_sum of its outputs')
+    rows = []
+    for name, (f, differentiable) in mask_methods(p).items():
+        def forward(s, f=f):
+            return tf.reduce_sum(f(we, s))
+
+        def backward(s, f=f):  # the dropped-out matrix and its gradient, as in a training step
+            with tf.GradientTape() as tape:
+                y = f(we, s)
+            return tf.reduce_sum(y) + tf.reduce_sum(tape.gradient(y, we, output_gradients=dy))
+
+        row = [name]
+        for jit in [False, True]:
+            for g in [forward, backward]:
+                if g is backward and not differentiable:
+                    row.append('n/a')
+                    continue
+                call, times = tf.function(g, jit_compile=jit), []
+                for i in range(n_runs):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    call(tf.constant([42, i], tf.int32)).numpy()
+                    times.append((time.perf_counter() - t0, time.process_time() - c0))
+                row.append('%.0f / %.0f' % tuple(1e3 * t for t in min(times[2:])))
+        rows.append(row)
+    table(['method', 'fwd ms', 'fwd+bwd ms', 'xla fwd ms', 'xla fwd+bwd ms'], rows)
+    port_s = float(rows[1][2].split(' / ')[0]) / 1e3  # model.dropout, forward + backward, wall
+    masks_s = args.n_gpu * port_s
+    update_s = args.n_gpu * args.update_s
+    print(f"An update of n_gpu {args.n_gpu} towers draws {args.n_gpu} masks: {masks_s:.2f} s (model.dropout, "
+          f"forward + backward) against ~{update_s:.1f} s for the update ({args.n_gpu} x --update_s {args.update_s}, "
+          f"one tower's update of 8 examples on the default path), {100 * masks_s / update_s:.1f}%;")
+    print(f"one mask per update instead would save {(args.n_gpu - 1) * port_s:.2f} s. The mask is "
+          "needed in full: the LM head reads every row of we.")
+
+
 # --------------------------------------------------------------------------------------------------------- main
 
 def parse_args(argv=None):
@@ -293,6 +362,11 @@ def parse_args(argv=None):
     p.add_argument('--mnli_pipeline', action='store_true',
                    help="only the MNLI input pipeline on a generated MNLI-sized folder: reading, encoding, the "
                         "input sequences, the cache; time and peak RSS (CPU only)")
+    p.add_argument('--masks', action='store_true',
+                   help="only time the full-size we dropout masks, n_gpu per update (a few seconds)")
+    p.add_argument('--update_s', type=float, default=7.4,
+                   help="--masks: seconds of one tower's update of 8 examples to compare with (default: this "
+                        "machine's default-path figure in the README)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps = 1
@@ -301,6 +375,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.masks:
+        return bench_masks(args)
     tmp = tempfile.mkdtemp(prefix='bench-')
     try:
         (mnli_pipeline if args.mnli_pipeline else bench)(args, tmp)
@@ -461,9 +537,9 @@ def bench(args, tmp):
     random_seed = 42
     np.random.seed(random_seed)
     tf.random.set_seed(random_seed)
-    strategy = train.make_strategy()
+    strategy = train.make_strategy(args.n_gpu)
     nbt = args.n_batch * args.n_gpu
-    train.check_replicas(nbt, strategy.num_replicas_in_sync)
+    train.check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync)
     n_need = N_WARMUP + args.steps
     if len(trY) // nbt < n_need or -(-len(vaY) // nbt) < n_need:
         sys.exit(f'bench.py: {n_need} batches of {nbt} needed, the data has {len(trY)} train and {len(vaY)} valid')
@@ -533,7 +609,7 @@ def bench(args, tmp):
                  f'load average {os.getloadavg()[0]:.1f})')
         try:
             checks[name] = check_variant(v, model0, init, strategy, data, nbt, t_total,
-                                         None if name == variants[0][0] else checks.get(variants[0][0]))
+                                         None if name == variants[0][0] else checks.get(variants[0][0]), args.n_gpu)
         except Exception as err:  # noqa: BLE001 (a failed variant is a result)
             checks[name] = fail(f'train {name} (check)', err)
         gc.collect()
@@ -552,7 +628,7 @@ def bench(args, tmp):
                 with strategy.scope():
                     models.append(Model(n_vocab, N_SPECIAL, n_ctx, clf_token, n_embd=n_embd, n_head=n_head,
                                         n_layer=n_layer, precision=v[7]))
-            jobs[v[0]] = train_job(v, models[i], init, strategy, data, nbt, n_need, t_total, dims)
+            jobs[v[0]] = train_job(v, models[i], init, strategy, data, nbt, n_need, t_total, dims, args.n_gpu)
         except Exception as err:  # noqa: BLE001
             timings[v[0]] = fail(f'train {v[0]} (setup)', err)
     timings.update(interleaved(jobs, args.steps, 'train', t_start))

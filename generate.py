@@ -1,4 +1,4 @@
-"""Text from the pretrained GPT-1 language model, and the paper's zero-shot Story Cloze baseline:
+"""Text from the pretrained GPT-1 language model, and a zero-shot language-model baseline for Story Cloze:
     python generate.py --prompt "The cat sat on the mat." --n_tokens 40
     python generate.py --zero_shot --split valid
 
@@ -7,9 +7,10 @@ softmax over the n_vocab token rows only: the special rows (`_start_`, `_delimit
 position rows are never sampled nor counted. As in fine-tuning, every sequence begins with `_start_` (a fresh
 random row, drawn from numpy's generator seeded with --seed) and position t has id n_vocab + 3 + t.
 
-Zero-shot (the paper's section 5): each ending is scored by the log-likelihood of its tokens given
-`_start_ + story` (no delimiter: the pretrained model never saw one); the prediction is the ending with the higher
-mean log-prob per ending token (the paper's choice); the total log-prob is reported too.
+Zero-shot: each ending is scored by the log-likelihood of its tokens given `_start_ + story` (no delimiter: the
+pretrained model never saw one); the prediction is the ending with the higher mean log-prob per ending token; the
+total log-prob is reported too. This baseline is not from the paper: its zero-shot section (Figure 2) covers
+sentiment, Winograd schemas, linguistic acceptability and question answering, not Story Cloze.
 """
 import argparse
 import os

@@ -233,7 +233,7 @@ class Model(tf.Module):
         if train and seed is None:
             seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
         seeds = Seeds(seed)
-        we = dropout(self.we, self.embd_pdrop, train, seeds)       # one mask per call: per replica and step
+        we = dropout(self.we, self.embd_pdrop, train, seeds)       # one mask per call: per tower (part) and update
         T = tf.shape(X)[2]
         X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = 2n
         M = tf.reshape(M, [-1, T])

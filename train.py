@@ -1,5 +1,8 @@
 """Fine-tune the pretrained GPT-1 on the Story Cloze Test (ROCStories), as the original train.py:
     python train.py --dataset rocstories --desc rocstories --submit --analysis
+
+Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
+--save_every, --resume, --restore, --cache_dir, --eval_only.
 """
 import argparse
 import hashlib
@@ -33,7 +36,7 @@ EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the 
 
 
 def parse_args(argv=None):
-    """The original's flags, names and defaults, plus --model_dir."""
+    """The original's flags, names and defaults, then the flags it did not have (the module docstring lists them)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--desc', type=str, help="name of the run's log, save folder (default: the dataset)")
     parser.add_argument('--dataset', type=str, default='rocstories')
@@ -43,7 +46,10 @@ def parse_args(argv=None):
     parser.add_argument('--submission_dir', type=str, default='submission/')
     parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
     parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
-    parser.add_argument('--seed', type=int, default=42)
+    parser.add_argument('--seed', type=int, default=42,
+                        help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
+                             'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
+                             'update number and its tower')
     parser.add_argument('--n_iter', type=int, default=3)
     parser.add_argument('--n_batch', type=int, default=8)
     parser.add_argument('--max_grad_norm', type=int, default=1)
@@ -60,7 +66,9 @@ def parse_args(argv=None):
     parser.add_argument('--l2', type=float, default=0.01)
     parser.add_argument('--vector_l2', action='store_true')
     parser.add_argument('--n_gpu', type=int, default=4,
-                        help='towers of the original: the global batch is n_batch * n_gpu, split over the devices')
+                        help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
+                             "with its own dropout masks, whatever the number of devices (one machine uses the "
+                             "largest count of its GPUs that divides n_gpu)")
     parser.add_argument('--opt', type=str, default='adam')
     parser.add_argument('--afn', type=str, default='gelu')
     parser.add_argument('--lr_schedule', type=str, default='warmup_linear')
@@ -74,8 +82,9 @@ def parse_args(argv=None):
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
     parser.add_argument('--padded', action='store_true',
                         help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
-                             "both choices of an example scored separately, every op and the Adam update op by op "
-                             "(same numbers, slower)")
+                             "both choices of an example scored separately, every op and the Adam update op by op; "
+                             "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
+                             "have other shapes (padded vs trimmed): the same distribution, not the same values")
     parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
     parser.add_argument('--precision', type=str, default='fp32',
                         help='fp32; or bf16 / fp16: mixed precision (float32 weights, matmuls in the 16-bit type, '
@@ -83,7 +92,9 @@ def parse_args(argv=None):
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic ops: two runs with the same seed give bit-identical results')
     parser.add_argument('--accum_steps', type=int, default=1,
-                        help="split each replica's share of the batch into this many parts, accumulating gradients")
+                        help="split each tower of n_batch examples into this many parts, accumulating gradients: "
+                             "the same update with dropout off, but each part draws its own dropout masks "
+                             "(ACCUM_STEPS times the original's masks)")
     parser.add_argument('--save_every', type=int, default=0,
                         help='checkpoint every N updates and at the end of each epoch (0: never)')
     parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')
@@ -140,25 +151,38 @@ def check_output_dir(flag, path):
                          f"choose another {flag}")
 
 
-def make_strategy():
+def make_strategy(n_gpu=None):
     """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster of workers; MirroredStrategy over the
-    visible GPUs when there are several; else the default strategy (one GPU, or the CPU), whose plain variables
-    let the optimiser fuse its update."""
+    visible GPUs when there are several (with n_gpu, the largest number of them that divides n_gpu, so that each
+    runs the same number of the original's towers: saying so when some are left idle); else the default strategy
+    (one GPU, or the CPU), whose plain variables let the optimiser fuse its update."""
     if 'TF_CONFIG' in os.environ:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices('GPU')) > 1:
-        return tf.distribute.MirroredStrategy()
+    gpus = tf.config.list_logical_devices('GPU')
+    n = tower_devices(n_gpu, len(gpus)) if n_gpu else len(gpus)
+    if n < len(gpus):
+        print(f"using {n} of the {len(gpus)} GPUs: the largest count that divides the n_gpu {n_gpu} towers "
+              f"({n_gpu // n} each)")
+    if n > 1:
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:n]])
     return tf.distribute.get_strategy()
 
 
-def check_replicas(n_batch_train, n_replicas, accum_steps=1):
-    if n_batch_train % n_replicas:
-        raise InputError(f"the global batch n_batch * n_gpu = {n_batch_train} cannot be split evenly over "
-                         f"{n_replicas} devices: choose --n_batch and --n_gpu so that their product is a "
-                         f"multiple of {n_replicas}")
-    if (n_batch_train // n_replicas) % accum_steps:
-        raise InputError(f"each of the {n_replicas} devices gets {n_batch_train // n_replicas} examples per update, "
-                         f"which --accum_steps {accum_steps} cannot split evenly: choose a divisor")
+def tower_devices(n_gpu, n_devices):
+    """The largest number of devices, at most n_devices, that share n_gpu towers evenly."""
+    return max(n for n in range(1, max(n_devices, 1) + 1) if n_gpu % n == 0)
+
+
+def check_replicas(n_batch, n_gpu, n_replicas, accum_steps=1):
+    """InputError unless the n_gpu towers of n_batch examples share evenly over n_replicas replicas and
+    accum_steps splits a tower evenly (a single machine always picks a count of devices that divides n_gpu; a
+    cluster of workers cannot)."""
+    if n_gpu % n_replicas:
+        raise InputError(f"the {n_replicas} replicas of the cluster cannot share the --n_gpu {n_gpu} towers evenly: "
+                         f"choose an --n_gpu that is a multiple of {n_replicas}, or as many workers as divide {n_gpu}")
+    if n_batch % accum_steps:
+        raise InputError(f"--accum_steps {accum_steps} cannot split a tower of --n_batch {n_batch} examples evenly: "
+                         f"choose a divisor of {n_batch}")
 
 
 def tower_loss(clf_losses, lm_losses, lm_coef):
@@ -169,12 +193,18 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
 
 
 def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=False, jit_compile=False,
-                    accum_steps=1, loss_scale=None):
-    """A tf.function doing one update from a global batch already split over the replicas: each replica's
-    gradient of its tower loss (accumulated over accum_steps equal parts of its share), averaged over the
-    replicas (the gradient of the mean over the global batch), then one Adam update. Dropout masks are seeded by
-    (seed, update number, replica, part). With a LossScale, the loss is scaled before the gradient, and an update
-    whose gradient is not finite is skipped. Returns the mean classifier loss, lrt and the gradient's global norm."""
+                    accum_steps=1, loss_scale=None, n_towers=None):
+    """A tf.function doing one update from a global batch already split over the replicas, as the original's
+    n_towers towers (its n_gpu; default one per replica): the global batch is n_towers equal towers in row order;
+    each replica holds an equal run of them and computes them one after the other, each tower split further into
+    accum_steps equal parts; the gradients of the parts' tower losses, averaged over every part of every tower
+    (the gradient of the mean over the global batch), make one Adam update. Each part draws its own dropout masks
+    (its own mask of `we` too), seeded by fold_in(fold_in((seed, updates done), global tower index), part): the
+    same masks on any number of replicas; accum_steps > 1 draws more masks than the original's towers. With a
+    LossScale, the loss is scaled before the gradient, and an update whose gradient is not finite is skipped.
+    Returns the mean classifier loss, lrt and the gradient's global norm."""
+    if n_towers and n_towers % strategy.num_replicas_in_sync:
+        raise ValueError(f'{n_towers} towers cannot be shared evenly by {strategy.num_replicas_in_sync} replicas')
 
     def part_grads(X, M, Y, part_seed):
         with tf.GradientTape() as tape:
@@ -187,17 +217,24 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=
     part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads
 
     def replica_step(X, M, Y):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        step_seed = tf.random.experimental.stateless_fold_in(
-            tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)]), replica)
-        if accum_steps == 1:
-            return part_grads(X, M, Y, step_seed)
-        n = tf.shape(X)[0] // accum_steps
+        ctx = tf.distribute.get_replica_context()
+        towers = (n_towers or ctx.num_replicas_in_sync) // ctx.num_replicas_in_sync  # this replica's towers
+        first_tower = ctx.replica_id_in_sync_group * towers
+        update_seed = tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)])
+
+        def part_seed(k):  # this replica's part k: part k % accum_steps of its tower k // accum_steps
+            tower_seed = tf.random.experimental.stateless_fold_in(update_seed, first_tower + k // accum_steps)
+            return tf.random.experimental.stateless_fold_in(tower_seed, k % accum_steps)
+
+        n_parts = towers * accum_steps
+        if n_parts == 1:
+            return part_grads(X, M, Y, part_seed(0))
+        n = tf.shape(X)[0] // n_parts
         grads, cost = [tf.zeros_like(p) for p in model.params], 0.
-        for k in tf.range(accum_steps):  # a loop in the graph: one part's activations alive at a time
+        for k in tf.range(n_parts):  # a loop in the graph: one part's activations alive at a time
             part = slice(k * n, (k + 1) * n)
-            g, c = part_grads(X[part], M[part], Y[part], tf.random.experimental.stateless_fold_in(step_seed, k))
-            grads, cost = [a + b / accum_steps for a, b in zip(grads, g)], cost + c / accum_steps
+            g, c = part_grads(X[part], M[part], Y[part], part_seed(k))
+            grads, cost = [a + b / n_parts for a, b in zip(grads, g)], cost + c / n_parts
         return grads, cost
 
     @tf.function(reduce_retracing=True)  # trimmed batches vary in length: one trace for all of them
@@ -323,8 +360,8 @@ def encoded_dataset(args, text_encoder):
 
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
     """The full batches of one epoch in order, prefetched, with a bar, each split over the replicas: replica r
-    of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, as the original's towers;
-    trimmed: each batch cut to its longest sequence."""
+    of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, the original's towers
+    r * n_gpu / R onwards; trimmed: each batch cut to its longest sequence."""
     dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
     if trimmed:
         dataset = dataset.map(lambda X, M, Y: trim(X, M, Y, multiple))
@@ -346,9 +383,9 @@ def train(args):
     tf.random.set_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy()
+    strategy = make_strategy(args.n_gpu)
     n_batch_train = args.n_batch * args.n_gpu
-    check_replicas(n_batch_train, strategy.num_replicas_in_sync, args.accum_steps)
+    check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync, args.accum_steps)
 
     # Data: encode, size the context to the longest example, build the padded arrays.
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
@@ -391,7 +428,7 @@ def train(args):
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
     train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
                                  fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
-                                 loss_scale=loss_scale)
+                                 loss_scale=loss_scale, n_towers=args.n_gpu)
     eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')

@@ -137,6 +137,6 @@ def test_accumulated_gradients_make_the_same_update(n_replicas):
     assert_params_close(params[1], [p.numpy() for p in params[0]])
 
 
-def test_accumulation_that_cannot_split_a_share_is_refused():
-    with pytest.raises(train.InputError, match='--accum_steps 3'):
-        train.check_replicas(8, 2, accum_steps=3)
+def test_accumulation_that_cannot_split_a_tower_is_refused():
+    with pytest.raises(train.InputError, match='--accum_steps 3 .* --n_batch 8'):
+        train.check_replicas(8, 4, 2, accum_steps=3)

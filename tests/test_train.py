@@ -108,9 +108,9 @@ def test_two_replicas_give_the_numbers_of_one():
     assert_params_close(results[1][1], [p.numpy() for p in results[0][1]])
 
 
-def test_a_batch_that_cannot_be_split_over_the_devices_is_refused():
-    with pytest.raises(train.InputError, match='cannot be split evenly over 3 devices'):
-        train.check_replicas(8, 3)
+def test_towers_that_replicas_cannot_share_are_refused():
+    with pytest.raises(train.InputError, match='3 replicas .* --n_gpu 4'):
+        train.check_replicas(8, 4, 3)
 
 
 def test_lm_coef_zero_trains_the_classifier_alone():
