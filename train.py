@@ -367,13 +367,15 @@ def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
     return (split(batch) for batch in dataset.prefetch(2))
 
 
-def run_plan(args, n_batches, n_batch_train, n_valid, n_test):
-    """One line: the work the run will do (what its time is made of)."""
+def run_plan(args, n_batches, n_batch_train, n_evaluated, n_test):
+    """One line: the work the run will do (what its time is made of); n_evaluated: (train, valid) stories scored
+    by an evaluation."""
+    evaluation = f'{n_evaluated[0]} train + {n_evaluated[1]} valid stories'
     if args.eval_only:
-        return f'no training: 1 evaluation of {n_valid} + {n_valid} stories, then {n_test} test stories'
+        return f'no training: 1 evaluation of {evaluation}, then {n_test} test stories'
     n_evals = args.n_iter + sum(u <= n_batches for u in EVAL_UPDATES)
     plan = (f'{args.n_iter} epochs x {n_batches} updates of {n_batch_train} stories = {args.n_iter * n_batches} '
-            f'updates; {n_evals} evaluations of {n_valid} train + {n_valid} valid stories')
+            f'updates; {n_evals} evaluations of {evaluation}')
     return plan + (f'; then {n_test} test stories' if args.submit else '')
 
 
@@ -392,16 +394,17 @@ def written_files(args, log_path, params_path, submission_path):
                     f'or watch them in TensorBoard: tensorboard --logdir {args.log_dir}']
 
 
-def format_flags(args, width=120):
-    """The flags as `name value` cells in aligned columns, read down the columns (as `ls`)."""
-    cells = [f'{name} {value}' for name, value in vars(args).items()]
-    for n_rows in range(1, len(cells) + 1):
-        columns = [cells[i:i + n_rows] for i in range(0, len(cells), n_rows)]
-        widths = [max(map(len, column)) + 2 for column in columns]
-        if sum(widths) - 2 <= width:
-            break
-    return '\n'.join(''.join(column[r].ljust(w) for column, w in zip(columns, widths) if r < len(column)).rstrip()
-                     for r in range(n_rows))
+def format_flags(args, width=112, cell=28):
+    """The flags as `name value` cells, left to right on a grid of `cell` characters (a long cell takes several),
+    lines at most `width` wide."""
+    lines = ['']
+    for name, value in vars(args).items():
+        text = f'{name} {value}'
+        text = text.ljust(-(-(len(text) + 2) // cell) * cell)
+        if lines[-1] and len(lines[-1]) + len(text.rstrip()) > width:
+            lines.append('')
+        lines[-1] += text
+    return '\n'.join(line.rstrip() for line in lines)
 
 
 def train(args):
@@ -436,7 +439,7 @@ def train(args):
     va_eval = eval_inputs(vaX1, vaX2, vaX3)
     te_eval = eval_inputs(teX1, teX2, teX3)
     n_updates_total = (n_train // n_batch_train) * args.n_iter
-    print(run_plan(args, n_train // n_batch_train, n_batch_train, n_valid, len(teX1)))
+    print(run_plan(args, n_train // n_batch_train, n_batch_train, (len(trY[:n_valid]), n_valid), len(teX1)))
 
     # Model and optimiser, then the pretrained weights (the special rows are drawn even when none are loaded).
     with strategy.scope():
@@ -496,7 +499,7 @@ def train(args):
             state.best_score = va_acc
             save_params(model, params_path)
 
-    print(f'evaluations ({n_valid} train and {n_valid} valid stories, classifier loss and accuracy %):')
+    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
     print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
     if args.eval_only:
         log()
