@@ -5,12 +5,14 @@ padded against the packed evaluation.
     python bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick] [--mixed]
 
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
-ROCStories batches (../shared/data/rocstories, or --data_dir; generated text when neither exists). Tables go to
+ROCStories batches (--data_dir, else where the tests find the real files: $GPT1_DATA_DIR, data/, then
+../shared/data/rocstories; generated text when none has them; the BPE files likewise from --model_dir,
+$GPT1_MODEL_DIR, model/, ../shared/model). What it used is printed above the tables. Tables go to
 stdout, progress lines start with '#', bars and TensorFlow's messages go to stderr.
 """
 import os
 
-os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's chatter, unless the user sets a level
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
@@ -31,7 +33,7 @@ import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
 from model import LAYER_PARAMS, Model, load_openai_params, transfer  # noqa: E402
 from opt import Adam, LossScale, warmup_linear  # noqa: E402
-from tests.fixtures import openai_shapes, shared_path, write_random_weights, write_rocstories  # noqa: E402
+from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories  # noqa: E402
 from text_utils import TextEncoder  # noqa: E402
 from utils import encode_dataset  # noqa: E402
 
@@ -98,12 +100,13 @@ def find_inputs(args, tmp):
     """(data_dir, data source, encoder_path, bpe_path, encoder source)."""
     if args.data_dir:
         data_dir, data_src = args.data_dir, args.data_dir
-    elif shared_path('data', 'rocstories'):
-        data_dir, data_src = shared_path('data', 'rocstories'), '../shared/data/rocstories (real)'
+    elif real_path('data'):
+        data_dir = real_path('data')
+        data_src = f'{data_dir} (real)'
     else:
         data_dir, data_src = os.path.join(tmp, 'data'), 'generated (tests/fixtures.write_rocstories, 1871 + 1871)'
         write_rocstories(data_dir, n_val=1871, n_test=1871)
-    for folder, src in [(args.model_dir, args.model_dir), (shared_path('model'), '../shared/model')]:
+    for folder, src in [(args.model_dir, args.model_dir), (real_path('model'), real_path('model'))]:
         if folder and os.path.isfile(os.path.join(folder, 'encoder_bpe_40000.json')) \
                 and os.path.isfile(os.path.join(folder, 'vocab_40000.bpe')):
             return (data_dir, data_src, os.path.join(folder, 'encoder_bpe_40000.json'),
@@ -281,7 +284,8 @@ def parse_args(argv=None):
     p.add_argument('--n_gpu', type=int, default=1, help='towers: the global batch is n_batch * n_gpu')
     p.add_argument('--steps', type=int, default=5, help='timed updates (and evaluation batches) after 2 warm-up')
     p.add_argument('--model_dir', type=str, help='real weights (params_shapes.json, params_*.npy); default random')
-    p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs; default ../shared/data/rocstories')
+    p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs (default: $GPT1_DATA_DIR, data/ or '
+                   '../shared/data/rocstories, the first holding them)')
     p.add_argument('--quick', action='store_true', help='n_embd 64, 2 layers, 1 step: an end-to-end check')
     p.add_argument('--mixed', action='store_true', help="also train.py's default path in bf16 and fp16")
     args = p.parse_args(argv)
