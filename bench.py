@@ -10,24 +10,24 @@ ROCStories batches (--data_dir, else where the tests find the real files: $GPT1_
 $GPT1_MODEL_DIR, model/, ../shared/model). What it used is printed above the tables. Tables go to
 stdout, progress lines start with '#', bars and TensorFlow's messages go to stderr.
 """
+import argparse
+import gc
+import json
 import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from itertools import islice
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's chatter, unless the user sets a level
+from utils import tensorflow_start_up_hidden
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from itertools import islice  # noqa: E402
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP_MIN_LOG_LEVEL asks for them
+    import numpy as np
+    import tensorflow as tf
 
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402

@@ -48,7 +48,8 @@ def parse_args(argv=None):
     parser.add_argument('--n_head', type=int, default=12, help='attention heads')
     parser.add_argument('--n_layer', type=int, default=12, help='blocks')
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
-    parser.add_argument('--encoder_path', type=str, help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
+    parser.add_argument('--encoder_path', type=str,
+                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
     parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
     args = parser.parse_args(argv)
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')

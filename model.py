@@ -347,7 +347,8 @@ def load_openai_params(model_dir, n_ctx, n_special):
     offsets = np.cumsum([np.prod(shape) for shape in shapes])
     if len(flat) != offsets[-1]:
         raise InputError(f"the shards in {model_dir!r} hold {len(flat)} values but params_shapes.json describes "
-                         f"{offsets[-1]}: a shard is missing or from another model; run `{download_command(model_dir)}`")
+                         f"{offsets[-1]}: a shard is missing or from another model; "
+                         f"run `{download_command(model_dir)}`")
     params = [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
     positions, tokens = params[0], params[1]
     if n_ctx > len(positions):

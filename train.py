@@ -55,7 +55,8 @@ def parse_args(argv=None):
     parser.add_argument('--opt', type=str, default='adam', help=choices_help('opt'))
     parser.add_argument('--afn', type=str, default='gelu', help='activation of the MLPs: ' + choices_help('afn'))
     parser.add_argument('--lr_schedule', type=str, default='warmup_linear', help=choices_help('lr_schedule'))
-    parser.add_argument('--encoder_path', type=str, help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
+    parser.add_argument('--encoder_path', type=str,
+                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
     parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
     parser.add_argument('--n_transfer', type=int, default=12, help='pretrained layers to load; -1 loads nothing')
     parser.add_argument('--lm_coef', type=float, default=0.5, help='weight of the LM loss in the training loss')

@@ -183,7 +183,8 @@ def test_a_run_says_what_it_computes_shows_labelled_progress_and_lists_its_outpu
     n_batches = tiny['n_train'] // (tiny['n_batch'] * 4)
     assert 'devices: the CPU (no GPU visible); strategy: DefaultDistributionStrategy with 1 replica' in lines
     assert (f"2 epochs x {n_batches} updates of {tiny['n_batch'] * 4} stories = {2 * n_batches} updates; "
-            f"2 evaluations of {tiny['n_train']} train + 374 valid stories; then {tiny['n_test']} test stories") in lines
+            f"2 evaluations of {tiny['n_train']} train + 374 valid stories; then {tiny['n_test']} test stories"
+            ) in lines
     header = lines.index('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
     assert [line.split()[:2] for line in lines[header + 1:header + 3]] == [['1', str(n_batches)],
                                                                             ['2', str(2 * n_batches)]]

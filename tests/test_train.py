@@ -126,7 +126,8 @@ def tiny_run_files(tmp_path):
     data_dir, model_dir = real_path('data'), real_path('model')
     n_batch, n_train, n_test = 8, 1497, 1871
     if data_dir and model_dir:
-        encoder_path, bpe_path = os.path.join(model_dir, 'encoder_bpe_40000.json'), os.path.join(model_dir, 'vocab_40000.bpe')
+        encoder_path = os.path.join(model_dir, 'encoder_bpe_40000.json')
+        bpe_path = os.path.join(model_dir, 'vocab_40000.bpe')
     else:
         data_dir, encoder_path, bpe_path = str(tmp_path / 'data'), str(tmp_path / 'enc.json'), str(tmp_path / 'vocab.bpe')
         n_batch, n_train, n_test = 2, 26, 50
