@@ -96,7 +96,8 @@ def choices_help(flag):
 
 
 def check_args(args):
-    """Refuse unknown choices and impossible values before any work is done."""
+    """Refuse unknown choices and impossible values before any work is done. `python train.py` runs it before
+    importing TensorFlow: it uses the standard library alone."""
     for flag, choices in CHOICES.items():
         if getattr(args, flag) not in choices:
             raise InputError(f"unknown --{flag} {getattr(args, flag)!r}: choose one of {', '.join(choices)}")
