@@ -2,7 +2,7 @@
 into model/, verified against the checksums below.
 
     python download.py                       # all 13 files (466 MB) into model/
-    python download.py --only bpe            # the two BPE files (1.3 MB): enough for --n_transfer -1 and the tests
+    python download.py --only bpe            # the two BPE files (1.3 MB): enough for --n_transfer -1
     python download.py --model_dir DIR --base_url URL_OR_FOLDER
 
 The small files (the BPE files, params_shapes.json) come first, then the ten weight shards. A file that fails does

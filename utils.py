@@ -126,17 +126,16 @@ def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=fl
         n = (n // n_batch) * n_batch
     n = min(n, max_batches * n_batch)
     n_batches = 0
-    bar = tqdm(total=n, desc=desc, unit='ex', file=sys.stderr, ncols=80, leave=False, disable=not verbose)
-    for i in range(0, n, n_batch):
-        if n_batches >= max_batches:
-            return
-        if len(datas) == 1:
-            yield datas[0][i:i + n_batch]
-        else:
-            yield tuple(d[i:i + n_batch] for d in datas)
-        n_batches += 1
-        bar.update(min(n_batch, n - i))
-    bar.close()
+    with tqdm(total=n, desc=desc, unit='ex', file=sys.stderr, ncols=80, leave=False, disable=not verbose) as bar:
+        for i in range(0, n, n_batch):
+            if n_batches >= max_batches:
+                return
+            if len(datas) == 1:
+                yield datas[0][i:i + n_batch]
+            else:
+                yield tuple(d[i:i + n_batch] for d in datas)
+            n_batches += 1
+            bar.update(min(n_batch, n - i))
 
 
 class ResultLogger:
