@@ -6,7 +6,9 @@ padded against the packed evaluation.
     python bench.py --masks [--n_gpu 4]     (only the cost of the n_gpu embedding-dropout masks of an update)
 
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
-ROCStories batches (../shared/data/rocstories, or --data_dir; generated text when neither exists). Tables go to
+ROCStories batches (--data_dir, else where the tests find the real files: $GPT1_DATA_DIR, data/, then
+../shared/data/rocstories; generated text when none has them; the BPE files likewise from --model_dir,
+$GPT1_MODEL_DIR, model/, ../shared/model). What it used is printed above the tables. Tables go to
 stdout, progress lines start with '#', bars and TensorFlow's messages go to stderr.
 
     python bench.py --mnli_pipeline [--model_dir DIR]
@@ -14,31 +16,31 @@ stdout, progress lines start with '#', bars and TensorFlow's messages go to stde
 instead times the MNLI input pipeline (reading, encoding, input sequences, cache) on a generated MNLI-sized folder,
 with the real BPE of ../shared/model or --model_dir when there: seconds, CPU seconds and peak RSS per step.
 """
+import argparse
+import gc
+import json
 import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from itertools import islice
 
-os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'
+from utils import tensorflow_start_up_hidden
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from itertools import islice  # noqa: E402
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP_MIN_LOG_LEVEL asks for them
+    import numpy as np
+    import tensorflow as tf
 
 import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
 from model import LAYER_PARAMS, Model, dropout, load_openai_params, transfer  # noqa: E402
 from opt import Adam, LossScale, warmup_linear  # noqa: E402
-from tests.fixtures import openai_shapes, shared_path, write_random_weights, write_rocstories  # noqa: E402
+from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories  # noqa: E402
 from text_utils import TextEncoder  # noqa: E402
 from utils import encode_dataset  # noqa: E402
 
@@ -105,12 +107,13 @@ def find_inputs(args, tmp):
     """(data_dir, data source, encoder_path, bpe_path, encoder source)."""
     if args.data_dir:
         data_dir, data_src = args.data_dir, args.data_dir
-    elif shared_path('data', 'rocstories'):
-        data_dir, data_src = shared_path('data', 'rocstories'), '../shared/data/rocstories (real)'
+    elif real_path('data'):
+        data_dir = real_path('data')
+        data_src = f'{data_dir} (real)'
     else:
         data_dir, data_src = os.path.join(tmp, 'data'), 'generated (tests/fixtures.write_rocstories, 1871 + 1871)'
         write_rocstories(data_dir, n_val=1871, n_test=1871)
-    for folder, src in [(args.model_dir, args.model_dir), (shared_path('model'), '../shared/model')]:
+    for folder, src in [(args.model_dir, args.model_dir), (real_path('model'), real_path('model'))]:
         if folder and os.path.isfile(os.path.join(folder, 'encoder_bpe_40000.json')) \
                 and os.path.isfile(os.path.join(folder, 'vocab_40000.bpe')):
             return (data_dir, data_src, os.path.join(folder, 'encoder_bpe_40000.json'),
@@ -356,7 +359,8 @@ def parse_args(argv=None):
     p.add_argument('--n_gpu', type=int, default=1, help='towers: the global batch is n_batch * n_gpu')
     p.add_argument('--steps', type=int, default=5, help='timed updates (and evaluation batches) after 2 warm-up')
     p.add_argument('--model_dir', type=str, help='real weights (params_shapes.json, params_*.npy); default random')
-    p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs; default ../shared/data/rocstories')
+    p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs (default: $GPT1_DATA_DIR, data/ or '
+                   '../shared/data/rocstories, the first holding them)')
     p.add_argument('--quick', action='store_true', help='n_embd 64, 2 layers, 1 step: an end-to-end check')
     p.add_argument('--mixed', action='store_true', help="also train.py's default path in bf16 and fp16")
     p.add_argument('--mnli_pipeline', action='store_true',

@@ -1,11 +1,19 @@
 """Fetch the pretrained GPT-1 files of the original repository (openai/finetune-transformer-lm, pinned commit)
 into model/, verified against the checksums below.
 
-    python download.py [--model_dir model/] [--base_url URL]
+    python download.py                       # all 13 files (466 MB) into model/
+    python download.py --only bpe            # the two BPE files (1.3 MB): enough for --n_transfer -1
+    python download.py --model_dir DIR --base_url URL_OR_FOLDER
 
-A file already present and verified is skipped. A download goes to `<name>.part` beside the final file and is
-renamed onto it only once verified, so an interrupted run leaves no half file under the final name; re-running
-resumes the .part with an HTTP Range request.
+The small files (the BPE files, params_shapes.json) come first, then the ten weight shards. A file that fails does
+not stop the others; the end lists every file's result, and the exit status is 1 if any failed. A file already
+present and verified is skipped. A download goes to `<name>.part` beside the final file and is renamed onto it
+only once verified, so an interrupted run leaves no half file under the final name; re-running resumes the .part
+with an HTTP Range request.
+
+--base_url: where the files are, instead of GitHub: a mirror's URL (the folder holding the 13 files, as
+http(s)://.../model/), or a local folder holding copies (a path or a file:// URL); every file is verified all
+the same.
 """
 import argparse
 import hashlib
@@ -18,13 +26,28 @@ import urllib.request
 
 from tqdm import tqdm
 
+from utils import HelpFormatter
+
 BASE_URL = ('https://raw.githubusercontent.com/openai/finetune-transformer-lm/'
             'a69b5c43b0452462890bca8ff92fb75dee9290cf/model/')
 
-# The files under model/ at that commit (from shared/model/UPSTREAM.md). 'git_blob' is git's SHA-1 of
-# b"blob <size>\0" + content (what `git hash-object FILE` prints), known for every file; 'sha256' and 'size'
-# were computed from copies of the three small files and are not known for the parameter shards.
+# The files under model/ at that commit (from shared/model/UPSTREAM.md), the small ones first (every command
+# needs them). 'git_blob' is git's SHA-1 of b"blob <size>\0" + content (what `git hash-object FILE` prints),
+# known for every file; 'sha256' and 'size' were computed from copies of the three small files and are not known
+# for the parameter shards.
 FILES = {
+    'encoder_bpe_40000.json': {
+        'git_blob': '9dc3f0af5a80956e57dc8d9401e16dfadcade7c2',
+        'sha256': 'fdf49b19e7de236852091da09b84a7a3cd5e7b0e79916376cf45f6b8127b8078',
+        'size': 815973},
+    'vocab_40000.bpe': {
+        'git_blob': '0023a687b3d4d0b795a5e97cc914bdabb5a253df',
+        'sha256': '0ea9b51ae695073cd871e0358f7016311d671a7ff3963e367d5236522f294725',
+        'size': 458495},
+    'params_shapes.json': {
+        'git_blob': '29fac299ae848d7e447be84a33345edcf1b5353c',
+        'sha256': '3bff3faa381e06d81c60f44520eb82c673d14a8ae61d821c63167f59acc6a768',
+        'size': 1478},
     'params_0.npy': {'git_blob': '84d83ac1f1cc878f56f33b167482c184491875d2'},
     'params_1.npy': {'git_blob': '0f19f4d4cda3d8f908e3faffd2cb2a8b9a4039da'},
     'params_2.npy': {'git_blob': '25bc19c72fdff69505a828ec6d73b32063532148'},
@@ -35,19 +58,8 @@ FILES = {
     'params_7.npy': {'git_blob': 'd8d5c8d3bee9b20a677605ac1fe6c7af4df57c94'},
     'params_8.npy': {'git_blob': 'f980f4b393716f396ae5ae6401708dcf4f270dc9'},
     'params_9.npy': {'git_blob': 'd389eb2074dd74754444b8062aba78b49f6a9053'},
-    'params_shapes.json': {
-        'git_blob': '29fac299ae848d7e447be84a33345edcf1b5353c',
-        'sha256': '3bff3faa381e06d81c60f44520eb82c673d14a8ae61d821c63167f59acc6a768',
-        'size': 1478},
-    'encoder_bpe_40000.json': {
-        'git_blob': '9dc3f0af5a80956e57dc8d9401e16dfadcade7c2',
-        'sha256': 'fdf49b19e7de236852091da09b84a7a3cd5e7b0e79916376cf45f6b8127b8078',
-        'size': 815973},
-    'vocab_40000.bpe': {
-        'git_blob': '0023a687b3d4d0b795a5e97cc914bdabb5a253df',
-        'sha256': '0ea9b51ae695073cd871e0358f7016311d671a7ff3963e367d5236522f294725',
-        'size': 458495},
 }
+ONLY = {'bpe': ['encoder_bpe_40000.json', 'vocab_40000.bpe']}  # --only: subsets of FILES
 
 TIMEOUT = 60  # seconds without data before a request gives up
 USER_AGENT = 'finetune-transformer-lm-tf2/download.py'
@@ -211,12 +223,17 @@ def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
 
 
 def _url(base_url, name):
+    """The URL of `name` under base_url: a URL, or a local folder (a path without a scheme)."""
+    if not urllib.parse.urlparse(base_url).scheme and os.path.isdir(base_url):
+        base_url = urllib.parse.urljoin('file:', urllib.request.pathname2url(os.path.abspath(base_url)))
     return base_url.rstrip('/') + '/' + urllib.parse.quote(name)
 
 
 def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
     """Fetch `files` (names from FILES, or a dict name -> expected checksums; default all of FILES) from
-    `base_url` into `model_dir`, skipping those already present and verified. Returns the local paths."""
+    `base_url` (a URL or a local folder) into `model_dir`, skipping those already present and verified. A file
+    that fails does not stop the others; every file's result is printed at the end. Returns the local paths;
+    raises DownloadError naming the files that failed, once all were tried."""
     if files is None:
         files = FILES
     if not isinstance(files, dict):
@@ -225,29 +242,42 @@ def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
             raise DownloadError(f'unknown file(s) {unknown}: the files are {list(FILES)}')
         files = {n: FILES[n] for n in files}
     os.makedirs(model_dir, exist_ok=True)
-    paths = []
+    paths, results, failed = [], [], []
     for name, expected in files.items():
         dest = os.path.join(model_dir, name)
         ok, reason = verify(dest, expected)
         if ok:
-            print(f'{name}: present and verified, skipped')
+            results.append('present and verified, skipped')
         else:
             if os.path.exists(dest):
                 print(f'{name}: present but {reason}: downloading it again')
-            fetch(_url(base_url, name), dest, expected, timeout=timeout)
-            print(f'{name}: downloaded and verified')
+            try:
+                fetch(_url(base_url, name), dest, expected, timeout=timeout)
+                results.append('downloaded and verified')
+            except DownloadError as err:
+                results.append(f'FAILED: {err}')
+                failed.append(name)
+            print(f'{name}: {results[-1]}')
         paths.append(dest)
+    print(f'\n{model_dir}:')
+    for name, result in zip(files, results):
+        print(f'  {name:<24} {result}')
+    if failed:
+        raise DownloadError(f"{len(failed)} of {len(files)} files failed ({', '.join(failed)}; why: above): re-run "
+                            "the same command to resume, or fetch them from a mirror or a local copy with --base_url")
     return paths
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Fetch and verify the pretrained GPT-1 files of '
-                                     'openai/finetune-transformer-lm (pinned commit); re-run to resume.')
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument('--model_dir', default='model/', help='folder to write the files into')
-    parser.add_argument('--base_url', default=BASE_URL, help='URL of the folder holding the files')
+    parser.add_argument('--base_url', default=BASE_URL,
+                        help='the folder holding the files: a URL (a mirror) or a local folder')
+    parser.add_argument('--only', choices=sorted(ONLY),
+                        help=f"only these files; bpe: {', '.join(ONLY['bpe'])} (default: all the files)")
     args = parser.parse_args(argv)
     try:
-        paths = download(args.model_dir, args.base_url)
+        paths = download(args.model_dir, args.base_url, files=ONLY[args.only] if args.only else None)
     except DownloadError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)

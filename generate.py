@@ -2,7 +2,7 @@
     python generate.py --prompt "The cat sat on the mat." --n_tokens 40
     python generate.py --zero_shot --split valid
 
-The LM head is h . we^T over every row of `we` (SPEC "The model"); here the distribution over text is the
+The LM head is h . we^T over every row of `we` (SPEC.md, "Model"); here the distribution over text is the
 softmax over the n_vocab token rows only: the special rows (`_start_`, `_delimiter_`, `_classify_`) and the
 position rows are never sampled nor counted. As in fine-tuning, every sequence begins with `_start_` (a fresh
 random row, drawn from numpy's generator seeded with --seed) and position t has id n_vocab + 3 + t.
@@ -17,8 +17,11 @@ import os
 import random
 import sys
 
-import numpy as np
-import tensorflow as tf
+from utils import HelpFormatter, download_command, tensorflow_start_up_hidden
+
+with tensorflow_start_up_hidden():
+    import numpy as np
+    import tensorflow as tf
 
 from datasets import ROC_TEST, rocstories, rocstories_csv
 from model import Model, causal_mask, load_openai_params, transfer
@@ -29,7 +32,7 @@ N_SPECIAL = 3
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument('--prompt', type=str, help='text to continue')
     task.add_argument('--zero_shot', action='store_true', help='zero-shot Story Cloze accuracy of the LM')
@@ -37,17 +40,18 @@ def parse_args(argv=None):
     parser.add_argument('--temperature', type=float, default=1.0, help='0: greedy (argmax)')
     parser.add_argument('--top_k', type=int, default=40, help='sample among the k likeliest tokens; 0: all')
     parser.add_argument('--seed', type=int, default=42, help='seeds the special rows and the sampling')
-    parser.add_argument('--data_dir', type=str, default='data/')
+    parser.add_argument('--data_dir', type=str, default='data/', help='the two Story Cloze CSVs')
     parser.add_argument('--split', type=str, default='valid', choices=['valid', 'test'],
                         help="valid: the 374 stories of train.py's split; test: the test file with its labels")
     parser.add_argument('--n_batch', type=int, default=32, help='zero-shot examples scored at a time')
-    parser.add_argument('--n_ctx', type=int, default=512)
-    parser.add_argument('--n_embd', type=int, default=768)
-    parser.add_argument('--n_head', type=int, default=12)
-    parser.add_argument('--n_layer', type=int, default=12)
+    parser.add_argument('--n_ctx', type=int, default=512, help='longest sequence (the pretrained model has 512)')
+    parser.add_argument('--n_embd', type=int, default=768, help='width of the pretrained model')
+    parser.add_argument('--n_head', type=int, default=12, help='attention heads')
+    parser.add_argument('--n_layer', type=int, default=12, help='blocks')
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
-    parser.add_argument('--encoder_path', type=str, help='default: MODEL_DIR/encoder_bpe_40000.json')
-    parser.add_argument('--bpe_path', type=str, help='default: MODEL_DIR/vocab_40000.bpe')
+    parser.add_argument('--encoder_path', type=str,
+                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
+    parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
     args = parser.parse_args(argv)
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
     args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
@@ -66,7 +70,7 @@ def check_args(args):
         raise InputError(f"--temperature must be 0 (greedy) or more, got {args.temperature}")
     for path in [args.encoder_path, args.bpe_path]:
         if not os.path.isfile(path):
-            raise InputError(f"BPE file {path!r} not found: run `python download.py --model_dir {args.model_dir}`")
+            raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}`")
 
 
 # ------------------------------------------------------------------------------------------ the language model
@@ -233,7 +237,10 @@ def generate(args):
 
 
 def main(argv=None):
-    exit_on_input_error(generate, parse_args(argv))
+    args = parse_args(argv)
+    with tensorflow_start_up_hidden(device_init=True):
+        tf.config.list_logical_devices()  # the devices start here, without `failed call to cuInit` on a CPU machine
+    exit_on_input_error(generate, args)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from utils import InputError
+from utils import InputError, download_command
 
 LAYER_PARAMS = ['attn/c_attn/w', 'attn/c_attn/b', 'attn/c_proj/w', 'attn/c_proj/b', 'ln_1/g', 'ln_1/b',
                 'mlp/c_fc/w', 'mlp/c_fc/b', 'mlp/c_proj/w', 'mlp/c_proj/b', 'ln_2/g', 'ln_2/b']
@@ -311,11 +311,11 @@ def shard_paths(model_dir):
              if (m := re.fullmatch(r'params_(\d+)\.npy', os.path.basename(path)))}
     if not found:
         raise InputError(f"no weight shards params_0.npy, params_1.npy, ... in {model_dir!r}: "
-                         f"run `python download.py --model_dir {model_dir}`")
+                         f"run `{download_command(model_dir)}`")
     missing = sorted(set(range(max(found) + 1)) - set(found))
     if missing:
         raise InputError(f"weight shard {os.path.join(model_dir, f'params_{missing[0]}.npy')!r} is missing "
-                         f"(shards are numbered from 0 without a gap): run `python download.py --model_dir {model_dir}`")
+                         f"(shards are numbered from 0 without a gap): run `{download_command(model_dir)}`")
     return [found[i] for i in range(len(found))]
 
 
@@ -325,10 +325,10 @@ def load_shard(path):
         a = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as err:
         raise InputError(f"weight shard {path!r} is truncated or not a .npy file ({err}): "
-                         "delete it and run `python download.py` again") from err
+                         f"run `{download_command(os.path.dirname(path))}` (it replaces a damaged file)") from err
     if a.dtype != np.float32 or a.ndim != 1:
         raise InputError(f"weight shard {path!r} holds a {a.dtype} array of shape {a.shape}, expected a flat "
-                         "float32 array: delete it and run `python download.py` again")
+                         f"float32 array: run `{download_command(os.path.dirname(path))}` (it replaces a damaged file)")
     return a
 
 
@@ -336,18 +336,19 @@ def load_openai_params(model_dir, n_ctx, n_special):
     """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
     we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
     if not os.path.isdir(model_dir):
-        raise InputError(f"weights folder {model_dir!r} not found: run `python download.py --model_dir {model_dir}` "
+        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
                          "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
     shapes_path = os.path.join(model_dir, 'params_shapes.json')
     if not os.path.isfile(shapes_path):
-        raise InputError(f"{shapes_path!r} not found: run `python download.py --model_dir {model_dir}`")
+        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
     with open(shapes_path) as f:
         shapes = json.load(f)
     flat = np.concatenate([load_shard(path) for path in shard_paths(model_dir)], 0)
     offsets = np.cumsum([np.prod(shape) for shape in shapes])
     if len(flat) != offsets[-1]:
         raise InputError(f"the shards in {model_dir!r} hold {len(flat)} values but params_shapes.json describes "
-                         f"{offsets[-1]}: a shard is missing or from another model; run `python download.py` again")
+                         f"{offsets[-1]}: a shard is missing or from another model; "
+                         f"run `{download_command(model_dir)}`")
     params = [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
     positions, tokens = params[0], params[1]
     if n_ctx > len(positions):

@@ -98,10 +98,11 @@ class TextEncoder:
         self.cache[token] = word
         return word
 
-    def encode(self, texts, verbose=True):
-        """List of id lists, one per text; pieces missing from the vocabulary map to 0."""
+    def encode(self, texts, verbose=True, desc=None):
+        """List of id lists, one per text; pieces missing from the vocabulary map to 0. verbose: a bar labelled
+        `desc`."""
         texts_tokens = []
-        for text in tqdm(texts, ncols=80, leave=False, disable=not verbose):
+        for text in tqdm(texts, desc=desc, ncols=80, leave=False, disable=not verbose):
             text_tokens = []
             text = text_standardize(fix_text(text))
             for piece in text.split(' ') if text else []:

@@ -1,6 +1,9 @@
 """Fine-tune the pretrained GPT-1 on the Story Cloze Test (ROCStories), as the original train.py:
     python train.py --dataset rocstories --desc rocstories --submit --analysis
 
+What the run computes, and where it deliberately differs from the original, is in SPEC.md; README.md has its
+cost, its outputs and the flags that matter.
+
 Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
 --save_every, --resume, --restore, --cache_dir, --eval_only.
 """
@@ -13,72 +16,61 @@ import pickle
 import random
 import sys
 
-import ftfy
-import joblib
-import numpy as np
-import spacy
-import tensorflow as tf
-from sklearn.utils import shuffle
-from tqdm import tqdm
+from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
 
-import analysis
-import text_utils
-from datasets import context_length, pack_roc, rocstories, rocstories_paths, transform_roc
-from model import Model, act_fns, compute_dtypes, load_openai_params, special_embeddings, transfer
-from opt import Adam, LossScale, schedules
-from text_utils import TextEncoder
-from utils import InputError, ResultLogger, atomic_write, encode_dataset, exit_on_input_error, iter_data
-
-datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
-submission_files = {'rocstories': 'ROCStories.tsv'}
-opts = {'adam': Adam}
-EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the first epoch, as the original
+# The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
+# takes seconds); the tests check that they are the keys of the tables below and in model.py and opt.py.
+CHOICES = {'dataset': ('rocstories',), 'afn': ('gelu', 'relu', 'swish'),
+           'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
+           'precision': ('fp32', 'bf16', 'fp16')}
 
 
 def parse_args(argv=None):
-    """The original's flags, names and defaults, then the flags it did not have (the module docstring lists them)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--desc', type=str, help="name of the run's log, save folder (default: the dataset)")
-    parser.add_argument('--dataset', type=str, default='rocstories')
-    parser.add_argument('--log_dir', type=str, default='log/')
-    parser.add_argument('--save_dir', type=str, default='save/')
-    parser.add_argument('--data_dir', type=str, default='data/')
-    parser.add_argument('--submission_dir', type=str, default='submission/')
+    """The original's flags, names and defaults, then the port's own (from --model_dir on; the module docstring lists them)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument('--desc', type=str, help="name of the run's log and save folder (default: the dataset)")
+    parser.add_argument('--dataset', type=str, default='rocstories', help=choices_help('dataset'))
+    parser.add_argument('--log_dir', type=str, default='log/', help='the jsonl log and TensorBoard events go here')
+    parser.add_argument('--save_dir', type=str, default='save/', help='best parameters and checkpoints go here')
+    parser.add_argument('--data_dir', type=str, default='data/', help='the two Story Cloze CSVs')
+    parser.add_argument('--submission_dir', type=str, default='submission/',
+                        help="the test set's predictions and probabilities go here")
     parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
     parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
     parser.add_argument('--seed', type=int, default=42,
                         help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
                              'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
                              'update number and its tower')
-    parser.add_argument('--n_iter', type=int, default=3)
-    parser.add_argument('--n_batch', type=int, default=8)
-    parser.add_argument('--max_grad_norm', type=int, default=1)
-    parser.add_argument('--lr', type=float, default=6.25e-5)
-    parser.add_argument('--lr_warmup', type=float, default=0.002)
-    parser.add_argument('--n_ctx', type=int, default=512)
-    parser.add_argument('--n_embd', type=int, default=768)
-    parser.add_argument('--n_head', type=int, default=12)
-    parser.add_argument('--n_layer', type=int, default=12)
-    parser.add_argument('--embd_pdrop', type=float, default=0.1)
-    parser.add_argument('--attn_pdrop', type=float, default=0.1)
-    parser.add_argument('--resid_pdrop', type=float, default=0.1)
-    parser.add_argument('--clf_pdrop', type=float, default=0.1)
-    parser.add_argument('--l2', type=float, default=0.01)
-    parser.add_argument('--vector_l2', action='store_true')
+    parser.add_argument('--n_iter', type=int, default=3, help='epochs')
+    parser.add_argument('--n_batch', type=int, default=8, help='examples per tower (see --n_gpu)')
+    parser.add_argument('--max_grad_norm', type=int, default=1, help="clip the gradient's global norm to this")
+    parser.add_argument('--lr', type=float, default=6.25e-5, help='peak learning rate')
+    parser.add_argument('--lr_warmup', type=float, default=0.002, help='fraction of the updates spent warming up')
+    parser.add_argument('--n_ctx', type=int, default=512, help='longest context (cut to the longest example)')
+    parser.add_argument('--n_embd', type=int, default=768, help='width of the model')
+    parser.add_argument('--n_head', type=int, default=12, help='attention heads')
+    parser.add_argument('--n_layer', type=int, default=12, help='blocks')
+    parser.add_argument('--embd_pdrop', type=float, default=0.1, help='dropout on the embeddings')
+    parser.add_argument('--attn_pdrop', type=float, default=0.1, help='dropout on the attention weights')
+    parser.add_argument('--resid_pdrop', type=float, default=0.1, help='dropout on the residual branches')
+    parser.add_argument('--clf_pdrop', type=float, default=0.1, help="dropout before the classifier")
+    parser.add_argument('--l2', type=float, default=0.01, help='decoupled weight decay')
+    parser.add_argument('--vector_l2', action='store_true', help='decay the vectors (biases, gains) too')
     parser.add_argument('--n_gpu', type=int, default=4,
                         help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
                              "with its own dropout masks, whatever the number of devices (one machine uses the "
                              "largest count of its GPUs that divides n_gpu)")
-    parser.add_argument('--opt', type=str, default='adam')
-    parser.add_argument('--afn', type=str, default='gelu')
-    parser.add_argument('--lr_schedule', type=str, default='warmup_linear')
-    parser.add_argument('--encoder_path', type=str, help='default: MODEL_DIR/encoder_bpe_40000.json')
-    parser.add_argument('--bpe_path', type=str, help='default: MODEL_DIR/vocab_40000.bpe')
+    parser.add_argument('--opt', type=str, default='adam', help=choices_help('opt'))
+    parser.add_argument('--afn', type=str, default='gelu', help='activation of the MLPs: ' + choices_help('afn'))
+    parser.add_argument('--lr_schedule', type=str, default='warmup_linear', help=choices_help('lr_schedule'))
+    parser.add_argument('--encoder_path', type=str,
+                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
+    parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
     parser.add_argument('--n_transfer', type=int, default=12, help='pretrained layers to load; -1 loads nothing')
-    parser.add_argument('--lm_coef', type=float, default=0.5)
-    parser.add_argument('--b1', type=float, default=0.9)
-    parser.add_argument('--b2', type=float, default=0.999)
-    parser.add_argument('--e', type=float, default=1e-8)
+    parser.add_argument('--lm_coef', type=float, default=0.5, help='weight of the LM loss in the training loss')
+    parser.add_argument('--b1', type=float, default=0.9, help="Adam's beta1")
+    parser.add_argument('--b2', type=float, default=0.999, help="Adam's beta2")
+    parser.add_argument('--e', type=float, default=1e-8, help="Adam's epsilon")
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
     parser.add_argument('--padded', action='store_true',
                         help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
@@ -87,8 +79,8 @@ def parse_args(argv=None):
                              "have other shapes (padded vs trimmed): the same distribution, not the same values")
     parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
     parser.add_argument('--precision', type=str, default='fp32',
-                        help='fp32; or bf16 / fp16: mixed precision (float32 weights, matmuls in the 16-bit type, '
-                             'loss scaling for fp16), mainly for GPUs; changes the rounding')
+                        help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '
+                             'in the 16-bit type, loss scaling for fp16), mainly for GPUs; changes the rounding')
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic ops: two runs with the same seed give bit-identical results')
     parser.add_argument('--accum_steps', type=int, default=1,
@@ -110,13 +102,16 @@ def parse_args(argv=None):
     return args
 
 
+def choices_help(flag):
+    return 'one of ' + ', '.join(CHOICES[flag])
+
+
 def check_args(args):
-    """Refuse unknown choices and impossible values before any work is done."""
-    for flag, value, choices in [('--dataset', args.dataset, datasets), ('--afn', args.afn, act_fns),
-                                 ('--lr_schedule', args.lr_schedule, schedules), ('--opt', args.opt, opts),
-                                 ('--precision', args.precision, compute_dtypes)]:
-        if value not in choices:
-            raise InputError(f"unknown {flag} {value!r}: choose one of {', '.join(choices)}")
+    """Refuse unknown choices and impossible values before any work is done. `python train.py` runs it before
+    importing TensorFlow: it uses the standard library alone."""
+    for flag, choices in CHOICES.items():
+        if getattr(args, flag) not in choices:
+            raise InputError(f"unknown --{flag} {getattr(args, flag)!r}: choose one of {', '.join(choices)}")
     for flag in ['n_iter', 'n_batch', 'n_gpu', 'n_ctx', 'n_embd', 'n_head', 'n_layer']:
         if getattr(args, flag) < 1:
             raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
@@ -135,9 +130,10 @@ def check_args(args):
         check_output_dir('--submission_dir', args.submission_dir)
     if args.cache_dir:
         check_output_dir('--cache_dir', args.cache_dir)
-    for path in [args.encoder_path, args.bpe_path]:
+    for flag, path in [('--encoder_path', args.encoder_path), ('--bpe_path', args.bpe_path)]:
         if not os.path.isfile(path):
-            raise InputError(f"BPE file {path!r} not found: run `python download.py --model_dir {args.model_dir}`")
+            raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
+                             f"or give the file with {flag}")
 
 
 def check_output_dir(flag, path):
@@ -149,6 +145,32 @@ def check_output_dir(flag, path):
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"cannot write the output folder {path!r}: {probe!r} is not a writable folder; "
                          f"choose another {flag}")
+
+
+if __name__ == '__main__':  # --help and a bad flag answer now, before the imports below
+    exit_on_input_error(check_args, parse_args())
+
+with tensorflow_start_up_hidden():
+    import ftfy
+    import joblib
+    import numpy as np
+    import spacy
+    import tensorflow as tf
+    from sklearn.utils import shuffle
+    from tqdm import tqdm
+
+    import analysis
+    import text_utils
+    from datasets import context_length, pack_roc, rocstories, rocstories_paths, transform_roc
+    from model import Model, load_openai_params, special_embeddings, transfer
+    from opt import Adam, LossScale, schedules
+    from text_utils import TextEncoder
+    from utils import ResultLogger, atomic_write, encode_dataset, iter_data
+
+datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
+submission_files = {'rocstories': 'ROCStories.tsv'}
+opts = {'adam': Adam}
+EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the first epoch, as the original
 
 
 def make_strategy(n_gpu=None):
@@ -166,6 +188,15 @@ def make_strategy(n_gpu=None):
     if n > 1:
         return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:n]])
     return tf.distribute.get_strategy()
+
+
+def describe_devices(strategy):
+    """One line: the devices the run computes on and the strategy that spreads the batch over them."""
+    gpus = tf.config.list_logical_devices('GPU')
+    devices = f"{len(gpus)} GPU{'s' * (len(gpus) > 1)} ({', '.join(d.name for d in gpus)})" if gpus else \
+        'the CPU (no GPU visible)'
+    return (f'devices: {devices}; strategy: {type(strategy).__name__.lstrip("_")} with '
+            f'{strategy.num_replicas_in_sync} replica{"s" * (strategy.num_replicas_in_sync > 1)}')
 
 
 def tower_devices(n_gpu, n_devices):
@@ -272,11 +303,11 @@ def make_eval_step(model, packed, jit_compile=False, multiple=1):
     return eval_step
 
 
-def iter_apply(eval_step, inputs, Y, n_batch):
+def iter_apply(eval_step, inputs, Y, n_batch, desc=None):
     """Logits (n, 2) and the mean classifier loss over a set, in batches of n_batch (the last one partial);
-    `inputs` the arrays that eval_step takes before Y."""
+    `inputs` the arrays that eval_step takes before Y; desc labels the bar."""
     logits, losses = [], []
-    for *xs, ymb in iter_data(*inputs, Y, n_batch=n_batch, truncate=False, verbose=True):
+    for *xs, ymb in iter_data(*inputs, Y, n_batch=n_batch, truncate=False, verbose=True, desc=desc):
         clf_logits, clf_losses = eval_step(*xs, ymb)
         logits.append(clf_logits.numpy())
         losses.append(clf_losses.numpy())
@@ -359,7 +390,7 @@ def encoded_dataset(args, text_encoder):
 
 
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
-    """The full batches of one epoch in order, prefetched, with a bar, each split over the replicas: replica r
+    """The full batches of one epoch in order, prefetched, each split over the replicas: replica r
     of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, the original's towers
     r * n_gpu / R onwards; trimmed: each batch cut to its longest sequence."""
     dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
@@ -372,8 +403,47 @@ def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
             return tuple(x[ctx.replica_id_in_sync_group * k:(ctx.replica_id_in_sync_group + 1) * k] for x in batch)
         return strategy.experimental_distribute_values_from_function(replica_rows)
 
-    return tqdm((split(batch) for batch in dataset.prefetch(2)), total=len(X) // n_batch_train,
-                file=sys.stderr, ncols=80, leave=False)
+    return (split(batch) for batch in dataset.prefetch(2))
+
+
+def run_plan(args, n_batches, n_batch_train, n_evaluated, n_test):
+    """One line: the work the run will do (what its time is made of); n_evaluated: (train, valid) stories scored
+    by an evaluation."""
+    evaluation = f'{n_evaluated[0]} train + {n_evaluated[1]} valid stories'
+    if args.eval_only:
+        return f'no training: 1 evaluation of {evaluation}, then {n_test} test stories'
+    n_evals = args.n_iter + sum(u <= n_batches for u in EVAL_UPDATES)
+    plan = (f'{args.n_iter} epochs x {n_batches} updates of {n_batch_train} stories = {args.n_iter * n_batches} '
+            f'updates; {n_evals} evaluations of {evaluation}')
+    return plan + (f'; then {n_test} test stories' if args.submit else '')
+
+
+def written_files(args, log_path, params_path, submission_path):
+    """Lines listing what the run wrote, and the command that plots its learning curves."""
+    files = [('log', log_path), ('TensorBoard', os.path.join(args.log_dir, args.desc))]
+    if args.submit:
+        files.append(('best parameters', params_path))
+    if args.save_every:
+        files.append(('checkpoints', os.path.join(args.save_dir, args.desc, 'checkpoints')))
+    if submission_path:
+        files += [('submission', submission_path),
+                  ('probabilities', os.path.splitext(submission_path)[0] + '_probs.tsv')]
+    lines = ['written:'] + [f'  {what:<16} {path}' for what, path in files]
+    return lines + [f'plot the learning curves: python analysis.py --plot {args.desc}.png {log_path}',
+                    f'or watch them in TensorBoard: tensorboard --logdir {args.log_dir}']
+
+
+def format_flags(args, width=112, cell=28):
+    """The flags as `name value` cells, left to right on a grid of `cell` characters (a long cell takes several),
+    lines at most `width` wide."""
+    lines = ['']
+    for name, value in vars(args).items():
+        text = f'{name} {value}'
+        text = text.ljust(-(-(len(text) + 2) // cell) * cell)
+        if lines[-1] and len(lines[-1]) + len(text.rstrip()) > width:
+            lines.append('')
+        lines[-1] += text
+    return '\n'.join(line.rstrip() for line in lines)
 
 
 def train(args):
@@ -383,7 +453,9 @@ def train(args):
     tf.random.set_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(args.n_gpu)
+    with tensorflow_start_up_hidden(device_init=True):
+        strategy = make_strategy(args.n_gpu)
+    print(describe_devices(strategy))
     n_batch_train = args.n_batch * args.n_gpu
     check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync, args.accum_steps)
 
@@ -406,6 +478,7 @@ def train(args):
     va_eval = eval_inputs(vaX1, vaX2, vaX3)
     te_eval = eval_inputs(teX1, teX2, teX3)
     n_updates_total = (n_train // n_batch_train) * args.n_iter
+    print(run_plan(args, n_train // n_batch_train, n_batch_train, (len(trY[:n_valid]), n_valid), len(teX1)))
 
     # Model and optimiser, then the pretrained weights (the special rows are drawn even when none are loaded).
     with strategy.scope():
@@ -451,13 +524,13 @@ def train(args):
         save_params(model, params_path)
 
     def log():
-        tr_logits, tr_cost = iter_apply(eval_step, tr_eval, trY[:n_valid], n_batch_train)
-        va_logits, va_cost = iter_apply(eval_step, va_eval, vaY, n_batch_train)
+        tr_logits, tr_cost = iter_apply(eval_step, tr_eval, trY[:n_valid], n_batch_train, 'evaluating train')
+        va_logits, va_cost = iter_apply(eval_step, va_eval, vaY, n_batch_train, 'evaluating valid')
         tr_acc, va_acc = accuracy(tr_logits, trY[:n_valid]), accuracy(va_logits, vaY)
         logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
                    tr_acc=tr_acc, va_acc=va_acc)
         state.n_logged += 1
-        print('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
         with summaries.as_default(step=state.n_updates):
             for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
                 tf.summary.scalar('eval/' + name, value)
@@ -465,19 +538,28 @@ def train(args):
             state.best_score = va_acc
             save_params(model, params_path)
 
+    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
+    print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
     if args.eval_only:
         log()
     n_batches = n_train // n_batch_train
+    bar = tqdm(total=n_updates_total, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
+               disable=args.eval_only)  # the whole run: its ETA is the run's
     while state.n_epochs < args.n_iter and not args.eval_only:
         # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
         # resumed run draws the same order from the generator's state saved at the epoch's start.
         np.random.set_state(state.epoch_rng)
         xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
         done = state.n_updates - state.n_epochs * n_batches
+        bar.set_description(f'epoch {state.n_epochs + 1}/{args.n_iter}')
+        costs = []
         for xmb, mmb, ymb in itertools.islice(train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded,
                                                             multiple), done, None):
             cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
             state.n_updates += 1
+            costs.append(float(cost))
+            bar.set_postfix_str(f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}', refresh=False)
+            bar.update()
             with summaries.as_default(step=state.n_updates):
                 tf.summary.scalar('train/clf_cost', cost)
                 tf.summary.scalar('train/lr', lrt)
@@ -491,22 +573,24 @@ def train(args):
         state.epoch_rng = np.random.get_state()
         if args.save_every:
             checkpoint.save(state.n_updates)
+    bar.close()
     summaries.close()
 
     if args.submit or args.eval_only:
         if args.submit:
             model.assign(joblib.load(params_path))
-        te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train)
+        te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train, 'predicting test')
         submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
         write_submission(submission_path, np.argmax(te_logits, 1))
         write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
         if args.analysis:
             analysis.rocstories(args.data_dir, submission_path, log_path)
+    print('\n'.join(written_files(args, log_path, params_path, (args.submit or args.eval_only) and submission_path)))
 
 
 def main(argv=None):
     args = parse_args(argv)
-    print(args)
+    print(format_flags(args))
     exit_on_input_error(train, args)
 
 

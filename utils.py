@@ -1,7 +1,9 @@
-"""Small helpers shared by more than one file: errors, paths, atomic writes, batching, logging."""
+"""Small helpers shared by more than one file: errors, paths, atomic writes, batching, logging, start-up."""
+import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -21,6 +23,47 @@ def exit_on_input_error(fn, *args):
     except InputError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help keeping the docstring's layout and showing each flag's default, except an off switch or a None
+    (whose help says what it means)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+@contextlib.contextmanager
+def tensorflow_start_up_hidden(device_init=False):
+    """Inside the block, what C++ libraries write to stderr goes to /dev/null: TensorFlow's start-up lines, which
+    its libraries print while loading, before any log level applies. Only while TF_CPP_MIN_LOG_LEVEL (set to 2
+    here unless the user set it) is 2 or more. device_init: the block initialises the devices; hidden only on a
+    machine without an NVIDIA driver, where `failed call to cuInit` only means that there is no GPU."""
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    hide = os.environ['TF_CPP_MIN_LOG_LEVEL'].strip() not in ('0', '1')
+    if device_init:
+        hide = hide and not os.path.exists('/proc/driver/nvidia/version')
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, 'w') as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def download_command(model_dir, only=None):
+    """The download.py command that fetches the pretrained files (only='bpe': the BPE files) into model_dir."""
+    return ' '.join(['python download.py'] + (['--only', only] if only else []) +
+                    ['--model_dir', shlex.quote(model_dir or '.')])
 
 
 def make_path(f):
@@ -60,37 +103,39 @@ def atomic_write(path, mode='w'):
         raise
 
 
-def encode_dataset(splits, encoder):
+def encode_dataset(splits, encoder, names=('train', 'valid', 'test')):
     """Encode every field of `splits` (a nested tuple of splits, each a tuple of fields) that is a list of str
-    with `encoder.encode`; other fields (labels) pass through."""
+    with `encoder.encode`, its bar labelled with the split's name from `names`; other fields (labels) pass
+    through."""
     encoded_splits = []
-    for split in splits:
+    for name, split in zip(names, splits):
         fields = []
-        for field in split:
+        for k, field in enumerate(split):
             if len(field) and isinstance(field[0], str):
-                field = encoder.encode(field)
+                field = encoder.encode(field, desc=f'encoding {name} {k + 1}/{len(split)}')
             fields.append(field)
         encoded_splits.append(fields)
     return encoded_splits
 
 
-def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float('inf')):
+def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float('inf'), desc=None):
     """Yield consecutive slices of n_batch rows of each array in `datas` (a tuple of slices when there are
-    several); with truncate, only full batches."""
+    several); with truncate, only full batches. verbose: a bar labelled `desc`, counting examples."""
     n = len(datas[0])
     if truncate:
         n = (n // n_batch) * n_batch
     n = min(n, max_batches * n_batch)
     n_batches = 0
-    for i in tqdm(range(0, n, n_batch), total=n // n_batch, file=sys.stderr, ncols=80, leave=False,
-                  disable=not verbose):
-        if n_batches >= max_batches:
-            return
-        if len(datas) == 1:
-            yield datas[0][i:i + n_batch]
-        else:
-            yield tuple(d[i:i + n_batch] for d in datas)
-        n_batches += 1
+    with tqdm(total=n, desc=desc, unit='ex', file=sys.stderr, ncols=80, leave=False, disable=not verbose) as bar:
+        for i in range(0, n, n_batch):
+            if n_batches >= max_batches:
+                return
+            if len(datas) == 1:
+                yield datas[0][i:i + n_batch]
+            else:
+                yield tuple(d[i:i + n_batch] for d in datas)
+            n_batches += 1
+            bar.update(min(n_batch, n - i))
 
 
 class ResultLogger:

@@ -6,13 +6,30 @@ import numpy as np
 
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'shared')
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_FILES = {'data': (ROC_VAL, ROC_TEST), 'model': ('encoder_bpe_40000.json', 'vocab_40000.bpe')}
+REAL_FILES_HINT = ('the real files are not present: put the Story Cloze CSVs in data/ and run `python download.py` '
+                   '(or set GPT1_DATA_DIR and GPT1_MODEL_DIR to the folders holding them)')
 
 
-def shared_path(*parts):
-    """A path under ../shared, or None when that folder is absent."""
-    path = os.path.join(SHARED, *parts)
-    return path if os.path.exists(path) else None
+def real_folders(kind):
+    """Where tests look for the real files of `kind`, in order: 'data' (the Story Cloze CSVs): $GPT1_DATA_DIR,
+    the project's data/, ../shared/data/rocstories; 'model' (the BPE files, params_shapes.json, the shards):
+    $GPT1_MODEL_DIR, the project's model/, ../shared/model."""
+    shared = os.path.join(os.path.dirname(PROJECT), 'shared', kind, 'rocstories' if kind == 'data' else '')
+    env = os.environ.get(f'GPT1_{kind.upper()}_DIR')
+    return ([env] if env else []) + [os.path.join(PROJECT, kind), shared]
+
+
+def real_path(kind, name=None):
+    """The first folder of real_folders(kind) holding REAL_FILES[kind] (name None), or the path of the file
+    `name` in the first folder holding it; None when there is none: the test then skips with REAL_FILES_HINT."""
+    for folder in real_folders(kind):
+        if name is None and all(os.path.isfile(os.path.join(folder, f)) for f in REAL_FILES[kind]):
+            return folder
+        if name is not None and os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
 
 
 def openai_shapes(n_vocab, n_embd, n_layer, n_pos=512):

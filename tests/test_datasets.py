@@ -1,16 +1,16 @@
 """ROCStories (SPEC "ROCStories data"): reading the CSVs, the original's split, context length, model inputs, errors."""
 import csv
+import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
 from datasets import ROC_TEST, ROC_VAL, context_length, rocstories, rocstories_csv, transform_roc
+from tests.fixtures import REAL_FILES_HINT, real_path
 from utils import InputError
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
 HEADER = ['InputStoryid', 'InputSentence1', 'InputSentence2', 'InputSentence3', 'InputSentence4',
           'RandomFifthSentenceQuiz1', 'RandomFifthSentenceQuiz2', 'AnswerRightEnding']
 SPLIT_SEED = 3535999445
@@ -83,9 +83,9 @@ def test_rocstories_split_is_the_original_train_test_split(small):
 
 
 def test_rocstories_on_the_real_files():
-    data_dir = SHARED / 'data' / 'rocstories'
-    if not data_dir.exists():
-        pytest.skip('../shared/data/rocstories is not present')
+    data_dir = real_path('data')
+    if data_dir is None:
+        pytest.skip(REAL_FILES_HINT)
     (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = rocstories(str(data_dir))
     assert [len(x) for x in (trX1, trX2, trX3, trY)] == [1497] * 4
     assert [len(x) for x in (vaX1, vaX2, vaX3, vaY)] == [374] * 4
@@ -93,7 +93,7 @@ def test_rocstories_on_the_real_files():
     assert trY.dtype == np.int32 and vaY.dtype == np.int32
     assert set(trY.tolist()) == {0, 1} and set(vaY.tolist()) == {0, 1}
 
-    with open(data_dir / ROC_VAL, encoding='utf-8') as f:
+    with open(os.path.join(data_dir, ROC_VAL), encoding='utf-8') as f:
         rows = list(csv.reader(f))[1:]
     split = train_test_split([' '.join(r[1:5]) for r in rows], [r[5] for r in rows], [r[6] for r in rows],
                              [int(r[-1]) - 1 for r in rows], test_size=374, random_state=SPLIT_SEED)
@@ -102,7 +102,7 @@ def test_rocstories_on_the_real_files():
     assert list(trX3) == split[4] and list(vaX3) == split[5]
     assert trY.tolist() == split[6] and vaY.tolist() == split[7]
     assert 'Rick grew up in a troubled household.' in rows[0][1]
-    with open(data_dir / ROC_TEST, encoding='utf-8') as f:
+    with open(os.path.join(data_dir, ROC_TEST), encoding='utf-8') as f:
         test_rows = list(csv.reader(f))[1:]
     assert list(teX1) == [' '.join(r[1:5]) for r in test_rows]
 

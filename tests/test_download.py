@@ -10,13 +10,12 @@ import socket
 import struct
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 
 import download
+from tests.fixtures import REAL_FILES_HINT, real_path
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
 TIMEOUT = 5  # seconds; every request in these tests goes to 127.0.0.1
 
 
@@ -165,12 +164,13 @@ def test_files_table_lists_the_13_upstream_files_with_blob_ids():
 
 @pytest.mark.parametrize('name', ['params_shapes.json', 'encoder_bpe_40000.json', 'vocab_40000.bpe'])
 def test_files_table_matches_the_shared_copies(name):
-    path = SHARED / 'model' / name
-    if not path.is_file():
-        pytest.skip(f'{path} is not present')
-    data = path.read_bytes()
+    path = real_path('model', name)
+    if path is None:
+        pytest.skip(REAL_FILES_HINT)
+    with open(path, 'rb') as f:
+        data = f.read()
     assert {k: download.FILES[name][k] for k in ('git_blob', 'sha256', 'size')} == checksums(data)
-    assert download.verify(str(path), download.FILES[name]) == (True, 'ok')
+    assert download.verify(path, download.FILES[name]) == (True, 'ok')
 
 
 # fetch
@@ -343,10 +343,11 @@ def test_main_fails_with_one_line_on_stderr(server, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         download.main(['--model_dir', str(tmp_path / 'model'), '--base_url', server.base_url])
     assert exit_.value.code == 1
-    stderr = capsys.readouterr().err
+    out, stderr = capsys.readouterr()
     err = stderr.strip().splitlines()[-1]
-    assert err.startswith('error: ') and 'params_0.npy' in err and 'HTTP 500' in err
+    assert err.startswith('error: ') and 'params_0.npy' in err and '13 of 13 files failed' in err
     assert 'Traceback' not in stderr
+    assert 'params_0.npy' in out and 'HTTP 500' in out  # each file's reason, in the report
 
 
 def test_main_downloads_the_table(server, tmp_path, capsys, monkeypatch):
@@ -357,10 +358,11 @@ def test_main_downloads_the_table(server, tmp_path, capsys, monkeypatch):
 
 
 def test_real_shapes_file_served_locally_verifies_against_the_table(server, tmp_path):
-    path = SHARED / 'model' / 'params_shapes.json'
-    if not path.is_file():
-        pytest.skip(f'{path} is not present')
-    server.files['params_shapes.json'] = path.read_bytes()
+    path = real_path('model', 'params_shapes.json')
+    if path is None:
+        pytest.skip(REAL_FILES_HINT)
+    with open(path, 'rb') as f:
+        server.files['params_shapes.json'] = f.read()
     download.download(str(tmp_path), server.base_url, files=['params_shapes.json'], timeout=TIMEOUT)
     shapes = json.loads((tmp_path / 'params_shapes.json').read_text())
     # UPSTREAM.md: the ten shards hold 116,534,784 float32 values in all
@@ -371,3 +373,58 @@ def test_real_shapes_file_served_locally_verifies_against_the_table(server, tmp_
             n *= d
         total += n
     assert total == 116_534_784
+
+
+# a newcomer's download: the small files first, every file tried, a report, --only bpe, a local folder
+
+
+def test_files_table_lists_the_small_files_first():
+    assert list(download.FILES)[:3] == ['encoder_bpe_40000.json', 'vocab_40000.bpe', 'params_shapes.json']
+    assert download.ONLY['bpe'] == ['encoder_bpe_40000.json', 'vocab_40000.bpe']
+
+
+def test_a_failed_file_does_not_stop_the_others_and_every_result_is_reported(server, tmp_path, capsys, monkeypatch):
+    gone = {'git_blob': '0' * 40}  # not served: HTTP 404
+    monkeypatch.setattr(download, 'FILES', {'gone.bin': gone, 'small.json': EXPECTED['small.json'],
+                                            'big.bin': EXPECTED['big.bin']})
+    (tmp_path / 'big.bin').write_bytes(BIG)  # already there
+    with pytest.raises(SystemExit) as exit_:
+        download.main(['--model_dir', str(tmp_path), '--base_url', server.base_url])
+    assert exit_.value.code == 1
+    assert (tmp_path / 'small.json').read_bytes() == SMALL  # fetched after the failure
+    assert not (tmp_path / 'gone.bin').exists()
+    out, err = capsys.readouterr()
+    report = out[out.index(f'{tmp_path}:'):].splitlines()[1:]
+    assert [line.split()[0] for line in report] == ['gone.bin', 'small.json', 'big.bin']
+    assert 'FAILED' in report[0] and 'HTTP 404' in report[0]
+    assert report[1].split(None, 1)[1] == 'downloaded and verified'
+    assert report[2].split(None, 1)[1] == 'present and verified, skipped'
+    assert err.strip().splitlines()[-1].startswith('error: 1 of 3 files failed (gone.bin;')
+    assert '--base_url' in err
+
+
+def test_only_bpe_fetches_the_bpe_files_alone(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(download, 'FILES', dict(EXPECTED))
+    monkeypatch.setattr(download, 'ONLY', {'bpe': ['small.json']})
+    assert download.main(['--model_dir', str(tmp_path), '--base_url', server.base_url, '--only', 'bpe']) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ['small.json']
+    assert [r['path'] for r in server.log] == ['/model/small.json']
+
+
+def test_base_url_may_be_a_local_folder_path(tmp_path, monkeypatch):
+    mirror = tmp_path / 'my copy'  # a space: the path is quoted into a file URL
+    mirror.mkdir()
+    for name, data in CONTENT.items():
+        (mirror / name).write_bytes(data)
+    monkeypatch.setattr(download, 'FILES', dict(EXPECTED))
+    monkeypatch.chdir(tmp_path)
+    assert download.main(['--model_dir', 'model', '--base_url', 'my copy']) == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / 'model').iterdir()} == CONTENT
+
+
+def test_only_bpe_from_a_local_copy_of_the_real_files_verifies_against_the_table(tmp_path):
+    folder = real_path('model', 'vocab_40000.bpe')
+    if folder is None or real_path('model', 'encoder_bpe_40000.json') is None:
+        pytest.skip(REAL_FILES_HINT)
+    download.main(['--model_dir', str(tmp_path), '--base_url', os.path.dirname(folder), '--only', 'bpe'])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['encoder_bpe_40000.json', 'vocab_40000.bpe']

@@ -163,7 +163,7 @@ def test_fused_adam_is_the_same_update():
 
 def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
     """train.py by default and with --padded (the original's computation) log the same costs and accuracies."""
-    monkeypatch.setattr('tests.test_train.shared_path', lambda *parts: None)  # small generated data: fast
+    monkeypatch.setattr('tests.test_train.real_path', lambda *parts: None)  # small generated data: fast
     data_dir, encoder_path, bpe_path, _, n_batch, _, _ = tiny_run_files(tmp_path)
     logs = []
     for flags in [[], ['--padded']]:
@@ -183,7 +183,7 @@ def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
 
 
 def test_encoded_data_set_is_cached_by_its_inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr('tests.test_train.shared_path', lambda *parts: None)
+    monkeypatch.setattr('tests.test_train.real_path', lambda *parts: None)
     data_dir, encoder_path, bpe_path, _, _, _, _ = tiny_run_files(tmp_path)
     args = train.parse_args(['--data_dir', data_dir, '--encoder_path', encoder_path, '--bpe_path', bpe_path,
                              '--cache_dir', str(tmp_path / 'cache')])

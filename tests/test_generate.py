@@ -174,7 +174,8 @@ def test_zero_shot_mean_and_total_can_disagree():
 
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
-    """Story Cloze data, BPE files (the real ones when ../shared has them) and random weights, 2 layers of 32."""
+    """Story Cloze data, BPE files (the real ones where fixtures.real_path finds them) and random weights, 2 layers
+    of 32."""
     tmp = tmp_path_factory.mktemp('generate')
     data_dir, encoder_path, bpe_path, *_ = tiny_run_files(tmp)
     return dict(data_dir=data_dir, encoder_path=encoder_path, bpe_path=bpe_path, model_dir=str(tmp / 'model'))

@@ -2,19 +2,18 @@
 shards in the original layout, n_transfer, the special rows, and the errors a user can meet."""
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from model import Model, load_openai_params, transfer
+from tests.fixtures import REAL_FILES_HINT, real_path
 from utils import InputError
 
 N_VOCAB, N_SPECIAL, N_EMBD, N_LAYER, N_POS = 50, 3, 32, 2, 512
 LAYER_SHAPES = [(1, N_EMBD, 3 * N_EMBD), (3 * N_EMBD,), (1, N_EMBD, N_EMBD), (N_EMBD,), (N_EMBD,), (N_EMBD,),
                 (1, N_EMBD, 4 * N_EMBD), (4 * N_EMBD,), (1, 4 * N_EMBD, N_EMBD), (N_EMBD,), (N_EMBD,), (N_EMBD,)]
 SHAPES = [(N_POS, N_EMBD), (N_VOCAB, N_EMBD)] + LAYER_SHAPES * N_LAYER
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
 
 
 def write_weights(folder, n_shards, seed=0):
@@ -208,10 +207,11 @@ def test_n_transfer_beyond_the_layers_is_an_input_error(weights):
 
 
 def test_real_shapes_file_has_the_published_layout():
-    path = SHARED / 'model' / 'params_shapes.json'
-    if not path.is_file():
-        pytest.skip(f'{path} not present')
-    shapes = [tuple(s) for s in json.loads(path.read_text())]
+    path = real_path('model', 'params_shapes.json')
+    if path is None:
+        pytest.skip(REAL_FILES_HINT)
+    with open(path) as f:
+        shapes = [tuple(s) for s in json.load(f)]
     assert len(shapes) == 146
     assert sum(int(np.prod(s)) for s in shapes) == 116_534_784
     c = 768

@@ -91,7 +91,7 @@ def test_fp16_scaled_step_reports_the_float32_cost_and_gradient_norm():
 
 @pytest.mark.parametrize('precision', ['bf16', 'fp16'])
 def test_run_in_mixed_precision_logs_near_the_float32_run(tmp_path, monkeypatch, precision):
-    monkeypatch.setattr('tests.test_train.shared_path', lambda *parts: None)  # small generated data: fast
+    monkeypatch.setattr('tests.test_train.real_path', lambda *parts: None)  # small generated data: fast
     data_dir, encoder_path, bpe_path, _, n_batch, _, _ = tiny_run_files(tmp_path)
     logs = []
     for flags in [[], ['--precision', precision, '--save_every', '2']]:

@@ -17,12 +17,12 @@ from tests.test_train import HP, assert_params_close, batches, new_model
 def files(tmp_path_factory):
     """Small generated data, a character vocabulary and random 2-layer weights (fast runs)."""
     tmp_path = tmp_path_factory.mktemp('run')
-    original = test_train.shared_path
-    test_train.shared_path = lambda *parts: None
+    original = test_train.real_path
+    test_train.real_path = lambda *parts: None
     try:
         data_dir, encoder_path, bpe_path, _, n_batch, _, _ = test_train.tiny_run_files(tmp_path)
     finally:
-        test_train.shared_path = original
+        test_train.real_path = original
     return dict(tmp=tmp_path, flags=['--desc', 'tiny', '--n_batch', str(n_batch), '--n_embd', '32', '--n_head', '4',
                                      '--n_layer', '2', '--n_transfer', '2', '--data_dir', data_dir,
                                      '--model_dir', str(tmp_path / 'model'), '--encoder_path', encoder_path,

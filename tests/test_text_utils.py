@@ -1,14 +1,14 @@
 """Text encoding (SPEC "Text encoding"): standardisation, BPE, the spaCy split, ids; and the real vocabulary."""
 import json
-from pathlib import Path
+import os
 
 import ftfy
 import pytest
 import spacy
 
+from tests.fixtures import REAL_FILES_HINT, real_path
 from text_utils import TextEncoder, get_pairs, text_standardize
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
 PUNCT = '-~!";?+,)(/*[]}{|_'
 
 
@@ -202,9 +202,10 @@ def test_encode_applies_ftfy_first(tiny):
 
 @pytest.fixture(scope='module')
 def real():
-    if not (SHARED / 'model' / 'encoder_bpe_40000.json').exists():
-        pytest.skip('../shared/model is not present')
-    return TextEncoder(str(SHARED / 'model' / 'encoder_bpe_40000.json'), str(SHARED / 'model' / 'vocab_40000.bpe'))
+    if real_path('model') is None:
+        pytest.skip(REAL_FILES_HINT)
+    return TextEncoder(os.path.join(real_path('model'), 'encoder_bpe_40000.json'),
+                       os.path.join(real_path('model'), 'vocab_40000.bpe'))
 
 
 def test_real_vocabulary_sizes(real):
@@ -216,7 +217,7 @@ def test_real_vocabulary_sizes(real):
 
 def test_real_known_sentence_encodes_to_its_pieces(real):
     pieces = ['rick</w>', 'grew</w>', 'up</w>', 'in</w>', 'a</w>', 'troubled</w>', 'household</w>', '.</w>']
-    with open(SHARED / 'model' / 'encoder_bpe_40000.json', encoding='utf-8') as f:
+    with open(os.path.join(real_path('model'), 'encoder_bpe_40000.json'), encoding='utf-8') as f:
         vocab = json.load(f)
     assert real.encode(['Rick grew up in a troubled household.'], verbose=False) == [[vocab[p] for p in pieces]]
     assert real.encode(["It wasn't long!!"], verbose=False) == [
@@ -224,9 +225,9 @@ def test_real_known_sentence_encodes_to_its_pieces(real):
 
 
 def test_real_rocstories_encoding(real):
-    data_dir = SHARED / 'data' / 'rocstories'
-    if not data_dir.exists():
-        pytest.skip('../shared/data/rocstories is not present')
+    data_dir = real_path('data')
+    if data_dir is None:
+        pytest.skip(REAL_FILES_HINT)
     from datasets import context_length, rocstories
 
     (trX1, trX2, trX3, _), (vaX1, vaX2, vaX3, _), (teX1, teX2, teX3) = rocstories(str(data_dir))
@@ -247,9 +248,9 @@ def test_real_rocstories_encoding(real):
 
     # An independent pipeline over every text: ftfy, the standardisation pinned above, spaCy's blank English
     # tokenizer, lower case, the reference BPE on the real merges, and direct lookups in the json.
-    with open(SHARED / 'model' / 'vocab_40000.bpe', encoding='utf-8') as f:
+    with open(os.path.join(real_path('model'), 'vocab_40000.bpe'), encoding='utf-8') as f:
         ranks = {tuple(line.split()): r for r, line in enumerate(f.read().split('\n')[1:-1])}
-    with open(SHARED / 'model' / 'encoder_bpe_40000.json', encoding='utf-8') as f:
+    with open(os.path.join(real_path('model'), 'encoder_bpe_40000.json'), encoding='utf-8') as f:
         vocab = json.load(f)
     nlp = spacy.blank('en')
     cache = {}

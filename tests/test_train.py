@@ -12,7 +12,7 @@ import train
 from model import Model
 from opt import Adam, warmup_linear
 from tests import reference
-from tests.fixtures import openai_shapes, shared_path, write_random_weights, write_rocstories
+from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories
 
 N_VOCAB, N_SPECIAL, N_CTX, N_EMBD, N_HEAD, N_LAYER = 50, 3, 12, 16, 2, 2
 CLF = N_VOCAB + 2
@@ -121,12 +121,14 @@ def test_lm_coef_zero_trains_the_classifier_alone():
 
 def tiny_run_files(tmp_path):
     """Data, BPE files and random tiny weights (2 layers, n_embd 32) in the original layout: the real Story Cloze
-    files and vocabulary when ../shared is present, else generated ones. Returns the paths, n_vocab, the
+    files and vocabulary where fixtures.real_path finds them, else generated ones. Returns the paths, n_vocab, the
     --n_batch to use, the number of train and test examples."""
-    data_dir = shared_path('data', 'rocstories')
-    encoder_path, bpe_path = shared_path('model', 'encoder_bpe_40000.json'), shared_path('model', 'vocab_40000.bpe')
+    data_dir, model_dir = real_path('data'), real_path('model')
     n_batch, n_train, n_test = 8, 1497, 1871
-    if not (data_dir and encoder_path and bpe_path):
+    if data_dir and model_dir:
+        encoder_path = os.path.join(model_dir, 'encoder_bpe_40000.json')
+        bpe_path = os.path.join(model_dir, 'vocab_40000.bpe')
+    else:
         data_dir, encoder_path, bpe_path = str(tmp_path / 'data'), str(tmp_path / 'enc.json'), str(tmp_path / 'vocab.bpe')
         n_batch, n_train, n_test = 2, 26, 50
         write_rocstories(data_dir, n_val=n_train + 374, n_test=n_test)
