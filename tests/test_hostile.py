@@ -300,3 +300,191 @@ def test_desc_is_a_name_not_a_path(run, desc):
 def test_a_training_split_smaller_than_one_global_batch(run):
     msg = run(n_batch=3)  # 12 > the 8 training examples
     assert '8 examples' in msg and 'n_batch * n_gpu = 12' in msg
+
+
+# --- runs that go wrong: --resume of a damaged or changed run, junk numbers, a full disk, a second run -----------------
+
+def test_resume_refuses_a_damaged_or_changed_run(tiny, tmp_path):
+    out, backup = tmp_path / 'out', tmp_path / 'backup'
+    save = out / 'save' / 'tiny'
+    leftovers = [save / '.best_params.jl.x1.tmp', save / 'checkpoints' / 'ckpt-7_temp' / 'part-00000-of-00001',
+                 save / 'checkpoints' / 'checkpoint.tmp1234', out / 'log' / '.tiny.jsonl.y2.tmp']
+    for path in leftovers:  # what a kill in the middle of a write leaves
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('half')
+    tiny(n_iter=2, save_every=1, submit=True)  # 1 update an epoch
+    assert not any(path.exists() for path in leftovers) and not (save / 'checkpoints' / 'ckpt-7_temp').exists()
+    assert tf.train.latest_checkpoint(str(save / 'checkpoints')).endswith('ckpt-2')
+    shutil.copytree(out, backup)
+
+    def refused(damage=lambda: None, **flags):
+        shutil.rmtree(out)
+        shutil.copytree(backup, out)
+        damage()
+        before = snapshot(out)
+        msg = only_error(tiny(code=2, **{**dict(n_iter=2, save_every=1, submit=True, resume=True), **flags}))
+        assert snapshot(out) == before  # nothing written, nothing removed
+        return msg
+
+    log = out / 'log' / 'tiny.jsonl'
+    data = save / 'checkpoints' / 'ckpt-2.data-00000-of-00001'
+    assert 'no checkpoint' in refused(lambda: shutil.rmtree(save / 'checkpoints'))
+    msg = refused(lambda: log.unlink())
+    assert str(log) in msg and 'missing' in msg
+    msg = refused(lambda: log.write_text(log.read_text()[:-10]))
+    assert str(log) in msg and 'damaged' in msg
+    msg = refused(lambda: log.write_text(log.read_text().splitlines(keepends=True)[0]))
+    assert str(log) in msg and 'has 0 results but its checkpoint 2' in msg
+    for damage in [lambda: data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2]), lambda: data.unlink(),
+                   lambda: (save / 'checkpoints' / 'ckpt-2.index').write_bytes(b'\0' * 100)]:
+        msg = refused(damage)
+        assert 'ckpt-2' in msg and 'damaged' in msg and 'without --resume' in msg
+    msg = refused(lr=0.001, n_iter=5)
+    assert '--lr 0.001 (the run used 6.25e-05)' in msg and '--n_iter 5 (the run used 2)' in msg
+    assert '--n_embd' not in msg and '--save_every' not in msg
+    tiny(n_iter=2, save_every=3, submit=True, resume=True, cache_dir=tmp_path / 'elsewhere')  # those may change
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_good_outputs(tiny, tmp_path):
+    msg = only_error(tiny(code=2, lr=1e30, n_iter=3, save_every=1, submit=True))  # update 1 makes junk weights
+    assert re.search(r'update 2: the loss is nan', msg) and 'lower --lr' in msg
+    save = tmp_path / 'out' / 'save' / 'tiny'
+    assert tf.train.latest_checkpoint(str(save / 'checkpoints')).endswith('ckpt-1')
+    with open(tmp_path / 'out' / 'log' / 'tiny.jsonl') as f:
+        assert [json.loads(line)['n_updates'] for line in f.readlines()[1:]] == [1]
+    assert len(utils.load_params(str(save / 'best_params.jl'))) == 27
+
+
+@pytest.mark.parametrize('where', ['log', 'checkpoint'])
+def test_a_full_disk_names_the_folder(tiny, tmp_path, monkeypatch, where):
+    if where == 'log':  # every atomic write fails: the cache is a warning, the log the error
+        def full(fd):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        monkeypatch.setattr(utils.os, 'fsync', full)
+        folder = tmp_path / 'out' / 'log'
+    else:
+        def full(self, checkpoint_number=None):
+            raise tf.errors.ResourceExhaustedError(None, None, 'No space left on device')
+        monkeypatch.setattr(tf.train.CheckpointManager, 'save', full)
+        folder = tmp_path / 'out' / 'save' / 'tiny' / 'checkpoints'
+    err = tiny(code=2, save_every=1)
+    msg = only_error(err)
+    assert 'no space left' in msg and repr(str(folder)) in msg and re.search(r'more than [\d.]+ MB', msg)
+    if where == 'log':
+        assert 'warning: could not cache' in err
+    assert [str(p) for p in tmp_path.rglob('.*.tmp')] == []
+
+
+def test_a_second_run_with_the_same_desc_is_refused(tiny, tmp_path):
+    folder = tmp_path / 'out' / 'log' / 'tiny'
+    folder.mkdir(parents=True)
+    with open(folder / '.lock', 'a') as held:  # the first run's lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        msg = only_error(tiny(code=2))
+    assert 'another run with --desc tiny' in msg and str(folder) in msg
+    assert files_under(tmp_path / 'out') == [str(folder / '.lock')]
+
+
+# --- interruption --------------------------------------------------------------------------------------------------
+
+RUN = dict(n_batch=1, n_iter=3, deterministic=True, submit=True)  # 8 training examples, 4 a batch: 2 updates an epoch
+
+
+def results(out):
+    """What a run leaves: its evaluations (without their times), best parameters and submission files."""
+    with open(out / 'log' / 'tiny.jsonl') as f:
+        evaluations = [{k: v for k, v in json.loads(line).items() if k != 'time'} for line in f][1:]
+    params = utils.load_params(str(out / 'save' / 'tiny' / 'best_params.jl'))
+    return evaluations, params, snapshot(out / 'submission')
+
+
+def assert_same_results(out, reference):
+    evaluations, params, submission = results(out)
+    ref_evaluations, ref_params, ref_submission = results(reference)
+    assert evaluations == ref_evaluations and len(evaluations) == RUN['n_iter']
+    assert all(np.array_equal(a, b) for a, b in zip(params, ref_params)) and len(params) == len(ref_params)
+    assert list(submission.values()) == list(ref_submission.values())
+
+
+@pytest.fixture(scope='module')
+def reference(inputs, tmp_path_factory):
+    """The outputs of an uninterrupted RUN."""
+    root = tmp_path_factory.mktemp('reference')
+    shutil.copytree(inputs['data_dir'], root / 'data')
+    shutil.copytree(inputs['model_dir'], root / 'model')
+    train.main(argv_of(inputs, root, **RUN))
+    return root / 'out'
+
+
+def resume_line(err):
+    (line,) = [line for line in err.splitlines() if 'resume with: ' in line]
+    return line
+
+
+def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_the_uninterrupted_run(
+        inputs, tiny, tmp_path, monkeypatch, reference):
+    make_train_step = train.make_train_step
+    second_signal = []
+
+    def signalling(*args, **kwargs):
+        step, calls = make_train_step(*args, **kwargs), []
+
+        def step_(*batch):
+            calls.append(1)
+            if len(calls) == 3:  # in the middle of the second epoch
+                os.kill(os.getpid(), signal.SIGTERM)
+                second_signal.append(signal.getsignal(signal.SIGTERM))
+            return step(*batch)
+        return step_
+
+    monkeypatch.setattr(train, 'make_train_step', signalling)
+    err = tiny(code=143, **RUN)  # no --save_every: the signal saves anyway
+    monkeypatch.setattr(train, 'make_train_step', make_train_step)
+    assert second_signal == [signal.SIG_DFL]  # a second one stops the program at once
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGINT) is not None
+    checkpoints = tmp_path / 'out' / 'save' / 'tiny' / 'checkpoints'
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith('ckpt-3')
+    line = resume_line(err)
+    assert line.startswith('SIGTERM: stopped after update 3') and str(checkpoints) in line
+    command = shlex.split(line.split('resume with: ')[1])
+    assert command[:2] == ['python', os.path.join(REPO, 'train.py')]
+    assert command[2:] == argv_of(inputs, tmp_path, **RUN) + ['--resume']
+    tiny(**RUN, resume=True)
+    assert_same_results(tmp_path / 'out', reference)
+
+
+def test_a_signal_outside_the_training_loop_stops_with_one_line(tiny, tmp_path, monkeypatch):
+    make_strategy = train.make_strategy
+
+    def interrupted():
+        os.kill(os.getpid(), signal.SIGINT)
+        return make_strategy()
+
+    monkeypatch.setattr(train, 'make_strategy', interrupted)
+    err = tiny(code=130, **RUN)
+    assert err.strip().splitlines()[-1] == 'SIGINT: stopped outside the training loop, where a run saves nothing'
+    assert files_under(tmp_path / 'out') == [] and files_under(tmp_path / 'cache') == []
+
+
+def test_ctrl_c_stops_a_run_and_the_command_it_prints_resumes_it(inputs, tmp_path, reference):
+    """A real process: SIGINT once it has made updates (its first evaluation is printed), then the printed
+    command, run as it is, ends with the outputs of the uninterrupted run."""
+    shutil.copytree(inputs['data_dir'], tmp_path / 'data')
+    shutil.copytree(inputs['model_dir'], tmp_path / 'model')
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    with open(tmp_path / 'stderr', 'w') as stderr:
+        process = subprocess.Popen([sys.executable, os.path.join(REPO, 'train.py')] + argv_of(inputs, tmp_path, **RUN),
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=tmp_path, env=env)
+        for line in process.stdout:
+            if line.startswith('1 2 '):  # epoch 1, update 2: its evaluation
+                process.send_signal(signal.SIGINT)
+                break
+        process.communicate(timeout=600)
+    err = (tmp_path / 'stderr').read_text()
+    assert process.returncode == 130 and 'Traceback' not in err, err
+    command = shlex.split(resume_line(err).split('resume with: ')[1])
+    assert command[0] == 'python' and command[-1] == '--resume'
+    resumed = subprocess.run([sys.executable] + command[1:], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0 and 'Traceback' not in resumed.stderr, resumed.stderr
+    assert_same_results(tmp_path / 'out', reference)
