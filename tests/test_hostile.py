@@ -21,9 +21,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import generate
 import train
 import utils
 from datasets import ROC_TEST, ROC_VAL
+from model import Model
+from text_utils import TextEncoder
 from tests.fixtures import write_rocstories
 from tests.test_errors import N_EMBD, N_LAYER, files_under, inputs, rewrite_line, run  # noqa: F401 (fixtures)
 
@@ -387,7 +390,7 @@ def test_a_second_run_with_the_same_desc_is_refused(tiny, tmp_path):
 
 # --- interruption --------------------------------------------------------------------------------------------------
 
-RUN = dict(n_batch=1, n_iter=3, deterministic=True, submit=True)  # 8 training examples, 4 a batch: 2 updates an epoch
+RUN = dict(n_batch=1, n_iter=2, deterministic=True, submit=True)  # 8 training examples, 4 a batch: 2 updates an epoch
 
 
 def results(out):
@@ -488,3 +491,30 @@ def test_ctrl_c_stops_a_run_and_the_command_it_prints_resumes_it(inputs, tmp_pat
                              timeout=600)
     assert resumed.returncode == 0 and 'Traceback' not in resumed.stderr, resumed.stderr
     assert_same_results(tmp_path / 'out', reference)
+
+
+# --- generate.py --restore ---------------------------------------------------------------------------------------
+
+def test_generate_continues_a_prompt_with_a_finetuned_model(inputs, tmp_path, capsys):
+    n_vocab = len(json.loads(inputs['encoder_path'].read_text()))
+    model = Model(n_vocab, 3, 20, n_vocab + 2, n_embd=16, n_head=2, n_layer=1, embd_pdrop=0, attn_pdrop=0,
+                  resid_pdrop=0, clf_pdrop=0)
+    rng = np.random.RandomState(0)
+    model.assign([(rng.randn(*p.shape) * 0.5).astype(np.float32) for p in model.params])
+    path = tmp_path / 'best_params.jl'
+    train.save_params(model, str(path))
+    argv = ['--prompt', 'the cat sat.', '--n_tokens', '5', '--temperature', '0', '--n_head', '2',
+            '--encoder_path', str(inputs['encoder_path']), '--bpe_path', str(inputs['bpe_path'])]
+    generate.main(argv + ['--restore', str(path)])  # n_ctx 20, n_embd 16 and 1 layer come from the file
+    out = capsys.readouterr().out
+    encoder = TextEncoder(str(inputs['encoder_path']), str(inputs['bpe_path']))
+    tokens = [n_vocab] + encoder.encode(['the cat sat.'], verbose=False)[0]
+    expected = generate.decode(encoder.decoder, generate.sample(model, tokens, 5, n_vocab, temperature=0))
+    assert out == f'the cat sat. {expected.rstrip()}\n'  # the prompt, then the greedy continuation of that model
+
+    marker = tmp_path / 'code_ran'
+    joblib.dump([Plant(marker)], path)
+    with pytest.raises(SystemExit) as exit_:
+        generate.main(argv + ['--restore', str(path)])
+    assert exit_.value.code == 2 and not marker.exists()
+    assert capsys.readouterr().err.startswith(f'error: {str(path)!r} is not a best_params.jl')
