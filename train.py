@@ -129,8 +129,7 @@ def check_args(args):
     if args.restore and not os.path.isfile(args.restore):
         raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
     check_output_dir('--log_dir', args.log_dir)
-    if args.submit or args.save_every or args.resume:
-        check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))
+    check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))  # an interrupted run saves there
     if args.submit or args.eval_only:
         check_output_dir('--submission_dir', args.submission_dir)
     for path in [args.encoder_path, args.bpe_path]:
@@ -494,13 +493,12 @@ def at_boundary(control, checkpoint, n_updates, model, summaries, save):
 
 
 def lock_run(control, args):
-    """Lock the run's folders (its TensorBoard folder, and its save folder when it saves) against a second run
-    with the same --desc, then remove what this run's interrupted writes left: temporary files of
-    utils.atomic_write and TensorFlow's unfinished checkpoints."""
+    """Lock the run's folders (its TensorBoard folder and its save folder) against a second run with the same
+    --desc, then remove what this run's interrupted writes left: temporary files of utils.atomic_write and
+    TensorFlow's unfinished checkpoints."""
     save_dir = os.path.join(args.save_dir, args.desc)
     control.lock(os.path.join(args.log_dir, args.desc), args.desc)
-    if args.submit or args.save_every or args.resume:
-        control.lock(save_dir, args.desc)
+    control.lock(save_dir, args.desc)
     patterns = [(args.log_dir, f'.{glob.escape(args.desc)}.jsonl.*.tmp'), (save_dir, '.*.tmp'),
                 (os.path.join(save_dir, 'checkpoints'), '*.tmp*'), (os.path.join(save_dir, 'checkpoints'), 'ckpt-*_temp')]
     for folder, pattern in patterns:
@@ -630,7 +628,7 @@ def train(args, control=None):
     if args.eval_only:
         log()
     n_batches = n_train // n_batch_train
-    control.armed = True  # a signal now stops the loop at the next update boundary
+    control.armed = not args.eval_only  # a signal now stops the loop at the next update boundary
     while state.n_epochs < args.n_iter and not args.eval_only:
         # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
         # resumed run draws the same order from the generator's state saved at the epoch's start.

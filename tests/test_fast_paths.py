@@ -172,7 +172,8 @@ def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
                     '--n_layer', '2', '--n_transfer', '2', '--embd_pdrop', '0', '--attn_pdrop', '0',
                     '--resid_pdrop', '0', '--clf_pdrop', '0', '--data_dir', data_dir,
                     '--model_dir', str(tmp_path / 'model'), '--encoder_path', encoder_path, '--bpe_path', bpe_path,
-                    '--log_dir', log_dir, '--cache_dir', str(tmp_path / 'cache')] + flags)
+                    '--log_dir', log_dir, '--save_dir', str(tmp_path / 'save'),
+                    '--cache_dir', str(tmp_path / 'cache')] + flags)
         with open(os.path.join(log_dir, 'tiny.jsonl')) as f:
             logs.append([json.loads(line) for line in f][1:])
     assert len(logs[0]) == 2

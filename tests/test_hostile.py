@@ -441,10 +441,11 @@ def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_t
         return step_
 
     monkeypatch.setattr(train, 'make_train_step', signalling)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     err = tiny(code=143, **RUN)  # no --save_every: the signal saves anyway
     monkeypatch.setattr(train, 'make_train_step', make_train_step)
     assert second_signal == [signal.SIG_DFL]  # a second one stops the program at once
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGINT) is not None
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # given back
     checkpoints = tmp_path / 'out' / 'save' / 'tiny' / 'checkpoints'
     assert tf.train.latest_checkpoint(str(checkpoints)).endswith('ckpt-3')
     line = resume_line(err)
