@@ -72,7 +72,8 @@ def atomic_write(path, mode='w'):
 
 def no_space(path, needed):
     """The message for a full disk while writing `path`, which needs more than `needed` bytes."""
-    return (f"no space left to write {path!r}: it needs more than {needed / 2 ** 20:.1f} MB; free space in "
+    size = f'{needed / 2 ** 20:.1f} MB' if needed >= 2 ** 20 else f'{needed / 2 ** 10:.1f} KB'
+    return (f"no space left to write {path!r}: it needs more than {size}; free space in "
             f"{os.path.dirname(os.path.abspath(path))!r} or choose another folder for it")
 
 

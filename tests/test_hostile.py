@@ -372,7 +372,7 @@ def test_a_full_disk_names_the_folder(tiny, tmp_path, monkeypatch, where):
         folder = tmp_path / 'out' / 'save' / 'tiny' / 'checkpoints'
     err = tiny(code=2, save_every=1)
     msg = only_error(err)
-    assert 'no space left' in msg and repr(str(folder)) in msg and re.search(r'more than [\d.]+ MB', msg)
+    assert 'no space left' in msg and repr(str(folder)) in msg and re.search(r'more than [\d.]+ [KM]B', msg)
     if where == 'log':
         assert 'warning: could not cache' in err
     assert [str(p) for p in tmp_path.rglob('.*.tmp')] == []
@@ -519,3 +519,18 @@ def test_generate_continues_a_prompt_with_a_finetuned_model(inputs, tmp_path, ca
         generate.main(argv + ['--restore', str(path)])
     assert exit_.value.code == 2 and not marker.exists()
     assert capsys.readouterr().err.startswith(f'error: {str(path)!r} is not a best_params.jl')
+
+
+def test_generate_refuses_a_negative_seed_and_a_prompt_longer_than_the_restored_context(inputs, tmp_path, capsys):
+    n_vocab = len(json.loads(inputs['encoder_path'].read_text()))
+    model = Model(n_vocab, 3, 8, n_vocab + 2, n_embd=16, n_head=2, n_layer=1)
+    path = tmp_path / 'best_params.jl'
+    train.save_params(model, str(path))
+    argv = ['--n_head', '2', '--encoder_path', str(inputs['encoder_path']), '--bpe_path', str(inputs['bpe_path']),
+            '--restore', str(path)]
+    for flags, message in [(['--prompt', 'the cat.', '--seed', '-1'], '--seed must be in [0, 2**32), got -1'),
+                           (['--prompt', 'the cat sat on the mat.'], 'fills the 8 positions of the model in')]:
+        with pytest.raises(SystemExit) as exit_:
+            generate.main(argv + flags)
+        assert exit_.value.code == 2
+        assert message in only_error(capsys.readouterr().err)
