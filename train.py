@@ -483,13 +483,14 @@ class Interrupted(BaseException):
 def at_boundary(control, checkpoint, n_updates, model, summaries, save):
     """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, say how to
     resume and exit with 128 + the signal's number."""
-    if save or control.signum:
+    signum = control.signum  # read once: a signal that comes during the save stops the run at the next boundary
+    if save or signum:
         save_checkpoint(checkpoint, n_updates, model)
-    if control.signum:
+    if signum:
         summaries.flush()
-        print(f"{signal.Signals(control.signum).name}: stopped after update {n_updates}, saved in "
+        print(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
               f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
-        sys.exit(128 + control.signum)
+        sys.exit(128 + signum)
 
 
 def lock_run(control, args):
