@@ -345,7 +345,8 @@ def load_openai_params(model_dir, n_ctx, n_special):
         with open(shapes_path, encoding='utf-8') as f:
             shapes = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{shapes_path!r} is not a JSON file ({err}): run `python download.py --model_dir {model_dir}`") from err
+        raise InputError(f"{shapes_path!r} is not a JSON file ({err}): "
+                         f"run `python download.py --model_dir {model_dir}`") from err
     if not (isinstance(shapes, list) and len(shapes) > 2 and (len(shapes) - 2) % len(LAYER_PARAMS) == 0 and all(
             isinstance(shape, list) and all(type(n) is int and n > 0 for n in shape) for shape in shapes)
             and len(shapes[0]) == len(shapes[1]) == 2 and shapes[0][1] == shapes[1][1]):

@@ -55,7 +55,8 @@ def read_encoder(path):
         raise InputError(f"{path!r} is not a JSON file ({err}): {FETCH}") from err
     if not (isinstance(encoder, dict) and encoder and all(type(i) is int and i >= 0 for i in encoder.values())
             and len(set(encoder.values())) == len(encoder)):
-        raise InputError(f"{path!r} is not a BPE vocabulary: a JSON object mapping pieces to distinct ids >= 0: {FETCH}")
+        raise InputError(f"{path!r} is not a BPE vocabulary, a JSON object mapping pieces to distinct ids >= 0: "
+                         f"{FETCH}")
     return encoder
 
 

@@ -141,7 +141,7 @@ def check_flags(args):
     """Refuse numeric flags that would run but give junk (not finite, out of range), and a --desc that is a path."""
     probability = 'in [0, 1): a probability of dropping'
     for flag, ok, what in [('lr', 0 < args.lr < math.inf, 'a finite number above 0'),
-                           ('lr_warmup', 0 < args.lr_warmup <= 1, 'in (0, 1]: the fraction of the updates that warm up'),
+                           ('lr_warmup', 0 < args.lr_warmup <= 1, 'in (0, 1]: the warmup fraction of the updates'),
                            ('embd_pdrop', 0 <= args.embd_pdrop < 1, probability),
                            ('attn_pdrop', 0 <= args.attn_pdrop < 1, probability),
                            ('resid_pdrop', 0 <= args.resid_pdrop < 1, probability),
@@ -401,7 +401,8 @@ def restore_checkpoint(checkpoint):
     except Exception as err:  # whatever TensorFlow's reader raises on a damaged file (OpError, IndexError, ...)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"--resume: the checkpoint {checkpoint.latest_checkpoint!r} is damaged or of another model "
-                         f"({first}): delete {checkpoint.directory!r} and start the run again without --resume") from err
+                         f"({first}): delete {checkpoint.directory!r} and start the run again without --resume"
+                         ) from err
 
 
 def save_checkpoint(checkpoint, n_updates, model):
@@ -500,8 +501,9 @@ def lock_run(control, args):
     save_dir = os.path.join(args.save_dir, args.desc)
     control.lock(os.path.join(args.log_dir, args.desc), args.desc)
     control.lock(save_dir, args.desc)
+    checkpoints = os.path.join(save_dir, 'checkpoints')
     patterns = [(args.log_dir, f'.{glob.escape(args.desc)}.jsonl.*.tmp'), (save_dir, '.*.tmp'),
-                (os.path.join(save_dir, 'checkpoints'), '*.tmp*'), (os.path.join(save_dir, 'checkpoints'), 'ckpt-*_temp')]
+                (checkpoints, '*.tmp*'), (checkpoints, 'ckpt-*_temp')]
     for folder, pattern in patterns:
         for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -550,7 +552,8 @@ def train(args, control=None):
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     n_vocab, n_special = len(text_encoder.encoder), 3
     clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
-    ((trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3)), write_cache = encoded_dataset(args, text_encoder)
+    splits, write_cache = encoded_dataset(args, text_encoder)
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = splits
     max_len = args.n_ctx // 2 - 2
     n_ctx = min(context_length(trX1 + vaX1 + teX1, trX2 + vaX2 + teX2, trX3 + vaX3 + teX3, max_len), args.n_ctx)
     trX, trM = transform_roc(trX1, trX2, trX3, n_vocab, n_ctx, max_len)

@@ -154,16 +154,21 @@ class _Float32ArrayWrapper(NumpyArrayWrapper):
 
 class _ParamsUnpickler(NumpyUnpickler):
     """joblib's unpickler that builds nothing but what `joblib.dump` of a list of float32 arrays holds: lists,
-    joblib's array placeholders, numpy's dtype (numpy 1 and 2 name it alike) and ndarray (the placeholders'
-    class). Any other global, the path by which a pickle runs code, is refused before its module is imported."""
+    joblib's array placeholders, numpy's dtype and ndarray (the placeholders' class). numpy 1 and 2 both write
+    them as `numpy.dtype` and `numpy.ndarray` (GLOBALS); their homes in numpy 1 (`numpy.core`) and 2
+    (`numpy._core`) are accepted too. Any other global, the path by which a pickle runs code, is refused before
+    its module is imported."""
     GLOBALS = {('joblib.numpy_pickle', 'NumpyArrayWrapper'): NumpyArrayWrapper,
                ('numpy', 'dtype'): np.dtype, ('numpy', 'ndarray'): np.ndarray}
+    ALIASES = {(core, name): obj for core in ('numpy.core.multiarray', 'numpy._core.multiarray')
+               for name, obj in [('dtype', np.dtype), ('ndarray', np.ndarray)]}
 
     def find_class(self, module, name):
-        if (module, name) not in self.GLOBALS:
+        allowed = {**self.GLOBALS, **self.ALIASES}
+        if (module, name) not in allowed:
             raise pickle.UnpicklingError(f'it refers to {module}.{name}')
         found = super().find_class(module, name)
-        if found is not self.GLOBALS[module, name]:
+        if found is not allowed[module, name]:
             raise pickle.UnpicklingError(f'{module}.{name} is not what it should be')
         return _Float32ArrayWrapper if found is NumpyArrayWrapper else found
 

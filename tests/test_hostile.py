@@ -4,7 +4,6 @@ a run that goes wrong keeps its last good outputs, and an interrupted run stops 
 and resumes to the numbers of the uninterrupted run. Tiny generated inputs (tests/test_errors.py's)."""
 import errno
 import fcntl
-import io
 import json
 import os
 import pickle
@@ -305,7 +304,7 @@ def test_a_training_split_smaller_than_one_global_batch(run):
     assert '8 examples' in msg and 'n_batch * n_gpu = 12' in msg
 
 
-# --- runs that go wrong: --resume of a damaged or changed run, junk numbers, a full disk, a second run -----------------
+# --- runs that go wrong: --resume of a damaged or changed run, junk numbers, a full disk, a second run ----------
 
 def test_resume_refuses_a_damaged_or_changed_run(tiny, tmp_path):
     out, backup = tmp_path / 'out', tmp_path / 'backup'
