@@ -190,7 +190,10 @@ def load_params(path, shapes=None):
     except Exception as err:  # whatever a damaged or hostile file makes the unpickler raise
         raise InputError(f"{path!r} is not {what} ({type(err).__name__}: {err}); nothing in it was run") from err
     if not (isinstance(params, list) and params and all(isinstance(p, np.ndarray) for p in params)):
-        raise InputError(f"{path!r} holds a {type(params).__name__}, not {what}")
+        held = type(params).__name__
+        if isinstance(params, list):
+            held = f"list of {', '.join(sorted({type(p).__name__ for p in params})) or 'nothing'}"
+        raise InputError(f"{path!r} holds a {held}, not {what}")
     if shapes is not None:
         check_shapes(path, params, shapes)
     return params
