@@ -53,9 +53,9 @@ def read_encoder(path):
             encoder = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{path!r} is not a JSON file ({err}): {FETCH}") from err
-    if not (isinstance(encoder, dict) and encoder and all(type(i) is int and i >= 0 for i in encoder.values())
-            and len(set(encoder.values())) == len(encoder)):
-        raise InputError(f"{path!r} is not a BPE vocabulary, a JSON object mapping pieces to distinct ids >= 0: "
+    if not (isinstance(encoder, dict) and encoder and all(type(i) is int for i in encoder.values())
+            and set(encoder.values()) == set(range(len(encoder)))):
+        raise InputError(f"{path!r} is not a BPE vocabulary, a JSON object mapping its n pieces to the ids 0 to n - 1: "
                          f"{FETCH}")
     return encoder
 

@@ -269,6 +269,7 @@ def test_csv_field_over_the_csv_modules_limit(run, tmp_path):
 @pytest.mark.parametrize('name, content, words', [
     ('encoder.json', b'{"a": 0, "b":', 'not a JSON file'), ('encoder.json', b'[1, 2]', 'not a BPE vocabulary'),
     ('encoder.json', b'\xff\xfe{}', 'not a JSON file'), ('encoder.json', b'{"a": "0"}', 'not a BPE vocabulary'),
+    ('encoder.json', b'{"a": 0, "b": 54}', 'not a BPE vocabulary'),
     ('vocab.bpe', b'#version: 0.2\n\xff\xfe\x00\x01\n', 'not a text file'),
     ('vocab.bpe', b'#version: 0.2\na b c\n', 'line 2'),
     ('params_shapes.json', b'[[512, 32], [54', 'not a JSON file'),
