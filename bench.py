@@ -506,7 +506,7 @@ def bench(args, tmp):
     # A run's second start reads the encoded set from train.py's cache (the first start wrote it).
     cache_args = argparse.Namespace(dataset='rocstories', data_dir=data_dir, cache_dir=os.path.join(tmp, 'cache'),
                                     encoder_path=encoder_path, bpe_path=bpe_path)
-    train.encoded_dataset(cache_args, text_encoder)
+    train.encoded_dataset(cache_args, text_encoder)[1]()  # encodes and writes the cache
     t0 = time.perf_counter()
     train.encoded_dataset(cache_args, text_encoder)
     t_cached = time.perf_counter() - t0

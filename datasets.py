@@ -1,6 +1,7 @@
 """ROCStories / Story Cloze Test 2016: reading, the original's train/valid split, and the model's input arrays; then
 the readers of the paper's other tasks' files (GLUE, SNLI, SciTail, RACE) as their publishers distribute them."""
 import csv
+import io
 import json
 import os
 from typing import NamedTuple
@@ -22,8 +23,7 @@ def rocstories_csv(path):
     """Stories (4 sentences joined by spaces), both endings and the 0/1 label of each row of one CSV."""
     if not os.path.isfile(path):
         raise InputError(f"{path!r} not found: download the Story Cloze Test 2016 CSVs from {ROC_URL}")
-    with open(path, encoding='utf-8-sig') as f:  # -sig: a spreadsheet's byte-order mark is not part of the header
-        rows = list(csv.reader(f))
+    rows = read_csv(path)
     if not rows or rows[0] != ROC_HEADER:
         found = rows[0] if rows else 'an empty file'
         raise InputError(f"{path}, line 1: expected the Story Cloze header {','.join(ROC_HEADER)}, found {found}: "
@@ -40,7 +40,28 @@ def rocstories_csv(path):
         ct1.append(line[5])
         ct2.append(line[6])
         y.append(int(line[-1]) - 1)
+    if not y:
+        raise InputError(f"{path}: no stories after the header: download the Story Cloze CSVs again from {ROC_URL}")
     return st, ct1, ct2, y
+
+
+def read_csv(path):
+    """The rows of a UTF-8 CSV (a spreadsheet's byte-order mark is not part of the header); InputError naming
+    the line of a byte that is not UTF-8 or of a field over the csv module's limit."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b'\n') + 1
+        raise InputError(f"{path}, line {line}: a byte that is not UTF-8 ({data[err.start:err.start + 1]!r}): save "
+                         f"the file as UTF-8 or download it again from {ROC_URL}") from err
+    reader = csv.reader(io.StringIO(text))
+    try:
+        return list(reader)
+    except csv.Error as err:
+        raise InputError(f"{path}, line {reader.line_num}: {err}: the file is damaged or not a Story Cloze CSV; "
+                         f"download it again from {ROC_URL}") from err
 
 
 def rocstories_paths(data_dir):
@@ -60,6 +81,9 @@ def rocstories(data_dir, n_train=1497, n_valid=374):
     Returns (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3); X* lists of str, Y int32."""
     val_path, test_path = rocstories_paths(data_dir)
     storys, comps1, comps2, ys = rocstories_csv(val_path)
+    if len(ys) <= n_valid:
+        raise InputError(f"{val_path}: {len(ys)} stories, but the split needs more than {n_valid}: {n_valid} for "
+                         f"validation and the rest for training; use the whole file from {ROC_URL}")
     teX1, teX2, teX3, _ = rocstories_csv(test_path)
     (trX1, vaX1, trX2, vaX2, trX3, vaX3, trY, vaY) = train_test_split(
         storys, comps1, comps2, ys, test_size=n_valid, random_state=SPLIT_SEED)

@@ -1,6 +1,7 @@
 """Text from the pretrained GPT-1 language model, and a zero-shot language-model baseline for Story Cloze:
     python generate.py --prompt "The cat sat on the mat." --n_tokens 40
     python generate.py --zero_shot --split valid
+    python generate.py --restore save/rocstories/best_params.jl --prompt "The cat sat on the mat."
 
 The LM head is h . we^T over every row of `we` (SPEC.md, "Model"); here the distribution over text is the
 softmax over the n_vocab token rows only: the special rows (`_start_`, `_delimiter_`, `_classify_`) and the
@@ -24,9 +25,9 @@ with tensorflow_start_up_hidden():
     import tensorflow as tf
 
 from datasets import ROC_TEST, rocstories, rocstories_csv
-from model import Model, causal_mask, load_openai_params, transfer
+from model import LAYER_PARAMS, Model, causal_mask, load_openai_params, transfer
 from text_utils import TextEncoder
-from utils import InputError, exit_on_input_error, iter_data
+from utils import InputError, check_shapes, exit_on_input_error, iter_data, load_params
 
 N_SPECIAL = 3
 
@@ -49,6 +50,9 @@ def parse_args(argv=None):
     parser.add_argument('--n_head', type=int, default=12, help='attention heads')
     parser.add_argument('--n_layer', type=int, default=12, help='blocks')
     parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
+    parser.add_argument('--restore', type=str,
+                        help="a fine-tuned model: train.py's best_params.jl (its n_ctx, n_embd and n_layer are the "
+                             "file's) instead of the pretrained weights")
     parser.add_argument('--encoder_path', type=str,
                         help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
     parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
@@ -68,6 +72,8 @@ def check_args(args):
         raise InputError(f"--top_k must be 0 (no truncation) or more, got {args.top_k}")
     if not args.temperature >= 0:
         raise InputError(f"--temperature must be 0 (greedy) or more, got {args.temperature}")
+    if not 0 <= args.seed < 2 ** 32:
+        raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
     for path in [args.encoder_path, args.bpe_path]:
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}`")
@@ -200,6 +206,23 @@ def pretrained_model(args, n_vocab):
     return model
 
 
+def finetuned_model(args, n_vocab):
+    """Model holding the parameters of the best_params.jl --restore (read without running code), built with
+    the file's n_ctx, n_embd and n_layer: we is (n_vocab + 3 + n_ctx, n_embd), then 12 arrays per layer, then the
+    classifier's 2."""
+    params = load_params(args.restore)
+    we = params[0]
+    n_layer, rest = divmod(len(params) - 3, len(LAYER_PARAMS))
+    if rest or n_layer < 1 or we.ndim != 2 or we.shape[0] <= n_vocab + N_SPECIAL:
+        raise InputError(f"{args.restore!r} holds {len(params)} arrays, the first of shape {we.shape}: not the "
+                         f"parameters of a model with this vocabulary of {n_vocab} pieces (--encoder_path)")
+    model = Model(n_vocab, N_SPECIAL, we.shape[0] - n_vocab - N_SPECIAL, n_vocab + 2, n_embd=we.shape[1],
+                  n_head=args.n_head, n_layer=n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    check_shapes(args.restore, params, [p.shape for p in model.params])
+    model.assign(params)
+    return model
+
+
 def story_cloze(args):
     """(stories, endings1, endings2, labels) of the chosen split, as text."""
     if args.split == 'valid':
@@ -217,23 +240,26 @@ def generate(args):
     n_vocab = len(text_encoder.encoder)
     if args.zero_shot:
         data = story_cloze(args)
-        model = pretrained_model(args, n_vocab)
+        model = finetuned_model(args, n_vocab) if args.restore else pretrained_model(args, n_vocab)
         stories, endings1, endings2 = (text_encoder.encode(texts) for texts in data[:3])
         acc_mean, acc_total = zero_shot_accuracy(model, stories, endings1, endings2, data[3], n_vocab,
-                                                 args.n_ctx // 2 - 2, args.n_batch)
+                                                 model.n_ctx // 2 - 2, args.n_batch)
         name = args.split.capitalize()
         print('ROCStories zero-shot %s Accuracy: %.2f (mean log-prob per ending token)' % (name, acc_mean))
         print('ROCStories zero-shot %s Accuracy: %.2f (total log-prob of the ending)' % (name, acc_total))
         return
     tokens = [n_vocab] + text_encoder.encode([args.prompt], verbose=False)[0]
-    if len(tokens) >= args.n_ctx:
+    if len(tokens) >= args.n_ctx and not args.restore:
         raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the --n_ctx "
                          f"{args.n_ctx} positions and leaves none to generate: shorten it or raise --n_ctx (at most 512)")
-    model = pretrained_model(args, n_vocab)
-    if len(tokens) + args.n_tokens > args.n_ctx:
-        print(f"note: stopping at n_ctx {args.n_ctx}: {args.n_ctx - len(tokens)} tokens", file=sys.stderr)
+    model = finetuned_model(args, n_vocab) if args.restore else pretrained_model(args, n_vocab)
+    if len(tokens) >= model.n_ctx:
+        raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the {model.n_ctx} "
+                         f"positions of the model in {args.restore!r} and leaves none to generate: shorten it")
+    if len(tokens) + args.n_tokens > model.n_ctx:
+        print(f"note: stopping at n_ctx {model.n_ctx}: {model.n_ctx - len(tokens)} tokens", file=sys.stderr)
     ids = sample(model, tokens, args.n_tokens, n_vocab, args.temperature, args.top_k, args.seed)
-    print(decode(text_encoder.decoder, ids).rstrip())
+    print(args.prompt.strip(), decode(text_encoder.decoder, ids).rstrip())  # the prompt, then its continuation
 
 
 def main(argv=None):

@@ -341,8 +341,17 @@ def load_openai_params(model_dir, n_ctx, n_special):
     shapes_path = os.path.join(model_dir, 'params_shapes.json')
     if not os.path.isfile(shapes_path):
         raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
-    with open(shapes_path) as f:
-        shapes = json.load(f)
+    try:
+        with open(shapes_path, encoding='utf-8') as f:
+            shapes = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{shapes_path!r} is not a JSON file ({err}): "
+                         f"run `{download_command(model_dir)}`") from err
+    if not (isinstance(shapes, list) and len(shapes) > 2 and (len(shapes) - 2) % len(LAYER_PARAMS) == 0 and all(
+            isinstance(shape, list) and all(type(n) is int and n > 0 for n in shape) for shape in shapes)
+            and len(shapes[0]) == len(shapes[1]) == 2 and shapes[0][1] == shapes[1][1]):
+        raise InputError(f"{shapes_path!r} is not the list of the pretrained arrays' shapes (positions, tokens, then "
+                         f"{len(LAYER_PARAMS)} per layer): run `{download_command(model_dir)}`")
     flat = np.concatenate([load_shard(path) for path in shard_paths(model_dir)], 0)
     offsets = np.cumsum([np.prod(shape) for shape in shapes])
     if len(flat) != offsets[-1]:

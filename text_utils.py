@@ -6,6 +6,8 @@ import ftfy
 import spacy
 from tqdm import tqdm
 
+from utils import InputError
+
 
 def get_pairs(word):
     """Set of adjacent symbol pairs of `word` (a tuple of symbols)."""
@@ -41,6 +43,39 @@ def fix_text(text):
     return text if _PLAIN.fullmatch(text) else ftfy.fix_text(text)
 
 
+FETCH = "run `python download.py` to fetch the original's BPE files"
+
+
+def read_encoder(path):
+    """encoder_bpe_40000.json: a JSON object mapping each BPE piece to its id; InputError when it is not."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            encoder = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path!r} is not a JSON file ({err}): {FETCH}") from err
+    if not (isinstance(encoder, dict) and encoder and all(type(i) is int for i in encoder.values())
+            and set(encoder.values()) == set(range(len(encoder)))):
+        raise InputError(f"{path!r} is not a BPE vocabulary, a JSON object mapping its n pieces to the ids 0 to n - 1: "
+                         f"{FETCH}")
+    return encoder
+
+
+def read_merges(path):
+    """vocab_40000.bpe: a version line, then one merge per line (two pieces and a space), ending with a newline;
+    the merges in order of rank. InputError when it is not such a text."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().split('\n')[1:-1]
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path!r} is not a text file ({err}): {FETCH}") from err
+    merges = [tuple(line.split()) for line in lines]
+    for i, merge in enumerate(merges, start=2):
+        if len(merge) not in (0, 2):  # an empty line (the tests' files end with one) merges nothing
+            raise InputError(f"{path}, line {i}: a merge is two BPE pieces separated by a space, found "
+                             f"{lines[i - 2][:80]!r}: {FETCH}")
+    return merges
+
+
 class TextEncoder:
     """Maps text to the original's BPE ids; `encoder` is token -> id, `decoder` id -> token."""
 
@@ -49,12 +84,9 @@ class TextEncoder:
         # Token texts do not depend on lexical attributes (like_num, shape, ...): not computing them for each new
         # word halves the tokenizer's time.
         self.nlp.vocab.lex_attr_getters = {}
-        with open(encoder_path, encoding='utf-8') as f:
-            self.encoder = json.load(f)
+        self.encoder = read_encoder(encoder_path)
         self.decoder = {v: k for k, v in self.encoder.items()}
-        with open(bpe_path, encoding='utf-8') as f:
-            merges = f.read().split('\n')[1:-1]
-        merges = [tuple(merge.split()) for merge in merges]
+        merges = read_merges(bpe_path)
         self.bpe_ranks = dict(zip(merges, range(len(merges))))
         self.cache = {}
         self.piece_cache = {}

@@ -8,13 +8,19 @@ Flags the original did not have: --model_dir, --padded, --xla, --precision, --de
 --save_every, --resume, --restore, --cache_dir, --eval_only.
 """
 import argparse
+import fcntl
+import glob
 import hashlib
 import itertools
 import json
+import math
 import os
-import pickle
 import random
+import shlex
+import shutil
+import signal
 import sys
+import threading
 
 from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
 
@@ -23,6 +29,9 @@ from utils import HelpFormatter, InputError, download_command, exit_on_input_err
 CHOICES = {'dataset': ('rocstories',), 'afn': ('gelu', 'relu', 'swish'),
            'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
            'precision': ('fp32', 'bf16', 'fp16')}
+# Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
+RESUMABLE_CHANGES = ('resume', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir', 'model_dir',
+                     'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
 
 
 def parse_args(argv=None):
@@ -109,6 +118,7 @@ def choices_help(flag):
 def check_args(args):
     """Refuse unknown choices and impossible values before any work is done. `python train.py` runs it before
     importing TensorFlow: it uses the standard library alone."""
+    check_flags(args)
     for flag, choices in CHOICES.items():
         if getattr(args, flag) not in choices:
             raise InputError(f"unknown --{flag} {getattr(args, flag)!r}: choose one of {', '.join(choices)}")
@@ -124,16 +134,38 @@ def check_args(args):
     if args.restore and not os.path.isfile(args.restore):
         raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
     check_output_dir('--log_dir', args.log_dir)
-    if args.submit or args.save_every or args.resume:
-        check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))
+    check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))  # an interrupted run saves there
     if args.submit or args.eval_only:
         check_output_dir('--submission_dir', args.submission_dir)
-    if args.cache_dir:
-        check_output_dir('--cache_dir', args.cache_dir)
     for flag, path in [('--encoder_path', args.encoder_path), ('--bpe_path', args.bpe_path)]:
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
                              f"or give the file with {flag}")
+
+
+def check_flags(args):
+    """Refuse numeric flags that would run but give junk (not finite, out of range), and a --desc that is a path."""
+    probability = 'in [0, 1): a probability of dropping'
+    for flag, ok, what in [('lr', 0 < args.lr < math.inf, 'a finite number above 0'),
+                           ('lr_warmup', 0 < args.lr_warmup <= 1, 'in (0, 1]: the warmup fraction of the updates'),
+                           ('embd_pdrop', 0 <= args.embd_pdrop < 1, probability),
+                           ('attn_pdrop', 0 <= args.attn_pdrop < 1, probability),
+                           ('resid_pdrop', 0 <= args.resid_pdrop < 1, probability),
+                           ('clf_pdrop', 0 <= args.clf_pdrop < 1, probability),
+                           ('l2', 0 <= args.l2 < math.inf, 'finite and at least 0'),
+                           ('lm_coef', 0 <= args.lm_coef < math.inf, 'finite and at least 0'),
+                           ('b1', 0 <= args.b1 < 1, 'in [0, 1)'), ('b2', 0 <= args.b2 < 1, 'in [0, 1)'),
+                           ('e', 0 < args.e < math.inf, 'a finite number above 0'),
+                           ('seed', 0 <= args.seed < 2 ** 31, 'in [0, 2**31)'),
+                           ('n_transfer', args.n_transfer >= -1, 'at least -1 (-1: load no pretrained weights)'),
+                           ('n_ctx', args.n_ctx >= 6, 'at least 6: _start_, _delimiter_ and _classify_ and at least '
+                                                      'one token of the story and of the ending')]:
+        if not ok:
+            raise InputError(f"--{flag} {getattr(args, flag)} is out of range: it must be {what}")
+    desc = args.desc
+    if not desc or desc in ('.', '..') or '/' in desc or (os.altsep and os.altsep in desc) or '\0' in desc:
+        raise InputError(f"--desc {desc!r} is not a name: it names the run's log and save folder inside --log_dir "
+                         "and --save_dir; choose those folders with --log_dir and --save_dir")
 
 
 def check_output_dir(flag, path):
@@ -165,7 +197,7 @@ with tensorflow_start_up_hidden():
     from model import Model, load_openai_params, special_embeddings, transfer
     from opt import Adam, LossScale, schedules
     from text_utils import TextEncoder
-    from utils import ResultLogger, atomic_write, encode_dataset, iter_data
+    from utils import ResultLogger, atomic_write, encode_dataset, iter_data, load_encoded, load_params, no_space, save_encoded
 
 datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
 submission_files = {'rocstories': 'ROCStories.tsv'}
@@ -370,23 +402,185 @@ def trim(X, M, Y, multiple=1):
 
 
 def encoded_dataset(args, text_encoder):
-    """The data set's splits with every text encoded, read from --cache_dir when the data files, the BPE files,
-    the encoding code and its libraries are those that wrote the cache; else encoded and cached."""
+    """The data set's splits with every text encoded, and a function that caches them (call it once every input
+    is checked). They are read from --cache_dir when the data files, the BPE files, the encoding code and its
+    libraries are those that wrote the cache; a cache that cannot be read, or that does not fit the data, is
+    encoded again (with a warning) and replaced."""
     load, data_files = datasets[args.dataset]
+    splits = load(args.data_dir)  # read and checked on every run: the cache holds only the encodings
     if not args.cache_dir:
-        return encode_dataset(load(args.data_dir), encoder=text_encoder)
+        return encode_dataset(splits, encoder=text_encoder), lambda: None
     digest = hashlib.sha256(f'{ftfy.__version__} {spacy.__version__}'.encode())
     for path in data_files(args.data_dir) + [args.encoder_path, args.bpe_path, text_utils.__file__, load.__code__.co_filename]:
         with open(path, 'rb') as f:
             digest.update(f.read())
-    cache_path = os.path.join(args.cache_dir, f'{args.dataset}-{digest.hexdigest()[:20]}.pkl')
+    cache_path = os.path.join(args.cache_dir, f'{args.dataset}-{digest.hexdigest()[:20]}.npz')
     if os.path.isfile(cache_path):
-        with open(cache_path, 'rb') as f:
-            return pickle.load(f)
-    splits = encode_dataset(load(args.data_dir), encoder=text_encoder)
-    with atomic_write(cache_path, 'wb') as f:
-        pickle.dump(splits, f)
-    return splits
+        try:
+            return load_encoded(cache_path, splits), lambda: None
+        except Exception as err:  # whatever a damaged file makes numpy raise: the cache is only a shortcut
+            print(f"warning: the cache {cache_path!r} is damaged ({type(err).__name__}: {err}): encoding the data "
+                  "set again", file=sys.stderr)
+    encoded = encode_dataset(splits, encoder=text_encoder)
+    return encoded, lambda: save_cache(cache_path, encoded)
+
+
+def save_cache(path, splits):
+    """save_encoded, a failure (full disk, read-only folder) a warning: the cache only saves time."""
+    try:
+        save_encoded(path, splits)
+    except (OSError, InputError) as err:
+        print(f"warning: could not cache the encoded data set in {path!r} ({err}): the next run encodes it again",
+              file=sys.stderr)
+
+
+def check_resume(args, log_path):
+    """For --resume: InputError unless the run has a checkpoint, and a whole log whose first line holds the flags
+    of this run, but for those of RESUMABLE_CHANGES."""
+    checkpoints = os.path.join(args.save_dir, args.desc, 'checkpoints')
+    if tf.train.latest_checkpoint(checkpoints) is None:
+        raise InputError(f"--resume: no checkpoint in {checkpoints!r}: start the run without --resume "
+                         "(with --save_every N to make checkpoints)")
+    fix = "start the run again without --resume, or with another --desc"
+    if not os.path.isfile(log_path):
+        raise InputError(f"--resume: the run's log {log_path!r} is missing: {fix}")
+    with open(log_path, encoding='utf-8', errors='replace') as f:
+        lines = f.readlines()
+    try:
+        records = [json.loads(line) for line in lines]
+    except json.JSONDecodeError as err:
+        raise InputError(f"--resume: the run's log {log_path!r} is damaged (not JSON: {err.msg}): {fix}") from err
+    if not records or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"--resume: the run's log {log_path!r} is damaged (not train.py's lines of flags and "
+                         f"results): {fix}")
+    flags = vars(args)
+    changed = [f"--{k} {flags[k]} (the run used {v})" for k, v in records[0].items()
+               if k in flags and k not in RESUMABLE_CHANGES and flags[k] != v]
+    if changed:
+        raise InputError(f"--resume with flags that change the run: {', '.join(changed)}: resume with the flags "
+                         f"in the first line of {log_path!r}, or start a new run with another --desc")
+
+
+def restore_checkpoint(checkpoint):
+    """Restore the latest checkpoint of a CheckpointManager; InputError when it is damaged."""
+    try:
+        checkpoint.checkpoint.restore(checkpoint.latest_checkpoint).assert_consumed()
+    except Exception as err:  # whatever TensorFlow's reader raises on a damaged file (OpError, IndexError, ...)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"--resume: the checkpoint {checkpoint.latest_checkpoint!r} is damaged or of another model "
+                         f"({first}): delete {checkpoint.directory!r} and start the run again without --resume"
+                         ) from err
+
+
+def save_checkpoint(checkpoint, n_updates, model):
+    """checkpoint.save(n_updates); InputError naming the folder when the disk is full."""
+    try:
+        checkpoint.save(n_updates)
+    except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as err:
+        if not isinstance(err, tf.errors.ResourceExhaustedError) and 'No space left' not in str(err):
+            raise
+        needed = 3 * sum(p.numpy().nbytes for p in model.params)  # the parameters and Adam's two moments
+        raise InputError(no_space(os.path.join(checkpoint.directory, f'ckpt-{n_updates}'), needed)) from err
+
+
+def check_finite(n_update, cost, grad_norm):
+    """InputError naming the update when its loss or gradient is not finite (in float32 the update has made the
+    parameters junk: the run stops before it saves anything more)."""
+    cost, grad_norm = float(cost), float(grad_norm)
+    if not (math.isfinite(cost) and math.isfinite(grad_norm)):
+        raise InputError(f"update {n_update}: the loss is {cost} and the gradient's norm {grad_norm}, not finite "
+                         "numbers: the run stopped, keeping its last checkpoint and best_params.jl from before this "
+                         "update; lower --lr or check the data")
+
+
+class RunControl:
+    """What a run holds while it is on (a context manager): locks on its folders, and SIGINT / SIGTERM.
+    While `armed` (the training loop) the first signal only sets `signum`, so that the loop stops at the next
+    update boundary, saves and exits; the signal's default action comes back, so that a second one stops the
+    program at once. Unarmed, a signal raises Interrupted."""
+
+    def __init__(self, resume_command):
+        self.resume_command, self.signum, self.armed, self.locks = resume_command, None, False, []
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        for f in self.locks:
+            f.close()
+
+    def handle(self, signum, frame):
+        if not self.armed:
+            raise Interrupted(signum)
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL)
+        print(f"\n{signal.Signals(signum).name}: stopping after this update to save a checkpoint (again: stop at "
+              "once, without saving)", file=sys.stderr)
+
+    def lock(self, folder, desc):
+        """An exclusive lock on `folder`'s lock file, held until the run ends; InputError when another run holds
+        it."""
+        path = os.path.join(folder, '.lock')
+        try:
+            os.makedirs(folder, exist_ok=True)
+            f = open(path, 'a')
+        except OSError as err:
+            raise InputError(f"cannot write in {folder!r} ({err.strerror}): choose a writable folder") from err
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise InputError(f"another run with --desc {desc} is writing in {folder!r}: wait for it to end, or "
+                             "choose another --desc") from None
+        self.locks.append(f)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM outside the training loop."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def at_boundary(control, checkpoint, n_updates, model, summaries, save):
+    """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, say how to
+    resume and exit with 128 + the signal's number."""
+    signum = control.signum  # read once: a signal that comes during the save stops the run at the next boundary
+    if save or signum:
+        save_checkpoint(checkpoint, n_updates, model)
+    if signum:
+        summaries.flush()
+        print(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
+              f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
+        sys.exit(128 + signum)
+
+
+def lock_run(control, args):
+    """Lock the run's folders (its TensorBoard folder and its save folder) against a second run with the same
+    --desc, then remove what this run's interrupted writes left: temporary files of utils.atomic_write and
+    TensorFlow's unfinished checkpoints."""
+    save_dir = os.path.join(args.save_dir, args.desc)
+    control.lock(os.path.join(args.log_dir, args.desc), args.desc)
+    control.lock(save_dir, args.desc)
+    checkpoints = os.path.join(save_dir, 'checkpoints')
+    patterns = [(args.log_dir, f'.{glob.escape(args.desc)}.jsonl.*.tmp'), (save_dir, '.*.tmp'),
+                (checkpoints, '*.tmp*'), (checkpoints, 'ckpt-*_temp')]
+    for folder, pattern in patterns:
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def resume_command(argv):
+    """The command line that resumes the run of train.py's arguments `argv`."""
+    script = os.path.relpath(__file__)
+    script = __file__ if script.startswith('..') else script
+    return 'python ' + shlex.join([script] + list(argv) + ([] if '--resume' in argv else ['--resume']))
 
 
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
@@ -446,8 +640,11 @@ def format_flags(args, width=112, cell=28):
     return '\n'.join(line.rstrip() for line in lines)
 
 
-def train(args):
+def train(args, control=None):
     check_args(args)
+    control = control or RunControl(resume_command=None)
+    if args.resume:
+        check_resume(args, os.path.join(args.log_dir, f'{args.desc}.jsonl'))
     random.seed(args.seed)
     np.random.seed(args.seed)
     tf.random.set_seed(args.seed)
@@ -463,11 +660,15 @@ def train(args):
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     n_vocab, n_special = len(text_encoder.encoder), 3
     clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = encoded_dataset(args, text_encoder)
+    splits, write_cache = encoded_dataset(args, text_encoder)
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = splits
     max_len = args.n_ctx // 2 - 2
     n_ctx = min(context_length(trX1 + vaX1 + teX1, trX2 + vaX2 + teX2, trX3 + vaX3 + teX3, max_len), args.n_ctx)
     trX, trM = transform_roc(trX1, trX2, trX3, n_vocab, n_ctx, max_len)
     n_train, n_valid = len(trY), len(vaY)
+    if n_train < n_batch_train and not args.eval_only:
+        raise InputError(f"the training split has {n_train} examples, fewer than one global batch (n_batch * n_gpu = "
+                         f"{n_batch_train}): no update could be made; lower --n_batch or --n_gpu, or give more data")
 
     def eval_inputs(X1, X2, X3):  # both choices in one packed sequence, or the original's two padded ones
         if args.padded:
@@ -496,7 +697,7 @@ def train(args):
         model.assign(transfer(load_openai_params(args.model_dir, n_ctx, n_special), args.n_transfer))
 
     if args.restore:
-        model.assign(joblib.load(args.restore))
+        model.assign(load_params(args.restore, [p.shape for p in model.params]))
 
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
     train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
@@ -512,12 +713,11 @@ def train(args):
     checkpoint = tf.train.CheckpointManager(tf.train.Checkpoint(**saved),
                                             os.path.join(args.save_dir, args.desc, 'checkpoints'), max_to_keep=1)
     if args.resume:
-        if checkpoint.latest_checkpoint is None:
-            raise InputError(f"--resume: no checkpoint in {checkpoint.directory!r}: start the run without --resume "
-                             "(with --save_every N to make checkpoints)")
-        checkpoint.checkpoint.restore(checkpoint.latest_checkpoint).assert_consumed()
+        restore_checkpoint(checkpoint)
         logger = ResultLogger.resume(log_path, state.n_logged)
-    else:
+    write_cache()  # every input is checked: from here on the run writes
+    lock_run(control, args)
+    if not args.resume:
         logger = ResultLogger(log_path, **vars(args))
     summaries = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
     if args.submit and not args.resume:
@@ -545,6 +745,7 @@ def train(args):
     n_batches = n_train // n_batch_train
     bar = tqdm(total=n_updates_total, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
                disable=args.eval_only)  # the whole run: its ETA is the run's
+    control.armed = not args.eval_only  # a signal now stops the loop at the next update boundary
     while state.n_epochs < args.n_iter and not args.eval_only:
         # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
         # resumed run draws the same order from the generator's state saved at the epoch's start.
@@ -557,6 +758,8 @@ def train(args):
                                                             multiple), done, None):
             cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
             state.n_updates += 1
+            if loss_scale is None:  # with loss scaling an update whose gradient is not finite is skipped
+                check_finite(state.n_updates, cost, grad_norm)
             costs.append(float(cost))
             bar.set_postfix_str(f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}', refresh=False)
             bar.update()
@@ -566,19 +769,19 @@ def train(args):
                 tf.summary.scalar('train/grad_norm', grad_norm)
             if state.n_updates in EVAL_UPDATES and state.n_epochs == 0:
                 log()
-            if args.save_every and state.n_updates % args.save_every == 0:
-                checkpoint.save(state.n_updates)
+            at_boundary(control, checkpoint, state.n_updates, model, summaries,
+                        save=args.save_every and state.n_updates % args.save_every == 0)
         state.n_epochs += 1
         log()
         state.epoch_rng = np.random.get_state()
-        if args.save_every:
-            checkpoint.save(state.n_updates)
+        at_boundary(control, checkpoint, state.n_updates, model, summaries, save=args.save_every)
+    control.armed = False
     bar.close()
     summaries.close()
 
     if args.submit or args.eval_only:
         if args.submit:
-            model.assign(joblib.load(params_path))
+            model.assign(load_params(params_path, [p.shape for p in model.params]))
         te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train, 'predicting test')
         submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
         write_submission(submission_path, np.argmax(te_logits, 1))
@@ -589,9 +792,15 @@ def train(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = parse_args(argv)
     print(format_flags(args))
-    exit_on_input_error(train, args)
+    with RunControl(resume_command(argv)) as control:
+        try:
+            exit_on_input_error(train, args, control)
+        except Interrupted as stop:  # outside the training loop: nothing to save
+            print(f"{stop}: stopped outside the training loop, where a run saves nothing", file=sys.stderr)
+            sys.exit(128 + stop.signum)
 
 
 if __name__ == '__main__':

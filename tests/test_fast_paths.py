@@ -172,7 +172,8 @@ def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
                     '--n_layer', '2', '--n_transfer', '2', '--embd_pdrop', '0', '--attn_pdrop', '0',
                     '--resid_pdrop', '0', '--clf_pdrop', '0', '--data_dir', data_dir,
                     '--model_dir', str(tmp_path / 'model'), '--encoder_path', encoder_path, '--bpe_path', bpe_path,
-                    '--log_dir', log_dir, '--cache_dir', str(tmp_path / 'cache')] + flags)
+                    '--log_dir', log_dir, '--save_dir', str(tmp_path / 'save'),
+                    '--cache_dir', str(tmp_path / 'cache')] + flags)
         with open(os.path.join(log_dir, 'tiny.jsonl')) as f:
             logs.append([json.loads(line) for line in f][1:])
     assert len(logs[0]) == 2
@@ -188,13 +189,15 @@ def test_encoded_data_set_is_cached_by_its_inputs(tmp_path, monkeypatch):
     args = train.parse_args(['--data_dir', data_dir, '--encoder_path', encoder_path, '--bpe_path', bpe_path,
                              '--cache_dir', str(tmp_path / 'cache')])
     encoder = train.TextEncoder(encoder_path, bpe_path)
-    first = train.encoded_dataset(args, encoder)
+    first, write_cache = train.encoded_dataset(args, encoder)
+    write_cache()
     assert len(os.listdir(tmp_path / 'cache')) == 1
     monkeypatch.setattr(encoder, 'encode', lambda *a, **k: pytest.fail('encoded again despite the cache'))
-    second = train.encoded_dataset(args, encoder)
+    second, _ = train.encoded_dataset(args, encoder)
     assert second[0][:3] == first[0][:3] and (second[1][3] == first[1][3]).all()
     with open(os.path.join(data_dir, train.datasets['rocstories'][1](data_dir)[1]), 'a') as f:
         f.write('id999,A b.,C d.,E f.,G h.,I j.,K l.,1\n')  # another test file: another key, encoded anew
     monkeypatch.undo()
-    third = train.encoded_dataset(args, train.TextEncoder(encoder_path, bpe_path))
+    third, write_cache = train.encoded_dataset(args, train.TextEncoder(encoder_path, bpe_path))
+    write_cache()
     assert len(third[2][0]) == len(first[2][0]) + 1 and len(os.listdir(tmp_path / 'cache')) == 2
