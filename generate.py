@@ -25,9 +25,9 @@ with tensorflow_start_up_hidden():
     import tensorflow as tf
 
 from datasets import ROC_TEST, rocstories, rocstories_csv
-from model import LAYER_PARAMS, Model, causal_mask, load_openai_params, transfer
+from model import LAYER_PARAMS, Model, causal_mask, check_shapes, load_openai_params, load_params, transfer
 from text_utils import TextEncoder
-from utils import InputError, check_shapes, exit_on_input_error, iter_data, load_params
+from utils import InputError, exit_on_input_error, iter_data
 
 N_SPECIAL = 3
 

@@ -4,10 +4,12 @@ import glob
 import json
 import math
 import os
+import pickle
 import re
 
 import numpy as np
 import tensorflow as tf
+from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
 from utils import InputError, download_command
 
@@ -376,3 +378,79 @@ def transfer(init_params, n_transfer):
         raise InputError(f"--n_transfer {n_transfer} asks for more layers than the {n_layers} of the pretrained "
                          f"weights: pass --n_transfer {n_layers} or less (-1 loads nothing)")
     return init_params[:1 + len(LAYER_PARAMS) * n_transfer]
+
+
+class _Float32ArrayWrapper(NumpyArrayWrapper):
+    """joblib's placeholder of an array in its pickle, read only when it describes a float32 array that the rest
+    of the file can hold (an object array would be read with pickle)."""
+
+    def read(self, unpickler, *args, **kwargs):
+        shape = getattr(self, 'shape', None)
+        if not (isinstance(getattr(self, 'dtype', None), np.dtype) and self.dtype.newbyteorder('=') == np.float32
+                and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
+                and getattr(self, 'subclass', None) is np.ndarray and getattr(self, 'order', None) in ('C', 'F')):
+            raise pickle.UnpicklingError('an array that is not a plain float32 array')
+        f = unpickler.file_handle
+        if np.prod(shape, dtype=np.float64) * 4 > os.fstat(f.fileno()).st_size - f.tell():
+            raise pickle.UnpicklingError(f'an array of shape {shape} larger than the file')
+        return super().read(unpickler, *args, **kwargs)
+
+
+class _ParamsUnpickler(NumpyUnpickler):
+    """joblib's unpickler that builds nothing but what `joblib.dump` of a list of float32 arrays holds: lists,
+    joblib's array placeholders, numpy's dtype and ndarray (the placeholders' class). numpy 1 and 2 both write
+    them as `numpy.dtype` and `numpy.ndarray` (GLOBALS); their homes in numpy 1 (`numpy.core`) and 2
+    (`numpy._core`) are accepted too. Any other global, the path by which a pickle runs code, is refused before
+    its module is imported."""
+    GLOBALS = {('joblib.numpy_pickle', 'NumpyArrayWrapper'): NumpyArrayWrapper,
+               ('numpy', 'dtype'): np.dtype, ('numpy', 'ndarray'): np.ndarray}
+    ALIASES = {(core, name): obj for core in ('numpy.core.multiarray', 'numpy._core.multiarray')
+               for name, obj in [('dtype', np.dtype), ('ndarray', np.ndarray)]}
+
+    def find_class(self, module, name):
+        allowed = {**self.GLOBALS, **self.ALIASES}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f'it refers to {module}.{name}')
+        found = super().find_class(module, name)
+        if found is not allowed[module, name]:
+            raise pickle.UnpicklingError(f'{module}.{name} is not what it should be')
+        return _Float32ArrayWrapper if found is NumpyArrayWrapper else found
+
+
+def load_params(path, shapes=None):
+    """The list of float32 arrays in the best_params.jl `path` (a joblib dump, as the original saved it), read
+    without running any code the file could hold; InputError when it is anything else, or, given `shapes`
+    (the model's parameter shapes, in order), holds other arrays."""
+    what = ("a best_params.jl that train.py wrote: a list of float32 arrays saved with joblib (no compression), "
+            "the model's parameters in order")
+    if not os.path.isfile(path):
+        raise InputError(f"{path!r} not found: give the path of {what}")
+    try:
+        with open(path, 'rb') as f:
+            if f.read(1) != b'\x80':
+                raise pickle.UnpicklingError('it is not a pickle of protocol 2 or more')
+            f.seek(0)
+            params = _ParamsUnpickler(path, f, ensure_native_byte_order=True).load()
+    except Exception as err:  # whatever a damaged or hostile file makes the unpickler raise
+        raise InputError(f"{path!r} is not {what} ({type(err).__name__}: {err}); nothing in it was run") from err
+    if not (isinstance(params, list) and params and all(isinstance(p, np.ndarray) for p in params)):
+        held = type(params).__name__
+        if isinstance(params, list):
+            held = f"list of {', '.join(sorted({type(p).__name__ for p in params})) or 'nothing'}"
+        raise InputError(f"{path!r} holds a {held}, not {what}")
+    if shapes is not None:
+        check_shapes(path, params, shapes)
+    return params
+
+
+def check_shapes(path, params, shapes):
+    """InputError unless the arrays `params` read from `path` have the model's parameter shapes `shapes`."""
+    shapes = [tuple(s) for s in shapes]
+    if len(params) != len(shapes):
+        raise InputError(f"{path!r} holds {len(params)} arrays but the model has {len(shapes)} parameters: "
+                         "give a best_params.jl of a model built with the same --n_layer")
+    for k, (p, shape) in enumerate(zip(params, shapes)):
+        if p.shape != shape:
+            raise InputError(f"{path!r}: array {k} has shape {p.shape} but the model's parameter {k} has {shape}: "
+                             "build the model with the flags (--n_embd, --n_layer, --n_ctx, the vocabulary) of the "
+                             "run that saved it")

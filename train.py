@@ -193,11 +193,11 @@ with tensorflow_start_up_hidden():
 
     import analysis
     import text_utils
-    from datasets import context_length, pack_roc, rocstories, rocstories_paths, transform_roc
-    from model import Model, load_openai_params, special_embeddings, transfer
+    from datasets import context_length, load_encoded, pack_roc, rocstories, rocstories_paths, save_encoded, transform_roc
+    from model import Model, load_openai_params, load_params, special_embeddings, transfer
     from opt import Adam, LossScale, schedules
     from text_utils import TextEncoder
-    from utils import ResultLogger, atomic_write, encode_dataset, iter_data, load_encoded, load_params, no_space, save_encoded
+    from utils import ResultLogger, atomic_write, encode_dataset, iter_data, no_space
 
 datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
 submission_files = {'rocstories': 'ROCStories.tsv'}
@@ -556,8 +556,8 @@ def at_boundary(control, checkpoint, n_updates, model, summaries, save):
         save_checkpoint(checkpoint, n_updates, model)
     if signum:
         summaries.flush()
-        print(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
-              f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
+        tqdm.write(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
+                   f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
         sys.exit(128 + signum)
 
 
@@ -746,37 +746,39 @@ def train(args, control=None):
     bar = tqdm(total=n_updates_total, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
                disable=args.eval_only)  # the whole run: its ETA is the run's
     control.armed = not args.eval_only  # a signal now stops the loop at the next update boundary
-    while state.n_epochs < args.n_iter and not args.eval_only:
-        # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
-        # resumed run draws the same order from the generator's state saved at the epoch's start.
-        np.random.set_state(state.epoch_rng)
-        xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
-        done = state.n_updates - state.n_epochs * n_batches
-        bar.set_description(f'epoch {state.n_epochs + 1}/{args.n_iter}')
-        costs = []
-        for xmb, mmb, ymb in itertools.islice(train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded,
-                                                            multiple), done, None):
-            cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
-            state.n_updates += 1
-            if loss_scale is None:  # with loss scaling an update whose gradient is not finite is skipped
-                check_finite(state.n_updates, cost, grad_norm)
-            costs.append(float(cost))
-            bar.set_postfix_str(f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}', refresh=False)
-            bar.update()
-            with summaries.as_default(step=state.n_updates):
-                tf.summary.scalar('train/clf_cost', cost)
-                tf.summary.scalar('train/lr', lrt)
-                tf.summary.scalar('train/grad_norm', grad_norm)
-            if state.n_updates in EVAL_UPDATES and state.n_epochs == 0:
-                log()
-            at_boundary(control, checkpoint, state.n_updates, model, summaries,
-                        save=args.save_every and state.n_updates % args.save_every == 0)
-        state.n_epochs += 1
-        log()
-        state.epoch_rng = np.random.get_state()
-        at_boundary(control, checkpoint, state.n_updates, model, summaries, save=args.save_every)
+    try:  # the bar is cleared however the loop ends (an error line must not follow it on its line)
+        while state.n_epochs < args.n_iter and not args.eval_only:
+            # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
+            # resumed run draws the same order from the generator's state saved at the epoch's start.
+            np.random.set_state(state.epoch_rng)
+            xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
+            done = state.n_updates - state.n_epochs * n_batches
+            bar.set_description(f'epoch {state.n_epochs + 1}/{args.n_iter}')
+            costs = []
+            for xmb, mmb, ymb in itertools.islice(train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded,
+                                                                multiple), done, None):
+                cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
+                state.n_updates += 1
+                if loss_scale is None:  # with loss scaling an update whose gradient is not finite is skipped
+                    check_finite(state.n_updates, cost, grad_norm)
+                costs.append(float(cost))
+                bar.set_postfix_str(f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}', refresh=False)
+                bar.update()
+                with summaries.as_default(step=state.n_updates):
+                    tf.summary.scalar('train/clf_cost', cost)
+                    tf.summary.scalar('train/lr', lrt)
+                    tf.summary.scalar('train/grad_norm', grad_norm)
+                if state.n_updates in EVAL_UPDATES and state.n_epochs == 0:
+                    log()
+                at_boundary(control, checkpoint, state.n_updates, model, summaries,
+                            save=args.save_every and state.n_updates % args.save_every == 0)
+            state.n_epochs += 1
+            log()
+            state.epoch_rng = np.random.get_state()
+            at_boundary(control, checkpoint, state.n_updates, model, summaries, save=args.save_every)
+    finally:
+        bar.close()
     control.armed = False
-    bar.close()
     summaries.close()
 
     if args.submit or args.eval_only:

@@ -1,18 +1,15 @@
-"""Small helpers shared by more than one file: errors, paths, atomic writes, safe loading, batching, logging,
+"""Small helpers shared by more than one file: errors, paths, atomic writes, batching, logging,
 start-up."""
 import argparse
 import contextlib
 import errno
 import json
 import os
-import pickle
 import shlex
 import sys
 import tempfile
 import time
 
-import numpy as np
-from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 from tqdm import tqdm
 
 
@@ -134,127 +131,6 @@ def encode_dataset(splits, encoder, names=('train', 'valid', 'test')):
             fields.append(field)
         encoded_splits.append(fields)
     return encoded_splits
-
-
-def save_encoded(path, splits):
-    """Write encoded splits (as encode_dataset returns them) to the .npz `path`, a format that holds only
-    numbers: field j of split i as `s{i}_f{j}_ids` (every text's ids concatenated) and `s{i}_f{j}_offsets`
-    (where each text starts, and the end), or, for labels, `s{i}_f{j}_labels`."""
-    arrays = {}
-    for i, split in enumerate(splits):
-        for j, field in enumerate(split):
-            if isinstance(field, np.ndarray):
-                arrays[f's{i}_f{j}_labels'] = field
-            else:
-                arrays[f's{i}_f{j}_ids'] = np.array([t for text in field for t in text], np.int32)
-                arrays[f's{i}_f{j}_offsets'] = np.cumsum([0] + [len(text) for text in field], dtype=np.int64)
-    with atomic_write(path, 'wb') as f:
-        np.savez(f, **arrays)
-
-
-def load_encoded(path, like):
-    """The splits saved by save_encoded, ids as lists of lists of int; ValueError unless the file holds exactly
-    the fields of `like` (the splits before encoding) with as many texts each, the same labels, and ids in
-    [0, 2**31). Nothing in the file is unpickled."""
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    splits = []
-    for i, split in enumerate(like):
-        fields = []
-        for j, field in enumerate(split):
-            key = f's{i}_f{j}_'
-            if isinstance(field, np.ndarray):
-                labels = arrays.pop(key + 'labels')
-                if labels.dtype != field.dtype or not np.array_equal(labels, field):
-                    raise ValueError(f'{key}labels differ from the data set')
-                fields.append(labels)
-                continue
-            ids, offsets = arrays.pop(key + 'ids'), arrays.pop(key + 'offsets')
-            if (ids.dtype != np.int32 or ids.ndim != 1 or offsets.shape != (len(field) + 1,) or offsets[0] != 0
-                    or offsets[-1] != len(ids) or np.any(np.diff(offsets) < 0) or np.any(ids < 0)):
-                raise ValueError(f'{key}ids and {key}offsets are not {len(field)} texts of ids')
-            ids = ids.tolist()
-            fields.append([ids[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())])
-        splits.append(fields)
-    if arrays:
-        raise ValueError(f"fields not in the data set: {', '.join(sorted(arrays))}")
-    return splits
-
-
-class _Float32ArrayWrapper(NumpyArrayWrapper):
-    """joblib's placeholder of an array in its pickle, read only when it describes a float32 array that the rest
-    of the file can hold (an object array would be read with pickle)."""
-
-    def read(self, unpickler, *args, **kwargs):
-        shape = getattr(self, 'shape', None)
-        if not (isinstance(getattr(self, 'dtype', None), np.dtype) and self.dtype.newbyteorder('=') == np.float32
-                and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
-                and getattr(self, 'subclass', None) is np.ndarray and getattr(self, 'order', None) in ('C', 'F')):
-            raise pickle.UnpicklingError('an array that is not a plain float32 array')
-        f = unpickler.file_handle
-        if np.prod(shape, dtype=np.float64) * 4 > os.fstat(f.fileno()).st_size - f.tell():
-            raise pickle.UnpicklingError(f'an array of shape {shape} larger than the file')
-        return super().read(unpickler, *args, **kwargs)
-
-
-class _ParamsUnpickler(NumpyUnpickler):
-    """joblib's unpickler that builds nothing but what `joblib.dump` of a list of float32 arrays holds: lists,
-    joblib's array placeholders, numpy's dtype and ndarray (the placeholders' class). numpy 1 and 2 both write
-    them as `numpy.dtype` and `numpy.ndarray` (GLOBALS); their homes in numpy 1 (`numpy.core`) and 2
-    (`numpy._core`) are accepted too. Any other global, the path by which a pickle runs code, is refused before
-    its module is imported."""
-    GLOBALS = {('joblib.numpy_pickle', 'NumpyArrayWrapper'): NumpyArrayWrapper,
-               ('numpy', 'dtype'): np.dtype, ('numpy', 'ndarray'): np.ndarray}
-    ALIASES = {(core, name): obj for core in ('numpy.core.multiarray', 'numpy._core.multiarray')
-               for name, obj in [('dtype', np.dtype), ('ndarray', np.ndarray)]}
-
-    def find_class(self, module, name):
-        allowed = {**self.GLOBALS, **self.ALIASES}
-        if (module, name) not in allowed:
-            raise pickle.UnpicklingError(f'it refers to {module}.{name}')
-        found = super().find_class(module, name)
-        if found is not allowed[module, name]:
-            raise pickle.UnpicklingError(f'{module}.{name} is not what it should be')
-        return _Float32ArrayWrapper if found is NumpyArrayWrapper else found
-
-
-def load_params(path, shapes=None):
-    """The list of float32 arrays in the best_params.jl `path` (a joblib dump, as the original saved it), read
-    without running any code the file could hold; InputError when it is anything else, or, given `shapes`
-    (the model's parameter shapes, in order), holds other arrays."""
-    what = ("a best_params.jl that train.py wrote: a list of float32 arrays saved with joblib (no compression), "
-            "the model's parameters in order")
-    if not os.path.isfile(path):
-        raise InputError(f"{path!r} not found: give the path of {what}")
-    try:
-        with open(path, 'rb') as f:
-            if f.read(1) != b'\x80':
-                raise pickle.UnpicklingError('it is not a pickle of protocol 2 or more')
-            f.seek(0)
-            params = _ParamsUnpickler(path, f, ensure_native_byte_order=True).load()
-    except Exception as err:  # whatever a damaged or hostile file makes the unpickler raise
-        raise InputError(f"{path!r} is not {what} ({type(err).__name__}: {err}); nothing in it was run") from err
-    if not (isinstance(params, list) and params and all(isinstance(p, np.ndarray) for p in params)):
-        held = type(params).__name__
-        if isinstance(params, list):
-            held = f"list of {', '.join(sorted({type(p).__name__ for p in params})) or 'nothing'}"
-        raise InputError(f"{path!r} holds a {held}, not {what}")
-    if shapes is not None:
-        check_shapes(path, params, shapes)
-    return params
-
-
-def check_shapes(path, params, shapes):
-    """InputError unless the arrays `params` read from `path` have the model's parameter shapes `shapes`."""
-    shapes = [tuple(s) for s in shapes]
-    if len(params) != len(shapes):
-        raise InputError(f"{path!r} holds {len(params)} arrays but the model has {len(shapes)} parameters: "
-                         "give a best_params.jl of a model built with the same --n_layer")
-    for k, (p, shape) in enumerate(zip(params, shapes)):
-        if p.shape != shape:
-            raise InputError(f"{path!r}: array {k} has shape {p.shape} but the model's parameter {k} has {shape}: "
-                             "build the model with the flags (--n_embd, --n_layer, --n_ctx, the vocabulary) of the "
-                             "run that saved it")
 
 
 def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float('inf'), desc=None):

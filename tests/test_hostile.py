@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import datasets
 import generate
+import model
 import train
 import utils
 from datasets import ROC_TEST, ROC_VAL
@@ -155,7 +157,7 @@ def test_a_cache_that_cannot_be_written_is_a_warning(inputs, tmp_path, monkeypat
     if how == 'disk full':
         def full(*a, **k):
             raise OSError(errno.ENOSPC, 'No space left on device')
-        monkeypatch.setattr(utils.np, 'savez', full)
+        monkeypatch.setattr(datasets.np, 'savez', full)
     capsys.readouterr()
     write_cache()
     (warning,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning: ')]
@@ -181,13 +183,13 @@ def pickle_globals(path):
 
 def test_load_params_allows_exactly_what_save_params_writes(tmp_path):
     arrays = [np.random.RandomState(0).randn(3, 4).astype(np.float32), np.arange(5, dtype=np.float32)]
-    model = type('M', (), {'params': [tf.Variable(a) for a in arrays]})()
+    holder = type('M', (), {'params': [tf.Variable(a) for a in arrays]})()
     path = tmp_path / 'best_params.jl'
-    train.save_params(model, str(path))
+    train.save_params(holder, str(path))
     # joblib writes a pickle of placeholders, each followed by its array's bytes: the pickle's globals are these
     # three, and the restricted unpickler allows no other.
-    assert pickle_globals(path) == set(utils._ParamsUnpickler.GLOBALS)
-    loaded = utils.load_params(str(path), [(3, 4), (5,)])
+    assert pickle_globals(path) == set(model._ParamsUnpickler.GLOBALS)
+    loaded = model.load_params(str(path), [(3, 4), (5,)])
     assert all(a.dtype == np.float32 and np.array_equal(a, b) for a, b in zip(loaded, arrays))
 
 
@@ -355,7 +357,7 @@ def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_good_outputs(t
     assert tf.train.latest_checkpoint(str(save / 'checkpoints')).endswith('ckpt-1')
     with open(tmp_path / 'out' / 'log' / 'tiny.jsonl') as f:
         assert [json.loads(line)['n_updates'] for line in f.readlines()[1:]] == [1]
-    assert len(utils.load_params(str(save / 'best_params.jl'))) == 27
+    assert len(model.load_params(str(save / 'best_params.jl'))) == 27
 
 
 @pytest.mark.parametrize('where', ['log', 'checkpoint'])
@@ -397,7 +399,7 @@ def results(out):
     """What a run leaves: its evaluations (without their times), best parameters and submission files."""
     with open(out / 'log' / 'tiny.jsonl') as f:
         evaluations = [{k: v for k, v in json.loads(line).items() if k != 'time'} for line in f][1:]
-    params = utils.load_params(str(out / 'save' / 'tiny' / 'best_params.jl'))
+    params = model.load_params(str(out / 'save' / 'tiny' / 'best_params.jl'))
     return evaluations, params, snapshot(out / 'submission')
 
 
@@ -460,9 +462,9 @@ def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_t
 def test_a_signal_outside_the_training_loop_stops_with_one_line(tiny, tmp_path, monkeypatch):
     make_strategy = train.make_strategy
 
-    def interrupted():
+    def interrupted(*args):
         os.kill(os.getpid(), signal.SIGINT)
-        return make_strategy()
+        return make_strategy(*args)
 
     monkeypatch.setattr(train, 'make_strategy', interrupted)
     err = tiny(code=130, **RUN)
