@@ -324,3 +324,143 @@ def test_the_evaluation_lines_are_printed(the_run):
 
 def test_deterministic_enables_op_determinism(the_run):
     assert the_run['determinism']
+
+
+def test_xla_run_logs_the_numpy_runs_numbers(files, numpy_reference):
+    """--xla compiles the steps: the same run to float rounding (XLA fuses and reorders float32 sums)."""
+    out = run(files['root'], 'xla', files['flags'], *hp_flags(), '--vector_l2', *NO_DROPOUT, '--xla')
+    for got, want in zip(read_log(out), numpy_reference['evaluations']):
+        for k in ['tr_cost', 'va_cost']:
+            np.testing.assert_allclose(got[k], want[k], rtol=0, atol=2e-6, err_msg=k)
+        assert (got['tr_acc'], got['va_acc']) == pytest.approx((want['tr_acc'], want['va_acc']), abs=1e-9)
+    scalars = read_scalars(out)
+    cost, lrt, norm = (np.array(x) for x in zip(*numpy_reference['updates']))
+    np.testing.assert_allclose(scalars['train/clf_cost'], cost, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(scalars['train/lr'], lrt, rtol=1e-6, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ flags
+
+ORIGINAL_DEFAULTS = dict(
+    desc='rocstories', dataset='rocstories', log_dir='log/', save_dir='save/', data_dir='data/',
+    submission_dir='submission/', submit=False, analysis=False, seed=42, n_iter=3, n_batch=8, max_grad_norm=1,
+    lr=6.25e-5, lr_warmup=0.002, n_ctx=512, n_embd=768, n_head=12, n_layer=12, embd_pdrop=0.1, attn_pdrop=0.1,
+    resid_pdrop=0.1, clf_pdrop=0.1, l2=0.01, vector_l2=False, n_gpu=4, opt='adam', afn='gelu',
+    lr_schedule='warmup_linear', encoder_path='model/encoder_bpe_40000.json', bpe_path='model/vocab_40000.bpe',
+    n_transfer=12, lm_coef=0.5, b1=0.9, b2=0.999, e=1e-8)
+
+
+def test_every_flag_of_the_original_defaults_to_the_originals_value():
+    args = vars(train.parse_args([]))
+    for name, value in ORIGINAL_DEFAULTS.items():
+        assert args[name] == value and type(args[name]) is type(value), name
+
+
+def test_the_run_above_sets_every_number_changing_flag_away_from_its_default():
+    """The NumPy run follows the flags' values: a flag that did not reach the computation would leave its default
+    in place and change the numbers (measured: each moves a logged cost by 8e-6 or more, 80 times COST)."""
+    for name, value in {**HP, 'vector_l2': True, 'n_ctx': N_CTX, 'n_embd': N_EMBD, 'n_head': N_HEAD,
+                        'n_layer': N_LAYER}.items():
+        if name not in ('n_iter', 'n_gpu', 'max_grad_norm'):  # these three: see the asserts of the tests above
+            assert value != ORIGINAL_DEFAULTS[name], name
+
+
+# ------------------------------------------------------------------------------------------ dropout
+
+def dropout_calls(monkeypatch, **pdrops):
+    """(site, input, output) of every dropout of one training call of a 2-layer model (n_embd 32, 8 examples of
+    12 tokens) with these drop rates (the others 0)."""
+    n, T, C = 8, 12, 32
+    rng = np.random.RandomState(0)
+    X = np.zeros((n, 2, T, 2), np.int32)
+    X[..., 0] = rng.randint(0, N_VOCAB, (n, 2, T))
+    X[:, :, -1, 0] = CLF
+    X[..., 1] = N_VOCAB + 3 + np.arange(T)
+    M = np.ones((n, 2, T), np.float32)
+    m = Model(N_VOCAB, 3, T, CLF, n_embd=C, n_head=4, n_layer=2,
+              **{**dict(embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0), **pdrops})
+    m.assign([(rng.randn(*p.shape) * 0.3 + ('ln_' in p.name and p.name.endswith('g:0'))).astype(np.float32)
+              for p in m.params])
+    calls, original = [], model_module.dropout
+
+    def recording(x, *args, **kwargs):
+        y = original(x, *args, **kwargs)
+        x, y = np.asarray(x), np.asarray(y)
+        site = ('embd' if x.shape == tuple(m.we.shape) else 'attn' if x.ndim == 4 else
+                'clf' if x.shape == (n, 2, C) else 'resid')
+        calls.append((site, x, y))
+        return y
+
+    monkeypatch.setattr(model_module, 'dropout', recording)
+    m(X, M, np.zeros(n, np.int32), train=True, seed=tf.constant([5, 6], tf.int32))
+    return calls
+
+
+@pytest.mark.parametrize('site', ['embd', 'attn', 'resid', 'clf'])
+def test_one_dropout_site_drops_its_rate_and_scales_the_rest(monkeypatch, site):
+    """Rate 0.25 at one site, 0 elsewhere: there, 75% of the elements kept (a keep probability in place of the
+    rate would keep 25%), scaled by 1 / 0.75, the others zero; every other site the identity."""
+    p = 0.25
+    calls = dropout_calls(monkeypatch, **{site + '_pdrop': p})
+    assert {s for s, _, _ in calls} == {'embd', 'attn', 'resid', 'clf'}
+    for s, x, y in calls:
+        if s != site:
+            np.testing.assert_array_equal(y, x, err_msg=s)
+            continue
+        live = x != 0                                         # attention's masked (future) weights are 0
+        kept = y[live] != 0
+        assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / live.sum()), (s, kept.mean())
+        np.testing.assert_allclose(y[live][kept], x[live][kept] / (1 - p), rtol=1e-6)
+        if s == 'embd':                                       # element-wise: rows hold kept and dropped values
+            mask = y != 0
+            assert np.mean(mask.any(1) & ~mask.all(1)) > 0.9
+        if s == 'clf':                                        # one mask per example, shared by its two choices
+            mask = y != 0
+            np.testing.assert_array_equal(mask[:, 0], mask[:, 1])
+            assert np.mean(mask[:, 0].any(1) & ~mask[:, 0].all(1)) > 0.5
+            assert len({m.tobytes() for m in mask[:, 0]}) == len(mask)
+
+
+def test_the_dropout_masks_change_from_update_to_update(tmp_path):
+    """Every example the same story and endings, lr 0 (the parameters never move), dropout at the original's
+    rates: the batches are identical, so only new masks can change an update's cost."""
+    flags, _ = write_files(str(tmp_path), seed=1, same_story=True)
+    out = run(str(tmp_path), 'same', flags, '--lr', '0', '--n_iter', '2', '--n_batch', '2')
+    costs = read_scalars(out)['train/clf_cost']
+    assert len(costs) == 4 and len(set(costs)) == 4, costs
+    log = read_log(out)
+    assert log[0]['va_cost'] == log[1]['va_cost']  # lr 0: nothing moved
+
+
+# ------------------------------------------------------------------------------------------ precision, optimiser
+
+@pytest.mark.parametrize('precision, dtype', [('bf16', tf.bfloat16), ('fp16', tf.float16)])
+def test_mixed_precision_takes_the_attention_softmax_in_float32(precision, dtype):
+    m = Model(N_VOCAB, 3, 12, CLF, n_embd=16, n_head=2, n_layer=2, precision=precision)
+    X = np.zeros((2, 2, 12, 2), np.int32)
+    X[..., 0], X[..., 1] = CLF, N_VOCAB + 3 + np.arange(12)
+    spec = [tf.TensorSpec(X.shape, tf.int32), tf.TensorSpec((2, 2, 12), tf.float32), tf.TensorSpec((2,), tf.int32)]
+    for fused in [False, True]:
+        graph = tf.function(lambda X, M, Y: m(X, M, Y, train=True, seed=tf.constant([1, 2]), fused=fused)
+                            ).get_concrete_function(*spec).graph
+        ops = graph.get_operations()
+        assert [op.get_attr('T') for op in ops if op.type == 'Softmax'] == [tf.float32] * 2
+        assert dtype in [op.get_attr('T') for op in ops if op.type == 'MatMul']   # the 16-bit type is used
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_adam_fused_and_op_by_op_match_the_numpy_adam(fused):
+    """Both updates of opt.Adam (one XLA kernel per parameter, the default; op by op, for mirrored variables)
+    against tests/reference.py, with weight decay and clipping active."""
+    from opt import Adam, warmup_linear
+    rng = np.random.RandomState(0)
+    values = [rng.randn(4, 3).astype(np.float32), rng.randn(5).astype(np.float32)]
+    grads = [[rng.randn(*v.shape).astype(np.float32) for v in values] for _ in range(3)]
+    params = [tf.Variable(v) for v in values]
+    adam = Adam(params, 1e-2, warmup_linear, 10, l2=0.1, max_grad_norm=1, fused=fused)
+    p, m, v = values, [np.zeros_like(x) for x in values], [np.zeros_like(x) for x in values]
+    for k, g in enumerate(grads, start=1):
+        adam.apply([tf.constant(x) for x in g])
+        p, m, v, _ = reference.adam_step(p, g, m, v, k, 1e-2, 'warmup_linear', 10, l2=0.1, max_grad_norm=1)
+    for got, want in zip(params + adam.m + adam.v, p + m + v):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-7)
