@@ -311,8 +311,6 @@ def test_the_submission_and_the_analysis_use_the_best_evaluation(the_run, numpy_
     np.testing.assert_array_equal(predictions, np.argmax(logits, 1))
     assert 'ROCStories Valid Accuracy: %.2f' % best['va_acc'] in the_run['printed']
     assert 'ROCStories Test Accuracy:  %.2f' % (np.mean(predictions == teY) * 100) in the_run['printed']
-    log = read_log(the_run['out'])
-    assert log[-1]['va_acc'] < best['va_acc'] or log[0]['va_acc'] < best['va_acc']
 
 
 def test_the_evaluation_lines_are_printed(the_run):
