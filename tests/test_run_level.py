@@ -1,7 +1,7 @@
 """The run as a whole (SPEC "The run"), seen through its outputs: a tiny train.py run against a NumPy re-computation
-of the same run (the split, the epochs' orders from numpy's global generator, every update from float64
-finite-difference gradients and tests/reference.py's Adam, every evaluation), and the flags, dropout sites and
-switches that change a run's numbers. Nothing here takes a number from the code under test."""
+of the same run (the split, the epochs' orders from numpy's global generator, every update from tests/reference.py's
+float64 gradient, checked here against finite differences, and its Adam, every evaluation), and the flags, dropout
+sites and switches that change a run's numbers. Nothing here takes a number from the code under test."""
 import contextlib
 import csv
 import glob
@@ -156,23 +156,34 @@ def loss(params, X, M, Y, lm_coef, afn):
     return clf_losses.mean() + lm_coef * lm_losses.mean(), clf_losses.mean()
 
 
-def gradients(params, X, M, Y, lm_coef, afn, h=1e-5):
-    """Central finite differences of the training loss in float64, element by element."""
-    params = [np.asarray(p, np.float64) for p in params]
-    grads = []
-    for p in params:
-        g = np.zeros_like(p)
-        flat, gflat = p.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            x = flat[i]
-            flat[i] = x + h
-            up = loss(params, X, M, Y, lm_coef, afn)[0]
-            flat[i] = x - h
-            down = loss(params, X, M, Y, lm_coef, afn)[0]
-            flat[i] = x
-            gflat[i] = (up - down) / (2 * h)
-        grads.append(g)
-    return grads
+def finite_differences(params, X, M, Y, lm_coef, afn, elements, h=1e-5):
+    """Central finite differences of the training loss in float64 at `elements`, (param index, flat index) pairs."""
+    params = [np.array(p, np.float64) for p in params]
+    out = []
+    for j, i in elements:
+        flat = params[j].reshape(-1)
+        x = flat[i]
+        flat[i] = x + h
+        up = loss(params, X, M, Y, lm_coef, afn)[0]
+        flat[i] = x - h
+        down = loss(params, X, M, Y, lm_coef, afn)[0]
+        flat[i] = x
+        out.append((up - down) / (2 * h))
+    return np.array(out)
+
+
+@pytest.mark.parametrize('afn, lm_coef', [('swish', 2.0), ('gelu', 0.5), ('relu', 0.)])
+def test_the_numpy_gradient_is_the_finite_difference_gradient(tmp_path, afn, lm_coef):
+    _, params = write_files(str(tmp_path))
+    (X, M, Y), _, _ = read_split(str(tmp_path / 'data'))[0]
+    X, M, Y = X[:4], M[:4], Y[:4]
+    _, _, grads = reference.loss_and_gradients(params, X, M, Y, N_HEAD, CLF, lm_coef, afn)
+    rng = np.random.RandomState(0)
+    elements = [(j, i) for j, p in enumerate(params) for i in rng.choice(p.size, min(p.size, 6), replace=False)]
+    want = finite_differences(params, X, M, Y, lm_coef, afn, elements)
+    got = np.array([grads[j].reshape(-1)[i] for j, i in elements])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
+    assert np.abs(want).max() > 1e-2
 
 
 def evaluate(params, X, M, Y, afn):
@@ -195,8 +206,8 @@ def numpy_run(params, data, hp):
         order = shuffle(np.arange(len(trY)), random_state=np.random.mtrand._rand)
         for b in range(len(trY) // n_batch):
             i = order[b * n_batch:(b + 1) * n_batch]
-            cost = loss(params, trX[i], trM[i], trY[i], hp['lm_coef'], hp['afn'])[1]
-            grads = gradients(params, trX[i], trM[i], trY[i], hp['lm_coef'], hp['afn'])
+            _, cost, grads = reference.loss_and_gradients(params, trX[i], trM[i], trY[i], N_HEAD, CLF, hp['lm_coef'],
+                                                          hp['afn'])
             k += 1
             params, m, v, lrt = reference.adam_step(
                 params, grads, m, v, k, hp['lr'], schedule, t_total, hp['b1'], hp['b2'], hp['e'], hp['l2'],
