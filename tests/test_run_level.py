@@ -30,8 +30,8 @@ N_TRAIN, N_VALID, N_TEST = 16, 374, 20            # the original's split always 
 N_EMBD, N_HEAD, N_LAYER, N_CTX = 8, 2, 1, 16      # --n_ctx 16: max_len 6, and n_ctx becomes 15
 # The run: non-default values of every flag that changes a number, so that a flag ignored (its default used
 # instead) changes the run; dropout off, so that the NumPy run can follow it update by update.
-HP = dict(seed=7, n_iter=3, n_batch=2, n_gpu=4, lr=2e-3, lr_warmup=0.2, lr_schedule='warmup_cosine', l2=0.05,
-          b1=0.8, b2=0.9, e=1e-4, lm_coef=2.0, max_grad_norm=1, afn='swish')
+HP = dict(seed=7, n_iter=3, n_batch=4, n_gpu=2, lr=2e-3, lr_warmup=0.2, lr_schedule='warmup_cosine', l2=0.05,
+          b1=0.8, b2=0.9, e=1e-4, lm_coef=2.0, max_grad_norm=2, afn='swish')
 DATA_SEED = 18  # data and initial parameters whose run has a later evaluation tying the first best (see the tests)
 NO_DROPOUT = ['--embd_pdrop', '0', '--attn_pdrop', '0', '--resid_pdrop', '0', '--clf_pdrop', '0']
 
@@ -273,7 +273,7 @@ def test_each_evaluation_logs_the_numpy_runs_costs_and_accuracies(the_run, numpy
 
 def test_each_update_is_the_numpy_runs_update(the_run, numpy_reference):
     """Per update, in the order of numpy's epochs: the batch's classifier cost before it, its gradient's norm
-    (before clipping), and the learning rate of SPEC "Optimiser" step 3 with t_total = 16 // 8 * 3."""
+    (before clipping), and the learning rate of SPEC "Optimiser" step 3 with t_total = 16 // (4 * 2) * 3."""
     scalars = read_scalars(the_run['out'])
     cost, lrt, norm = (np.array(x) for x in zip(*numpy_reference['updates']))
     np.testing.assert_allclose(scalars['train/clf_cost'], cost, **COST)
@@ -370,7 +370,7 @@ def test_the_run_above_sets_every_number_changing_flag_away_from_its_default():
     in place and change the numbers (measured: each moves a logged cost by 8e-6 or more, 80 times COST)."""
     for name, value in {**HP, 'vector_l2': True, 'n_ctx': N_CTX, 'n_embd': N_EMBD, 'n_head': N_HEAD,
                         'n_layer': N_LAYER}.items():
-        if name not in ('n_iter', 'n_gpu', 'max_grad_norm'):  # these three: see the asserts of the tests above
+        if name != 'n_iter':  # the default 3 here; test_the_dropout_masks_change_from_update_to_update runs 2
             assert value != ORIGINAL_DEFAULTS[name], name
 
 
