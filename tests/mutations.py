@@ -179,12 +179,14 @@ def main():
                 print(f"baseline {'passes' if status == 0 else f'FAILS ({status})'}: {' '.join(tests)}", flush=True)
                 if status:
                     sys.exit(1)
-    with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
-        results = list(pool.map(lambda m: try_mutation(m, args.timeout), mutations))
     width = max(len(m[0]) for m in mutations)
-    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(13)}  result          seconds")
-    for (name, path, *_), (result, seconds) in zip(mutations, results):
-        print(f"{name.ljust(width)}  {path.ljust(13)}  {result.ljust(14)}  {seconds:7.0f}")
+    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(13)}  result          seconds", flush=True)
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
+        for (name, path, *_), (result, seconds) in zip(mutations, pool.map(lambda m: try_mutation(m, args.timeout),
+                                                                            mutations)):
+            print(f"{name.ljust(width)}  {path.ljust(13)}  {result.ljust(14)}  {seconds:7.0f}", flush=True)
+            results.append((result, seconds))
     caught = sum(r == 'caught' for r, _ in results)
     applicable = sum(r in ('caught', 'survived') for r, _ in results)
     print(f"\n{caught} of {applicable} applicable mutations caught ({len(mutations) - applicable} not applicable)")
