@@ -473,3 +473,37 @@ def test_adam_fused_and_op_by_op_match_the_numpy_adam(fused):
         p, m, v, _ = reference.adam_step(p, g, m, v, k, 1e-2, 'warmup_linear', 10, l2=0.1, max_grad_norm=1)
     for got, want in zip(params + adam.m + adam.v, p + m + v):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-7)
+
+
+def test_each_replica_part_and_update_draws_its_own_dropout_masks(monkeypatch):
+    """Two replicas, two accumulated parts each, two updates, every example the same (dropout at the original's
+    rates): each model call drops `we` with a mask of its own, so no two parts, replicas or updates share masks.
+    (Which masks they are depends on how seeds are derived; that they all differ does not.)"""
+    from opt import Adam, warmup_linear
+    T = 10
+    X = np.zeros((16, 2, T, 2), np.int32)
+    X[..., 0] = [START, 3, 4, 5, DELIMITER, 6, 7, CLF, 0, 0]
+    X[..., 1] = N_VOCAB + 3 + np.arange(T)
+    M = (X[..., 0] > 0).astype(np.float32)
+    strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+    with strategy.scope():
+        m = Model(N_VOCAB, 3, T, CLF, n_embd=16, n_head=2, n_layer=1)
+        adam = Adam(m.params, 1e-30, warmup_linear, 10)
+    masks, original = [], model_module.dropout
+
+    def recording(x, *args, **kwargs):
+        y = original(x, *args, **kwargs)
+        if tuple(x.shape) == tuple(m.we.shape):
+            masks.append(np.asarray(y) != 0)
+        return y
+
+    monkeypatch.setattr(model_module, 'dropout', recording)
+    tf.config.run_functions_eagerly(True)  # the masks as values
+    try:
+        step = train.make_train_step(m, adam, strategy, lm_coef=0.5, seed=0, accum_steps=2)
+        for batch in train.train_batches(strategy, X, M, np.zeros(16, np.int32), 8):
+            step(*batch)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert len(masks) >= 8 and all(0.8 < mk.mean() < 0.97 for mk in masks)
+    assert len({mk.tobytes() for mk in masks}) == len(masks)
