@@ -108,6 +108,8 @@ MUTATIONS = [
      [RUN_LEVEL, '-k', 'own_dropout']),
     ('accuracy by argmin', 'train.py', 'np.mean(np.argmax(logits, 1) == Y)', 'np.mean(np.argmin(logits, 1) == Y)',
      [RUN_LEVEL, '-k', 'evaluation_logs']),
+    ('accuracy: a tie goes to choice 1', 'train.py', 'np.mean(np.argmax(logits, 1) == Y)',
+     'np.mean((logits[:, 1] >= logits[:, 0]) == Y)', [RUN_LEVEL, '-k', 'accuracy']),
     ('analysis reads the last evaluation', 'analysis.py',
      "valid_accuracy = logs[int(np.argmax([log['va_acc'] for log in logs]))]['va_acc']",
      "valid_accuracy = logs[-1]['va_acc']", ['tests/test_analysis.py', RUN_LEVEL, '-k', 'analysis or accuracy']),
