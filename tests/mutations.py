@@ -125,7 +125,7 @@ MUTATIONS = [
      [RUN_LEVEL, '-k', 'adam']),
     ('--xla: labels flipped in the compiled step', 'train.py',
      'part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads',
-     'part_grads = tf.function(lambda X, M, Y, s: part_grads(X, M, 1 - Y, s), jit_compile=True) if jit_compile '
+     'part_grads = tf.function(lambda X, M, Y, s, f=part_grads: f(X, M, 1 - Y, s), jit_compile=True) if jit_compile '
      'else part_grads', [RUN_LEVEL, '-k', 'xla']),
 ]
 

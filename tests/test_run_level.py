@@ -320,6 +320,10 @@ def test_the_submission_and_the_analysis_use_the_best_evaluation(the_run, numpy_
     assert rows[0] == ['index', 'prediction'] and [int(r[0]) for r in rows[1:]] == list(range(N_TEST))
     predictions = np.array([int(r[1]) for r in rows[1:]])
     np.testing.assert_array_equal(predictions, np.argmax(logits, 1))
+    # the probabilities beside it, to their 6 printed decimals: the last evaluation's parameters give 6e-4 away
+    with open(os.path.join(the_run['out'], 'submission', 'ROCStories_probs.tsv')) as f:
+        probs = np.array([[float(p) for p in line.split('\t')[1:]] for line in list(f)[1:]])
+    np.testing.assert_allclose(probs, reference.softmax(logits), rtol=0, atol=2e-6)
     assert 'ROCStories Valid Accuracy: %.2f' % best['va_acc'] in the_run['printed']
     assert 'ROCStories Test Accuracy:  %.2f' % (np.mean(predictions == teY) * 100) in the_run['printed']
 
