@@ -144,29 +144,37 @@ def copy_project(dst):
 
 
 def run_tests(where, tests, timeout):
-    """0 when the selected tests pass in `where`; else pytest's status (124 on a timeout)."""
+    """(status, how): status 0 when the selected tests pass in `where`, else pytest's (124 on a timeout); how, the
+    first failure as pytest's summary names it (test and exception)."""
     try:
-        return subprocess.run([sys.executable, '-m', 'pytest', '-q', '-x', '-p', 'no:cacheprovider'] + tests, cwd=where,
-                              capture_output=True, timeout=timeout).returncode
+        done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-x', '-p', 'no:cacheprovider', '-rfE'] + tests,
+                              cwd=where, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return 124
+        return 124, 'timeout'
+    failures = [line for line in done.stdout.splitlines() if line.startswith(('FAILED ', 'ERROR '))]
+    if not failures:
+        return done.returncode, ''
+    test = failures[0].split('::', 1)[-1].split(' - ')[0]
+    errors = [line[1:].strip() for line in done.stdout.splitlines() if line.startswith('E ') and line[1:].strip()]
+    return done.returncode, f"{test} ({errors[0].split(':')[0][:40] if errors else '?'})"
 
 
 def try_mutation(mutation, timeout):
-    """'caught', 'survived', 'not applicable' or 'ambiguous' for one mutation, and the seconds it took."""
+    """'caught', 'survived', 'not applicable' or 'ambiguous' for one mutation, the seconds it took, and the test
+    failure that caught it."""
     name, path, original, replacement, tests = mutation
     start = time.time()
     with open(os.path.join(ROOT, path), encoding='utf-8') as f:
         text = f.read()
     count = text.count(original)
     if count != 1:
-        return ('not applicable' if count == 0 else 'ambiguous'), 0.
+        return ('not applicable' if count == 0 else 'ambiguous'), 0., ''
     with tempfile.TemporaryDirectory(prefix='mutation-') as tmp:
         copy_project(tmp)
         with open(os.path.join(tmp, path), 'w', encoding='utf-8') as f:
             f.write(text.replace(original, replacement))
-        status = run_tests(tmp, tests, timeout)
-    return ('survived' if status == 0 else 'caught'), time.time() - start
+        status, how = run_tests(tmp, tests, timeout)
+    return ('survived' if status == 0 else 'caught'), time.time() - start, how
 
 
 def main():
@@ -182,20 +190,20 @@ def main():
         with tempfile.TemporaryDirectory(prefix='mutation-baseline-') as tmp:
             copy_project(tmp)
             for tests in selections:
-                status = run_tests(tmp, list(tests), args.timeout)
+                status, _ = run_tests(tmp, list(tests), args.timeout)
                 print(f"baseline {'passes' if status == 0 else f'FAILS ({status})'}: {' '.join(tests)}", flush=True)
                 if status:
                     sys.exit(1)
     width = max(len(m[0]) for m in mutations)
-    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(13)}  result          seconds", flush=True)
+    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(13)}  result          seconds  caught by", flush=True)
     results = []
     with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
-        for (name, path, *_), (result, seconds) in zip(mutations, pool.map(lambda m: try_mutation(m, args.timeout),
-                                                                            mutations)):
-            print(f"{name.ljust(width)}  {path.ljust(13)}  {result.ljust(14)}  {seconds:7.0f}", flush=True)
-            results.append((result, seconds))
-    caught = sum(r == 'caught' for r, _ in results)
-    applicable = sum(r in ('caught', 'survived') for r, _ in results)
+        for (name, path, *_), (result, seconds, how) in zip(mutations, pool.map(lambda m: try_mutation(m, args.timeout),
+                                                                                 mutations)):
+            print(f"{name.ljust(width)}  {path.ljust(13)}  {result.ljust(14)}  {seconds:7.0f}  {how}", flush=True)
+            results.append(result)
+    caught = sum(r == 'caught' for r in results)
+    applicable = sum(r in ('caught', 'survived') for r in results)
     print(f"\n{caught} of {applicable} applicable mutations caught ({len(mutations) - applicable} not applicable)")
 
 
