@@ -261,6 +261,7 @@ COST = dict(rtol=0, atol=1e-6)  # float32 against float64: 1e-7 measured; a flag
 
 def test_each_evaluation_logs_the_numpy_runs_costs_and_accuracies(the_run, numpy_reference):
     log, expected = read_log(the_run['out']), numpy_reference['evaluations']
+    assert numpy_reference['n_ctx'] == 15  # 3 + 6 + 6: --n_ctx 16's max_len cuts stories and endings
     assert [(e['n_epochs'], e['n_updates']) for e in log] == [(1, 2), (2, 4), (3, 6)]
     for got, want in zip(log, expected):
         for k in ['tr_cost', 'va_cost']:
@@ -295,7 +296,8 @@ def test_the_epochs_are_successive_draws_of_numpys_generator(numpy_reference, th
     logged = read_scalars(the_run['out'])['train/clf_cost']
     params = numpy_reference['evaluations'][0]['params']  # after epoch 1: epoch 2's first batch
     at_update_3 = [loss(params, trX[o[:8]], trM[o[:8]], trY[o[:8]], HP['lm_coef'], HP['afn'])[1] for o in orders]
-    assert abs(logged[2] - at_update_3[1]) < 1e-6 < min(abs(logged[2] - at_update_3[0]), abs(logged[2] - at_update_3[2]))
+    others = [abs(logged[2] - at_update_3[0]), abs(logged[2] - at_update_3[2])]
+    assert abs(logged[2] - at_update_3[1]) < 1e-6 < min(others)
 
 
 def test_best_params_holds_the_first_best_evaluation(files, the_run, numpy_reference):
