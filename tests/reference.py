@@ -176,3 +176,126 @@ def adam_step(params, grads, m, v, k, lr, schedule, t_total, b1=0.9, b2=0.999, e
         new_m.append(mi.astype(np.float32))
         new_v.append(vi.astype(np.float32))
     return new_p, new_m, new_v, lrt
+
+
+# ------------------------------------------------------------------------------------------ the gradient
+
+def _act_grad(afn, x):
+    if afn == 'gelu':
+        c = math.sqrt(2 / math.pi)
+        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+    if afn == 'swish':
+        s = 1 / (1 + np.exp(-x))
+        return s + x * s * (1 - s)
+    return (x > 0).astype(x.dtype)
+
+
+def _layer_norm_cache(x, g, b, e=1e-5):
+    u = x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt(((x - u) ** 2).mean(-1, keepdims=True) + e)
+    xhat = (x - u) * r
+    return xhat * g + b, (xhat, r, g)
+
+
+def _layer_norm_grad(dy, cache):
+    """(dx, dg, db) of LN's output gradient dy."""
+    xhat, r, g = cache
+    dxhat = dy * g
+    dx = r * (dxhat - dxhat.mean(-1, keepdims=True) - xhat * (dxhat * xhat).mean(-1, keepdims=True))
+    return dx, (dy * xhat).reshape(-1, xhat.shape[-1]).sum(0), dy.reshape(-1, dy.shape[-1]).sum(0)
+
+
+def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu'):
+    """The training loss mean(clf_losses) + lm_coef * mean(lm_losses) (the clf term alone if lm_coef <= 0) of
+    SPEC "The model" without dropout, its mean classifier loss, and its gradient with respect to every parameter:
+    backpropagation by hand in float64, the forward as `forward` above (tests check it against finite
+    differences). Returns (loss, clf_loss, grads)."""
+    params = [np.asarray(p, np.float64) for p in params]
+    we = params[0]
+    n_layer = (len(params) - 3) // 12
+    x = np.asarray(X).reshape(-1, X.shape[-2], 2)
+    m = np.asarray(M, np.float64).reshape(-1, M.shape[-1])
+    B, T = x.shape[:2]
+    C = we.shape[1]
+    H, d = n_head, C // n_head
+    tril = np.tril(np.ones((T, T)))
+
+    def heads(a):
+        return a.reshape(B, T, H, d).transpose(0, 2, 1, 3)
+
+    def merge(a):
+        return a.transpose(0, 2, 1, 3).reshape(B, T, C)
+
+    h = we[x[..., 0]] + we[x[..., 1]]
+    caches = []
+    for l in range(n_layer):
+        (w_attn, b_attn, w_aproj, b_aproj, g1, b1, w_fc, b_fc, w_mproj, b_mproj, g2, b2) = params[1 + 12 * l:13 + 12 * l]
+        c = h @ w_attn[0] + b_attn
+        q, k, v = heads(c[..., :C]), heads(c[..., C:2 * C]), heads(c[..., 2 * C:])
+        w = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d)
+        p = softmax(w * tril - 1e9 * (1 - tril))
+        o = merge(p @ v)
+        n, ln1 = _layer_norm_cache(h + o @ w_aproj[0] + b_aproj, g1, b1)
+        z = n @ w_fc[0] + b_fc
+        f = ACT[afn](z)
+        h_out, ln2 = _layer_norm_cache(n + f @ w_mproj[0] + b_mproj, g2, b2)
+        caches.append((h, q, k, v, p, o, n, ln1, z, f, ln2))
+        h = h_out
+
+    grads = [np.zeros_like(a) for a in params]
+    # classifier
+    pool = np.argmax(x[..., 0] == clf_token, axis=1)
+    clf_h = h[np.arange(B), pool]
+    logits = (clf_h @ params[-2] + params[-1]).reshape(-1, 2)
+    n_ex = len(logits)
+    clf_losses = -log_softmax(logits)[np.arange(n_ex), np.asarray(Y)]
+    dlogits = softmax(logits)
+    dlogits[np.arange(n_ex), np.asarray(Y)] -= 1
+    dlogits = dlogits.reshape(-1, 1) / n_ex                                            # (B, 1)
+    grads[-2] = clf_h.T @ dlogits
+    grads[-1] = dlogits.sum(0)
+    dh = np.zeros_like(h)
+    dh[np.arange(B), pool] += dlogits @ params[-2].T
+    # language model
+    lm_logits = h[:, :-1] @ we.T                                                       # (B, T-1, V)
+    logp = log_softmax(lm_logits)
+    target = x[:, 1:, 0]
+    nll = -np.take_along_axis(logp, target[..., None], -1)[..., 0]
+    lm_losses = (nll * m[:, 1:]).sum(1) / m[:, 1:].sum(1)
+    loss = clf_losses.mean()
+    if lm_coef > 0:
+        loss = loss + lm_coef * lm_losses.mean()
+        dnll = lm_coef / B * m[:, 1:] / m[:, 1:].sum(1, keepdims=True)                # (B, T-1)
+        dlm = np.exp(logp)
+        np.put_along_axis(dlm, target[..., None], np.take_along_axis(dlm, target[..., None], -1) - 1, -1)
+        dlm *= dnll[..., None]
+        dh[:, :-1] += dlm @ we
+        grads[0] += np.einsum('btv,btc->vc', dlm, h[:, :-1])
+    # the blocks, last first
+    for l in reversed(range(n_layer)):
+        (w_attn, b_attn, w_aproj, b_aproj, g1, b1, w_fc, b_fc, w_mproj, b_mproj, g2, b2) = params[1 + 12 * l:13 + 12 * l]
+        h_in, q, k, v, p, o, n, ln1, z, f, ln2 = caches[l]
+        i = 1 + 12 * l
+        du2, grads[i + 10], grads[i + 11] = _layer_norm_grad(dh, ln2)
+        grads[i + 8] = (f.reshape(-1, f.shape[-1]).T @ du2.reshape(-1, C))[None]
+        grads[i + 9] = du2.reshape(-1, C).sum(0)
+        dz = (du2 @ w_mproj[0].T) * _act_grad(afn, z)
+        grads[i + 6] = (n.reshape(-1, C).T @ dz.reshape(-1, dz.shape[-1]))[None]
+        grads[i + 7] = dz.reshape(-1, dz.shape[-1]).sum(0)
+        dn = du2 + dz @ w_fc[0].T
+        du1, grads[i + 4], grads[i + 5] = _layer_norm_grad(dn, ln1)
+        grads[i + 2] = (o.reshape(-1, C).T @ du1.reshape(-1, C))[None]
+        grads[i + 3] = du1.reshape(-1, C).sum(0)
+        do = heads(du1 @ w_aproj[0].T)                                                 # (B, H, T, d)
+        dp = do @ v.transpose(0, 1, 3, 2)
+        dv = p.transpose(0, 1, 3, 2) @ do
+        dw = p * (dp - (dp * p).sum(-1, keepdims=True)) * tril / math.sqrt(d)
+        dq, dk = dw @ k, dw.transpose(0, 1, 3, 2) @ q
+        dc = np.concatenate([merge(dq), merge(dk), merge(dv)], -1)                     # (B, T, 3C)
+        grads[i] = (h_in.reshape(-1, C).T @ dc.reshape(-1, 3 * C))[None]
+        grads[i + 1] = dc.reshape(-1, 3 * C).sum(0)
+        dh = du1 + dc @ w_attn[0].T
+    np.add.at(grads[0], x[..., 0].ravel(), dh.reshape(-1, C))
+    np.add.at(grads[0], x[..., 1].ravel(), dh.reshape(-1, C))
+    return loss, clf_losses.mean(), grads

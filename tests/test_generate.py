@@ -230,3 +230,13 @@ def test_cli_missing_test_file(files, capsys, tmp_path):
                                                   ('--n_ctx', '600', 'larger than the 512 positions')])
 def test_cli_bad_flag(files, capsys, flag, value, message):
     expect_error(files, capsys, message, '--prompt', 'Hello.', flag, value)
+
+
+@pytest.mark.parametrize('temperature', [0.5, 2.0])
+def test_sampling_draws_from_the_softmax_of_the_logits_over_the_temperature(temperature):
+    logits = np.array([0., 1., 2., 3.])
+    rng = np.random.RandomState(0)
+    draws = [generate.pick(logits, temperature, 0, rng) for _ in range(5000)]
+    expected = reference.softmax(logits / temperature)
+    # 5000 draws: a frequency's standard deviation is at most 0.007; temperature 1 would be 0.1 or more away
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 5000, expected, rtol=0, atol=0.03)

@@ -1,0 +1,211 @@
+"""Mutation testing: plant one-line bugs, one at a time, in a temporary copy of the project, run the tests that
+should catch each, and print a caught / survived table. Not part of the test suite (pytest collects test_*.py
+files only; this one defines no tests):
+
+    python tests/mutations.py                 # every mutation (20-40 minutes on 2 cores)
+    python tests/mutations.py -k lm_coef -j 2 # the mutations whose name contains lm_coef, two at a time
+
+A mutation whose original text is no longer found (the code was changed since) is reported 'not applicable':
+update its text. Before the mutations, each distinct test selection runs once on the unchanged copy (--no_baseline
+skips that): a selection that fails there would count every mutation as caught.
+"""
+import argparse
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_LEVEL = 'tests/test_run_level.py'
+
+# (name, file, original text (must occur exactly once), replacement, pytest arguments that should catch it)
+MUTATIONS = [
+    # --- layers: the model
+    ('gelu constant', 'model.py', '(x + 0.044715 * tf.pow(x, 3))', '(x + 0.04715 * tf.pow(x, 3))',
+     ['tests/test_model.py', '-k', 'numpy_reference']),
+    ('gelu fused gradient', 'model.py', 'c * (1 + 3 * 0.044715 * x * x)', 'c * (1 + 0.044715 * x * x)',
+     ['tests/test_fast_paths.py', '-k', 'fused_kernels']),
+    ('LayerNorm epsilon', 'model.py', 'def norm(x, g, b, e=1e-5):', 'def norm(x, g, b, e=1e-3):',
+     ['tests/test_model.py', '-k', 'epsilon or numpy_reference']),
+    ('fused LayerNorm epsilon', 'model.py', 'def fused_norm(x, g, b, e=1e-5):', 'def fused_norm(x, g, b, e=1e-3):',
+     ['tests/test_fast_paths.py', '-k', 'fused_kernels or fused_forward']),
+    ('attention scaling', 'model.py', 'w = w * tf.math.rsqrt(tf.cast(v.shape[-1], w.dtype))',
+     'w = w / tf.cast(v.shape[-1], w.dtype)', ['tests/test_model.py', '-k', 'numpy_reference']),
+    ('causal mask', 'model.py', 'tf.linalg.band_part(tf.ones([T, T]), -1, 0)', 'tf.linalg.band_part(tf.ones([T, T]), -1, -1)',
+     ['tests/test_model.py', '-k', 'causal or numpy_reference']),
+    ('masking of attention weights', 'model.py', 'return w * b + -1e9 * (1 - b)', 'return w * b',
+     ['tests/test_model.py', '-k', 'causal or numpy_reference']),
+    ('pooling at the delimiter', 'model.py', 'tf.equal(X[:, :, 0], self.clf_token)', 'tf.equal(X[:, :, 0], self.clf_token - 1)',
+     ['tests/test_model.py', '-k', 'numpy_reference']),
+    ('dropout keep/drop confusion', 'model.py', 'tf.cast(u >= pdrop, x.dtype)', 'tf.cast(u < pdrop, x.dtype)',
+     ['tests/test_model.py', '-k', 'dropout']),
+    ('classifier dropout mask per choice', 'model.py', "tf.concat([tf.shape(clf_h)[:1], [1, self.n_embd]], 0)",
+     "tf.concat([tf.shape(clf_h)[:1], [2, self.n_embd]], 0)", ['tests/test_model.py', '-k', 'dropout']),
+    ('special rows scale', 'model.py', '(np.random.randn(n_special, n_embd) * 0.02)', '(np.random.randn(n_special, n_embd) * 0.01)',
+     ['tests/test_loading.py']),
+    # --- layers: the optimiser
+    ('Adam bias correction', 'opt.py', 'tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)', 'tf.sqrt(1 - self.b2 ** t)',
+     ['tests/test_opt.py']),
+    ('Adam epsilon inside the root', 'opt.py', 'pt = p - lrt * (mt / (tf.sqrt(vt) + e) + l2 * p)',
+     'pt = p - lrt * (mt / tf.sqrt(vt + e) + l2 * p)', ['tests/test_opt.py']),
+    ('Adam decay on vectors', 'opt.py', 'l2 = self.l2 if len(p.shape) > 1 or self.vector_l2 else 0.', 'l2 = self.l2',
+     ['tests/test_opt.py']),
+    ('Adam schedule counter before the increment', 'opt.py', 'lrt = self.learning_rate(t)', 'lrt = self.learning_rate(t - 1)',
+     ['tests/test_opt.py']),
+    ('Adam clipping per tensor', 'opt.py', 'grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)',
+     'grads = [tf.clip_by_norm(g, self.max_grad_norm) for g in grads]', ['tests/test_opt.py']),
+    # --- layers: the data
+    ('data split seed', 'datasets.py', 'SPLIT_SEED = 3535999445', 'SPLIT_SEED = 3535999444', ['tests/test_datasets.py']),
+    ('position ids', 'datasets.py', 'np.arange(n_vocab + 3, n_vocab + 3 + n_ctx)', 'np.arange(n_vocab + 2, n_vocab + 2 + n_ctx)',
+     ['tests/test_datasets.py']),
+    ('BPE end-of-word mark', 'text_utils.py', "word = tuple(token[:-1]) + (token[-1] + '</w>',)", 'word = tuple(token)',
+     ['tests/test_text_utils.py']),
+    ('BPE highest rank first', 'text_utils.py', 'first, second = min(ranked)[1]', 'first, second = max(ranked)[1]',
+     ['tests/test_text_utils.py']),
+    ('packed evaluation mask', 'model.py', 'tf.equal(seg[:, None, :], 0)', 'tf.equal(seg[:, None, :], 3)',
+     ['tests/test_fast_paths.py', '-k', 'packed']),
+    ('context length', 'train.py', 'max_len = args.n_ctx // 2 - 2', 'max_len = args.n_ctx // 2 - 1',
+     [RUN_LEVEL, '-k', 'evaluation_logs']),
+    # --- the run (the survivors of issue 15)
+    ('lm_coef fixed at 0.5 in the run', 'train.py', 'make_train_step(model, opt, strategy, args.lm_coef,',
+     'make_train_step(model, opt, strategy, 0.5,', [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
+    ('lm_coef ignored by the loss', 'train.py', 'return tf.reduce_mean(clf_losses) + lm_coef * tf.reduce_mean(lm_losses)',
+     'return tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)', [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
+    ('attention dropout given a keep probability', 'model.py', 'w = dropout(w, attn_pdrop, train, seeds)',
+     'w = dropout(w, 1 - attn_pdrop, train, seeds)', [RUN_LEVEL, '-k', 'dropout_site']),
+    ('we dropout by rows', 'model.py', 'we = dropout(self.we, self.embd_pdrop, train, seeds)',
+     'we = dropout(self.we, self.embd_pdrop, train, seeds, noise_shape=[self.we.shape[0], 1])',
+     [RUN_LEVEL, '-k', 'dropout_site']),
+    ('best_params saved at every evaluation', 'train.py', 'if args.submit and va_acc > state.best_score:',
+     'if args.submit:', [RUN_LEVEL, '-k', 'best_params']),
+    ('best_params saved on an equal accuracy', 'train.py', 'if args.submit and va_acc > state.best_score:',
+     'if args.submit and va_acc >= state.best_score:', [RUN_LEVEL, '-k', 'best_params']),
+    ('the submission from the last parameters', 'train.py', 'model.assign(joblib.load(params_path))', 'pass',
+     [RUN_LEVEL, '-k', 'submission']),
+    ('no shuffle', 'train.py', 'xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)',
+     'xs, ms, ys = trX, trM, trY', [RUN_LEVEL, '-k', 'update_is']),
+    ('the same order every epoch', 'train.py', 'state.epoch_rng = np.random.get_state()', 'pass',
+     [RUN_LEVEL, '-k', 'update_is']),
+    ('t_total from n_batch alone', 'train.py', 'n_updates_total = (n_train // n_batch_train) * args.n_iter',
+     'n_updates_total = (n_train // args.n_batch) * args.n_iter', [RUN_LEVEL, '-k', 'update_is']),
+    ('evaluation cost summed', 'train.py', 'float(np.sum(np.concatenate(losses), dtype=np.float64)) / len(Y)',
+     'float(np.sum(np.concatenate(losses), dtype=np.float64))', [RUN_LEVEL, '-k', 'evaluation_logs']),
+    ('--deterministic ignored', 'train.py', '        tf.config.experimental.enable_op_determinism()', '        pass',
+     [RUN_LEVEL, '-k', 'determinism']),
+    ('--max_grad_norm not passed to the optimiser', 'train.py', 'max_grad_norm=args.max_grad_norm,', 'max_grad_norm=-1,',
+     [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
+    ('default learning rate', 'train.py', "'--lr', type=float, default=6.25e-5", "'--lr', type=float, default=6.25e-4",
+     [RUN_LEVEL, '-k', 'default']),
+    ('the same dropout seed at every update', 'train.py', 'tf.cast(opt.t, tf.int32)', 'tf.constant(0, tf.int32)',
+     [RUN_LEVEL, '-k', 'masks_change']),
+    ('accumulated parts share the dropout seed', 'train.py',
+     'part_grads(X[part], M[part], Y[part], tf.random.experimental.stateless_fold_in(step_seed, k))',
+     'part_grads(X[part], M[part], Y[part], step_seed)', [RUN_LEVEL, '-k', 'own_dropout']),
+    ('replicas share the dropout seed', 'train.py', 'tf.cast(opt.t, tf.int32)]), replica)', 'tf.cast(opt.t, tf.int32)]), 0)',
+     [RUN_LEVEL, '-k', 'own_dropout']),
+    ('accuracy by argmin', 'train.py', 'np.mean(np.argmax(logits, 1) == Y)', 'np.mean(np.argmin(logits, 1) == Y)',
+     [RUN_LEVEL, '-k', 'evaluation_logs']),
+    ('accuracy: a tie goes to choice 1', 'train.py', 'np.mean(np.argmax(logits, 1) == Y)',
+     'np.mean((logits[:, 1] >= logits[:, 0]) == Y)', [RUN_LEVEL, '-k', 'accuracy']),
+    ('analysis reads the last evaluation', 'analysis.py',
+     "valid_accuracy = logs[int(np.argmax([log['va_acc'] for log in logs]))]['va_acc']",
+     "valid_accuracy = logs[-1]['va_acc']", ['tests/test_analysis.py', RUN_LEVEL, '-k', 'analysis or accuracy']),
+    ('mixed precision softmax in 16 bits', 'model.py', 'w = tf.nn.softmax(w)',
+     'w = tf.cast(tf.nn.softmax(tf.cast(w, v.dtype)), tf.float32)', [RUN_LEVEL, '-k', 'softmax']),
+    ('generate ignores the temperature', 'generate.py', 'logits = np.asarray(logits, np.float64) / temperature',
+     'logits = np.asarray(logits, np.float64)', ['tests/test_generate.py', '-k', 'temperature']),
+    ('fused Adam drops the weight decay', 'opt.py', 'fused_update = tf.function(update_step, jit_compile=True)',
+     'fused_update = tf.function(lambda p, g, m, v, lrt, b1, b2, e, l2: update_step(p, g, m, v, lrt, b1, b2, e, 0.), '
+     'jit_compile=True)', [RUN_LEVEL, '-k', 'adam']),
+    ('op-by-op Adam drops the weight decay', 'opt.py', 'update = fused_update if self.fused and not mirrored else update_step',
+     'update = fused_update if self.fused and not mirrored else (lambda *a: update_step(*a[:-1], 0.))',
+     [RUN_LEVEL, '-k', 'adam']),
+    ('--xla: labels flipped in the compiled step', 'train.py',
+     'part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads',
+     'part_grads = tf.function(lambda X, M, Y, s, f=part_grads: f(X, M, 1 - Y, s), jit_compile=True) if jit_compile '
+     'else part_grads', [RUN_LEVEL, '-k', 'xla']),
+]
+
+
+def project_files():
+    """The project's files as git sees them (tracked, and untracked but not ignored)."""
+    out = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    return [path for path in out.splitlines() if os.path.isfile(os.path.join(ROOT, path))]
+
+
+def copy_project(dst):
+    for path in project_files():
+        os.makedirs(os.path.dirname(os.path.join(dst, path)) or dst, exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, path), os.path.join(dst, path))
+
+
+def run_tests(where, tests, timeout):
+    """(status, how): status 0 when the selected tests pass in `where`, else pytest's (124 on a timeout); how, the
+    first failure as pytest's summary names it (test and exception)."""
+    try:
+        done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-x', '-p', 'no:cacheprovider', '-rfE'] + tests,
+                              cwd=where, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 124, 'timeout'
+    failures = [line for line in done.stdout.splitlines() if line.startswith(('FAILED ', 'ERROR '))]
+    if not failures:
+        return done.returncode, ''
+    test = failures[0].split('::', 1)[-1].split(' - ')[0]
+    errors = [line[1:].strip() for line in done.stdout.splitlines() if line.startswith('E ') and line[1:].strip()]
+    return done.returncode, f"{test} ({errors[0].split(':')[0][:40] if errors else '?'})"
+
+
+def try_mutation(mutation, timeout):
+    """'caught', 'survived', 'not applicable' or 'ambiguous' for one mutation, the seconds it took, and the test
+    failure that caught it."""
+    name, path, original, replacement, tests = mutation
+    start = time.time()
+    with open(os.path.join(ROOT, path), encoding='utf-8') as f:
+        text = f.read()
+    count = text.count(original)
+    if count != 1:
+        return ('not applicable' if count == 0 else 'ambiguous'), 0., ''
+    with tempfile.TemporaryDirectory(prefix='mutation-') as tmp:
+        copy_project(tmp)
+        with open(os.path.join(tmp, path), 'w', encoding='utf-8') as f:
+            f.write(text.replace(original, replacement))
+        status, how = run_tests(tmp, tests, timeout)
+    return ('survived' if status == 0 else 'caught'), time.time() - start, how
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-k', default='', help='only the mutations whose name contains this text')
+    parser.add_argument('-j', type=int, default=1, help='mutations tried at a time')
+    parser.add_argument('--timeout', type=int, default=900, help='seconds allowed to one test run')
+    parser.add_argument('--no_baseline', action='store_true', help='skip running the selections unmutated first')
+    args = parser.parse_args()
+    mutations = [m for m in MUTATIONS if args.k in m[0]]
+    if not args.no_baseline:
+        selections = sorted({tuple(m[4]) for m in mutations})
+        with tempfile.TemporaryDirectory(prefix='mutation-baseline-') as tmp:
+            copy_project(tmp)
+            for tests in selections:
+                status, _ = run_tests(tmp, list(tests), args.timeout)
+                print(f"baseline {'passes' if status == 0 else f'FAILS ({status})'}: {' '.join(tests)}", flush=True)
+                if status:
+                    sys.exit(1)
+    width = max(len(m[0]) for m in mutations)
+    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(13)}  result          seconds  caught by", flush=True)
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
+        for (name, path, *_), (result, seconds, how) in zip(mutations, pool.map(lambda m: try_mutation(m, args.timeout),
+                                                                                 mutations)):
+            print(f"{name.ljust(width)}  {path.ljust(13)}  {result.ljust(14)}  {seconds:7.0f}  {how}", flush=True)
+            results.append(result)
+    caught = sum(r == 'caught' for r in results)
+    applicable = sum(r in ('caught', 'survived') for r in results)
+    print(f"\n{caught} of {applicable} applicable mutations caught ({len(mutations) - applicable} not applicable)")
+
+
+if __name__ == '__main__':
+    main()
