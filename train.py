@@ -297,6 +297,8 @@ def written_files(args, log_path, params_path, submission_path):
 
 
 def train(args, control=None):
+    """The run: check the flags, seed, encode the data, build the model, fine-tune it (logging evaluations), then
+    predict the test set (--submit, --eval_only)."""
     check_args(args)
     control = control or RunControl(resume_command=None)
     if args.resume:
@@ -312,10 +314,57 @@ def train(args, control=None):
     n_batch_train = args.n_batch * args.n_gpu
     check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync, args.accum_steps)
 
-    # Data: encode, size the context to the longest example, build the padded arrays.
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
-    n_vocab, n_special = len(text_encoder.encoder), 3
-    clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
+    n_vocab = len(text_encoder.encoder)
+    n_ctx, (trX, trM, trY), evals, labels, write_cache = prepare_data(args, text_encoder, n_vocab, n_batch_train)
+    n_batches = len(trY) // n_batch_train
+    n_updates_total = n_batches * args.n_iter
+    print(run_plan(args, n_batches, n_batch_train, (len(labels[0]), len(labels[1])), len(labels[2])))
+    model, opt, loss_scale = build_model(args, strategy, n_vocab, n_ctx, n_updates_total)
+
+    multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
+    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
+                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
+                                 loss_scale=loss_scale, n_towers=args.n_gpu)
+    eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
+    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
+    params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
+    state, checkpoint, logger, summaries = start_run(args, control, model, opt, loss_scale, write_cache, log_path,
+                                                     params_path)
+
+    def log():
+        tr_logits, tr_cost = iter_apply(eval_step, evals[0], labels[0], n_batch_train, 'evaluating train')
+        va_logits, va_cost = iter_apply(eval_step, evals[1], labels[1], n_batch_train, 'evaluating valid')
+        tr_acc, va_acc = accuracy(tr_logits, labels[0]), accuracy(va_logits, labels[1])
+        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
+                   tr_acc=tr_acc, va_acc=va_acc)
+        state.n_logged += 1
+        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        with summaries.as_default(step=state.n_updates):
+            for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
+                tf.summary.scalar('eval/' + name, value)
+        if args.submit and va_acc > state.best_score:
+            state.best_score = va_acc
+            save_params(model, params_path)
+
+    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
+    print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
+    if args.eval_only:
+        log()
+    fit(args, control, state, strategy, train_step, (trX, trM, trY), n_batch_train, multiple, log, checkpoint, model,
+        summaries, check=loss_scale is None)
+    summaries.close()
+
+    submission_path = None
+    if args.submit or args.eval_only:
+        submission_path = predict(args, model, eval_step, evals[2], labels[2], n_batch_train, params_path, log_path)
+    print('\n'.join(written_files(args, log_path, params_path, submission_path)))
+
+
+def prepare_data(args, text_encoder, n_vocab, n_batch_train):
+    """The data set encoded and sized: its context length n_ctx (the longest example, at most --n_ctx), the training
+    arrays (trX, trM, trY) of transform_roc, the inputs of eval_step and the labels of the first n_valid training
+    stories, the valid and the test stories (the test's labels are zeros), and encoded_dataset's cache writer."""
     splits, write_cache = encoded_dataset(args, text_encoder)
     (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = splits
     max_len = args.n_ctx // 2 - 2
@@ -334,10 +383,15 @@ def train(args, control=None):
     tr_eval = eval_inputs(trX1[:n_valid], trX2[:n_valid], trX3[:n_valid])  # the first n_valid, in split order
     va_eval = eval_inputs(vaX1, vaX2, vaX3)
     te_eval = eval_inputs(teX1, teX2, teX3)
-    n_updates_total = (n_train // n_batch_train) * args.n_iter
-    print(run_plan(args, n_train // n_batch_train, n_batch_train, (len(trY[:n_valid]), n_valid), len(teX1)))
+    labels = trY[:n_valid], vaY, np.zeros(len(teX1), np.int32)
+    return n_ctx, (trX, trM, trY), (tr_eval, va_eval, te_eval), labels, write_cache
 
-    # Model and optimiser, then the pretrained weights (the special rows are drawn even when none are loaded).
+
+def build_model(args, strategy, n_vocab, n_ctx, n_updates_total):
+    """The model, its optimiser and fp16's LossScale (else None), made under the strategy, then the pretrained
+    weights (the special rows are drawn even when none are loaded) and --restore's parameters."""
+    n_special = 3
+    clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
     with strategy.scope():
         model = Model(n_vocab, n_special, n_ctx, clf_token, n_embd=args.n_embd, n_head=args.n_head,
                       n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
@@ -354,14 +408,14 @@ def train(args, control=None):
 
     if args.restore:
         model.assign(load_params(args.restore, [p.shape for p in model.params]))
+    return model, opt, loss_scale
 
-    multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
-    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
-                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
-                                 loss_scale=loss_scale, n_towers=args.n_gpu)
-    eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
-    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
-    params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
+
+def start_run(args, control, model, opt, loss_scale, write_cache, log_path, params_path):
+    """Where the run starts: a new RunState, or the last checkpoint's with --resume; then, every input checked, the
+    run's writes: the encoded data set's cache, the locks on its folders, its log, its TensorBoard writer and (with
+    --submit) the first best parameters. Returns (state, the CheckpointManager, the ResultLogger, the summary
+    writer)."""
     state = RunState()
     saved = dict(model=model, opt=opt, state=state)
     if loss_scale is not None:
@@ -378,28 +432,17 @@ def train(args, control=None):
     summaries = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
     if args.submit and not args.resume:
         save_params(model, params_path)
+    return state, checkpoint, logger, summaries
 
-    def log():
-        tr_logits, tr_cost = iter_apply(eval_step, tr_eval, trY[:n_valid], n_batch_train, 'evaluating train')
-        va_logits, va_cost = iter_apply(eval_step, va_eval, vaY, n_batch_train, 'evaluating valid')
-        tr_acc, va_acc = accuracy(tr_logits, trY[:n_valid]), accuracy(va_logits, vaY)
-        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
-                   tr_acc=tr_acc, va_acc=va_acc)
-        state.n_logged += 1
-        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
-        with summaries.as_default(step=state.n_updates):
-            for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
-                tf.summary.scalar('eval/' + name, value)
-        if args.submit and va_acc > state.best_score:
-            state.best_score = va_acc
-            save_params(model, params_path)
 
-    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
-    print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
-    if args.eval_only:
-        log()
-    n_batches = n_train // n_batch_train
-    bar = tqdm(total=n_updates_total, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
+def fit(args, control, state, strategy, train_step, train_set, n_batch_train, multiple, log, checkpoint, model,
+        summaries, check):
+    """The training loop, from where `state` stands to --n_iter epochs: each epoch in its own order, an update a
+    batch of n_batch_train, log() after the EVAL_UPDATES of the first epoch and after each epoch, a checkpoint when
+    --save_every says or a signal came. check: stop on an update whose loss or gradient is not finite."""
+    trX, trM, trY = train_set
+    n_batches = len(trY) // n_batch_train
+    bar = tqdm(total=n_batches * args.n_iter, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
                disable=args.eval_only)  # the whole run: its ETA is the run's
     control.armed = not args.eval_only  # a signal now stops the loop at the next update boundary
     try:  # the bar is cleared however the loop ends (an error line must not follow it on its line)
@@ -415,7 +458,7 @@ def train(args, control=None):
                                                                 multiple), done, None):
                 cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
                 state.n_updates += 1
-                if loss_scale is None:  # with loss scaling an update whose gradient is not finite is skipped
+                if check:  # with loss scaling an update whose gradient is not finite is skipped
                     check_finite(state.n_updates, cost, grad_norm)
                 costs.append(float(cost))
                 bar.set_postfix_str(f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}', refresh=False)
@@ -435,18 +478,20 @@ def train(args, control=None):
     finally:
         bar.close()
     control.armed = False
-    summaries.close()
 
-    if args.submit or args.eval_only:
-        if args.submit:
-            model.assign(load_params(params_path, [p.shape for p in model.params]))
-        te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train, 'predicting test')
-        submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
-        write_submission(submission_path, np.argmax(te_logits, 1))
-        write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
-        if args.analysis:
-            analysis.rocstories(args.data_dir, submission_path, log_path)
-    print('\n'.join(written_files(args, log_path, params_path, (args.submit or args.eval_only) and submission_path)))
+
+def predict(args, model, eval_step, te_eval, te_labels, n_batch_train, params_path, log_path):
+    """The test set's predictions and probabilities written in --submission_dir, by the best parameters (--submit)
+    or those of the run; with --analysis, the valid and test accuracy printed. Returns the submission's path."""
+    if args.submit:
+        model.assign(load_params(params_path, [p.shape for p in model.params]))
+    te_logits, _ = iter_apply(eval_step, te_eval, te_labels, n_batch_train, 'predicting test')
+    submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
+    write_submission(submission_path, np.argmax(te_logits, 1))
+    write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
+    if args.analysis:
+        analysis.rocstories(args.data_dir, submission_path, log_path)
+    return submission_path
 
 
 def main(argv=None):
