@@ -7,180 +7,17 @@ cost, its outputs and the flags that matter.
 Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
 --save_every, --resume, --restore, --cache_dir, --eval_only.
 """
-import argparse
-import fcntl
-import glob
 import hashlib
 import itertools
-import json
-import math
 import os
 import random
-import shlex
-import shutil
-import signal
 import sys
-import threading
 
-from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
-
-# The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
-# takes seconds); the tests check that they are the keys of the tables below and in model.py and opt.py.
-CHOICES = {'dataset': ('rocstories',), 'afn': ('gelu', 'relu', 'swish'),
-           'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
-           'precision': ('fp32', 'bf16', 'fp16')}
-# Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
-RESUMABLE_CHANGES = ('resume', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir', 'model_dir',
-                     'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
-
-
-def parse_args(argv=None):
-    """The original's flags, names and defaults, then the port's own (from --model_dir on; the module docstring lists them)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument('--desc', type=str, help="name of the run's log and save folder (default: the dataset)")
-    parser.add_argument('--dataset', type=str, default='rocstories', help=choices_help('dataset'))
-    parser.add_argument('--log_dir', type=str, default='log/', help='the jsonl log and TensorBoard events go here')
-    parser.add_argument('--save_dir', type=str, default='save/', help='best parameters and checkpoints go here')
-    parser.add_argument('--data_dir', type=str, default='data/', help='the two Story Cloze CSVs')
-    parser.add_argument('--submission_dir', type=str, default='submission/',
-                        help="the test set's predictions and probabilities go here")
-    parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
-    parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
-    parser.add_argument('--seed', type=int, default=42,
-                        help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
-                             'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
-                             'update number and its tower')
-    parser.add_argument('--n_iter', type=int, default=3, help='epochs')
-    parser.add_argument('--n_batch', type=int, default=8, help='examples per tower (see --n_gpu)')
-    parser.add_argument('--max_grad_norm', type=int, default=1, help="clip the gradient's global norm to this")
-    parser.add_argument('--lr', type=float, default=6.25e-5, help='peak learning rate')
-    parser.add_argument('--lr_warmup', type=float, default=0.002, help='fraction of the updates spent warming up')
-    parser.add_argument('--n_ctx', type=int, default=512, help='longest context (cut to the longest example)')
-    parser.add_argument('--n_embd', type=int, default=768, help='width of the model')
-    parser.add_argument('--n_head', type=int, default=12, help='attention heads')
-    parser.add_argument('--n_layer', type=int, default=12, help='blocks')
-    parser.add_argument('--embd_pdrop', type=float, default=0.1, help='dropout on the embeddings')
-    parser.add_argument('--attn_pdrop', type=float, default=0.1, help='dropout on the attention weights')
-    parser.add_argument('--resid_pdrop', type=float, default=0.1, help='dropout on the residual branches')
-    parser.add_argument('--clf_pdrop', type=float, default=0.1, help="dropout before the classifier")
-    parser.add_argument('--l2', type=float, default=0.01, help='decoupled weight decay')
-    parser.add_argument('--vector_l2', action='store_true', help='decay the vectors (biases, gains) too')
-    parser.add_argument('--n_gpu', type=int, default=4,
-                        help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
-                             "with its own dropout masks, whatever the number of devices (one machine uses the "
-                             "largest count of its GPUs that divides n_gpu)")
-    parser.add_argument('--opt', type=str, default='adam', help=choices_help('opt'))
-    parser.add_argument('--afn', type=str, default='gelu', help='activation of the MLPs: ' + choices_help('afn'))
-    parser.add_argument('--lr_schedule', type=str, default='warmup_linear', help=choices_help('lr_schedule'))
-    parser.add_argument('--encoder_path', type=str,
-                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
-    parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
-    parser.add_argument('--n_transfer', type=int, default=12, help='pretrained layers to load; -1 loads nothing')
-    parser.add_argument('--lm_coef', type=float, default=0.5, help='weight of the LM loss in the training loss')
-    parser.add_argument('--b1', type=float, default=0.9, help="Adam's beta1")
-    parser.add_argument('--b2', type=float, default=0.999, help="Adam's beta2")
-    parser.add_argument('--e', type=float, default=1e-8, help="Adam's epsilon")
-    parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
-    parser.add_argument('--padded', action='store_true',
-                        help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
-                             "both choices of an example scored separately, every op and the Adam update op by op; "
-                             "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
-                             "have other shapes (padded vs trimmed): the same distribution, not the same values")
-    parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
-    parser.add_argument('--precision', type=str, default='fp32',
-                        help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '
-                             'in the 16-bit type, loss scaling for fp16), mainly for GPUs; changes the rounding')
-    parser.add_argument('--deterministic', action='store_true',
-                        help='deterministic ops: two runs with the same seed give bit-identical results')
-    parser.add_argument('--accum_steps', type=int, default=1,
-                        help="split each tower of n_batch examples into this many parts, accumulating gradients: "
-                             "the same update with dropout off, but each part draws its own dropout masks "
-                             "(ACCUM_STEPS times the original's masks)")
-    parser.add_argument('--save_every', type=int, default=0,
-                        help='checkpoint every N updates and at the end of each epoch (0: never)')
-    parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')
-    parser.add_argument('--restore', type=str, help='start from the parameters in this best_params.jl')
-    parser.add_argument('--cache_dir', type=str, default='cache/',
-                        help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)")
-    parser.add_argument('--eval_only', action='store_true',
-                        help='no training: score the valid set and predict the test set (with --restore)')
-    args = parser.parse_args(argv)
-    args.desc = args.desc or args.dataset
-    args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
-    args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
-    return args
-
-
-def choices_help(flag):
-    return 'one of ' + ', '.join(CHOICES[flag])
-
-
-def check_args(args):
-    """Refuse unknown choices and impossible values before any work is done. `python train.py` runs it before
-    importing TensorFlow: it uses the standard library alone."""
-    check_flags(args)
-    for flag, choices in CHOICES.items():
-        if getattr(args, flag) not in choices:
-            raise InputError(f"unknown --{flag} {getattr(args, flag)!r}: choose one of {', '.join(choices)}")
-    for flag in ['n_iter', 'n_batch', 'n_gpu', 'n_ctx', 'n_embd', 'n_head', 'n_layer']:
-        if getattr(args, flag) < 1:
-            raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
-    if args.n_transfer > args.n_layer:
-        raise InputError(f"--n_transfer {args.n_transfer} is more than the model's --n_layer {args.n_layer}")
-    if args.analysis and not (args.submit or args.eval_only):
-        raise InputError("--analysis reads the submission: pass --submit too")
-    if args.accum_steps < 1 or args.save_every < 0:
-        raise InputError("--accum_steps must be at least 1 and --save_every at least 0")
-    if args.restore and not os.path.isfile(args.restore):
-        raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
-    check_output_dir('--log_dir', args.log_dir)
-    check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))  # an interrupted run saves there
-    if args.submit or args.eval_only:
-        check_output_dir('--submission_dir', args.submission_dir)
-    for flag, path in [('--encoder_path', args.encoder_path), ('--bpe_path', args.bpe_path)]:
-        if not os.path.isfile(path):
-            raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
-                             f"or give the file with {flag}")
-
-
-def check_flags(args):
-    """Refuse numeric flags that would run but give junk (not finite, out of range), and a --desc that is a path."""
-    probability = 'in [0, 1): a probability of dropping'
-    for flag, ok, what in [('lr', 0 < args.lr < math.inf, 'a finite number above 0'),
-                           ('lr_warmup', 0 < args.lr_warmup <= 1, 'in (0, 1]: the warmup fraction of the updates'),
-                           ('embd_pdrop', 0 <= args.embd_pdrop < 1, probability),
-                           ('attn_pdrop', 0 <= args.attn_pdrop < 1, probability),
-                           ('resid_pdrop', 0 <= args.resid_pdrop < 1, probability),
-                           ('clf_pdrop', 0 <= args.clf_pdrop < 1, probability),
-                           ('l2', 0 <= args.l2 < math.inf, 'finite and at least 0'),
-                           ('lm_coef', 0 <= args.lm_coef < math.inf, 'finite and at least 0'),
-                           ('b1', 0 <= args.b1 < 1, 'in [0, 1)'), ('b2', 0 <= args.b2 < 1, 'in [0, 1)'),
-                           ('e', 0 < args.e < math.inf, 'a finite number above 0'),
-                           ('seed', 0 <= args.seed < 2 ** 31, 'in [0, 2**31)'),
-                           ('n_transfer', args.n_transfer >= -1, 'at least -1 (-1: load no pretrained weights)'),
-                           ('n_ctx', args.n_ctx >= 6, 'at least 6: _start_, _delimiter_ and _classify_ and at least '
-                                                      'one token of the story and of the ending')]:
-        if not ok:
-            raise InputError(f"--{flag} {getattr(args, flag)} is out of range: it must be {what}")
-    desc = args.desc
-    if not desc or desc in ('.', '..') or '/' in desc or (os.altsep and os.altsep in desc) or '\0' in desc:
-        raise InputError(f"--desc {desc!r} is not a name: it names the run's log and save folder inside --log_dir "
-                         "and --save_dir; choose those folders with --log_dir and --save_dir")
-
-
-def check_output_dir(flag, path):
-    """InputError unless `path` is a folder, or can be made one, that the run can write in: checked before any
-    work, so that a bad folder never leaves the other outputs half-written."""
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write the output folder {path!r}: {probe!r} is not a writable folder; "
-                         f"choose another {flag}")
-
+from flags import check_args, format_flags, parse_args
+from utils import InputError, exit_on_input_error, tensorflow_start_up_hidden
 
 if __name__ == '__main__':  # --help and a bad flag answer now, before the imports below
-    exit_on_input_error(check_args, parse_args())
+    exit_on_input_error(check_args, parse_args(description=__doc__))
 
 with tensorflow_start_up_hidden():
     import ftfy
@@ -197,7 +34,9 @@ with tensorflow_start_up_hidden():
     from model import Model, load_openai_params, load_params, special_embeddings, transfer
     from opt import Adam, LossScale, schedules
     from text_utils import TextEncoder
-    from utils import ResultLogger, atomic_write, encode_dataset, iter_data, no_space
+    from run_state import (Interrupted, RunControl, RunState, at_boundary, check_finite, check_resume, lock_run,
+                           restore_checkpoint, resume_command)
+    from utils import ResultLogger, atomic_write, encode_dataset, iter_data
 
 datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
 submission_files = {'rocstories': 'ROCStories.tsv'}
@@ -372,27 +211,6 @@ def write_probabilities(path, logits):
             f.write(f'{i}\t{p0:.6f}\t{p1:.6f}\n')
 
 
-class RunState(tf.train.experimental.PythonState):
-    """Where a run stands, saved in its checkpoints: updates and epochs done, the best validation accuracy,
-    evaluations logged, and numpy's generator at the start of the current epoch (it drew that epoch's order)."""
-
-    def __init__(self):
-        self.n_updates, self.n_epochs, self.best_score, self.n_logged = 0, 0, 0., 0
-        self.epoch_rng = np.random.get_state()
-
-    def serialize(self):
-        name, keys, pos, has_gauss, cached = self.epoch_rng
-        return json.dumps(dict(n_updates=self.n_updates, n_epochs=self.n_epochs, best_score=self.best_score,
-                               n_logged=self.n_logged, epoch_rng=[name, keys.tolist(), pos, has_gauss, cached]))
-
-    def deserialize(self, string_value):
-        state = json.loads(string_value)
-        self.n_updates, self.n_epochs = state['n_updates'], state['n_epochs']
-        self.best_score, self.n_logged = state['best_score'], state['n_logged']
-        name, keys, pos, has_gauss, cached = state['epoch_rng']
-        self.epoch_rng = (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
-
-
 def trim(X, M, Y, multiple=1):
     """A batch cut to its longest sequence (rounded up to a multiple of `multiple`): with causal attention the
     positions after the last real token change nothing."""
@@ -432,155 +250,6 @@ def save_cache(path, splits):
     except (OSError, InputError) as err:
         print(f"warning: could not cache the encoded data set in {path!r} ({err}): the next run encodes it again",
               file=sys.stderr)
-
-
-def check_resume(args, log_path):
-    """For --resume: InputError unless the run has a checkpoint, and a whole log whose first line holds the flags
-    of this run, but for those of RESUMABLE_CHANGES."""
-    checkpoints = os.path.join(args.save_dir, args.desc, 'checkpoints')
-    if tf.train.latest_checkpoint(checkpoints) is None:
-        raise InputError(f"--resume: no checkpoint in {checkpoints!r}: start the run without --resume "
-                         "(with --save_every N to make checkpoints)")
-    fix = "start the run again without --resume, or with another --desc"
-    if not os.path.isfile(log_path):
-        raise InputError(f"--resume: the run's log {log_path!r} is missing: {fix}")
-    with open(log_path, encoding='utf-8', errors='replace') as f:
-        lines = f.readlines()
-    try:
-        records = [json.loads(line) for line in lines]
-    except json.JSONDecodeError as err:
-        raise InputError(f"--resume: the run's log {log_path!r} is damaged (not JSON: {err.msg}): {fix}") from err
-    if not records or not all(isinstance(r, dict) for r in records):
-        raise InputError(f"--resume: the run's log {log_path!r} is damaged (not train.py's lines of flags and "
-                         f"results): {fix}")
-    flags = vars(args)
-    changed = [f"--{k} {flags[k]} (the run used {v})" for k, v in records[0].items()
-               if k in flags and k not in RESUMABLE_CHANGES and flags[k] != v]
-    if changed:
-        raise InputError(f"--resume with flags that change the run: {', '.join(changed)}: resume with the flags "
-                         f"in the first line of {log_path!r}, or start a new run with another --desc")
-
-
-def restore_checkpoint(checkpoint):
-    """Restore the latest checkpoint of a CheckpointManager; InputError when it is damaged."""
-    try:
-        checkpoint.checkpoint.restore(checkpoint.latest_checkpoint).assert_consumed()
-    except Exception as err:  # whatever TensorFlow's reader raises on a damaged file (OpError, IndexError, ...)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"--resume: the checkpoint {checkpoint.latest_checkpoint!r} is damaged or of another model "
-                         f"({first}): delete {checkpoint.directory!r} and start the run again without --resume"
-                         ) from err
-
-
-def save_checkpoint(checkpoint, n_updates, model):
-    """checkpoint.save(n_updates); InputError naming the folder when the disk is full."""
-    try:
-        checkpoint.save(n_updates)
-    except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as err:
-        if not isinstance(err, tf.errors.ResourceExhaustedError) and 'No space left' not in str(err):
-            raise
-        needed = 3 * sum(p.numpy().nbytes for p in model.params)  # the parameters and Adam's two moments
-        raise InputError(no_space(os.path.join(checkpoint.directory, f'ckpt-{n_updates}'), needed)) from err
-
-
-def check_finite(n_update, cost, grad_norm):
-    """InputError naming the update when its loss or gradient is not finite (in float32 the update has made the
-    parameters junk: the run stops before it saves anything more)."""
-    cost, grad_norm = float(cost), float(grad_norm)
-    if not (math.isfinite(cost) and math.isfinite(grad_norm)):
-        raise InputError(f"update {n_update}: the loss is {cost} and the gradient's norm {grad_norm}, not finite "
-                         "numbers: the run stopped, keeping its last checkpoint and best_params.jl from before this "
-                         "update; lower --lr or check the data")
-
-
-class RunControl:
-    """What a run holds while it is on (a context manager): locks on its folders, and SIGINT / SIGTERM.
-    While `armed` (the training loop) the first signal only sets `signum`, so that the loop stops at the next
-    update boundary, saves and exits; the signal's default action comes back, so that a second one stops the
-    program at once. Unarmed, a signal raises Interrupted."""
-
-    def __init__(self, resume_command):
-        self.resume_command, self.signum, self.armed, self.locks = resume_command, None, False, []
-
-    def __enter__(self):
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-        for f in self.locks:
-            f.close()
-
-    def handle(self, signum, frame):
-        if not self.armed:
-            raise Interrupted(signum)
-        self.signum = signum
-        signal.signal(signum, signal.SIG_DFL)
-        print(f"\n{signal.Signals(signum).name}: stopping after this update to save a checkpoint (again: stop at "
-              "once, without saving)", file=sys.stderr)
-
-    def lock(self, folder, desc):
-        """An exclusive lock on `folder`'s lock file, held until the run ends; InputError when another run holds
-        it."""
-        path = os.path.join(folder, '.lock')
-        try:
-            os.makedirs(folder, exist_ok=True)
-            f = open(path, 'a')
-        except OSError as err:
-            raise InputError(f"cannot write in {folder!r} ({err.strerror}): choose a writable folder") from err
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise InputError(f"another run with --desc {desc} is writing in {folder!r}: wait for it to end, or "
-                             "choose another --desc") from None
-        self.locks.append(f)
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM outside the training loop."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def at_boundary(control, checkpoint, n_updates, model, summaries, save):
-    """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, say how to
-    resume and exit with 128 + the signal's number."""
-    signum = control.signum  # read once: a signal that comes during the save stops the run at the next boundary
-    if save or signum:
-        save_checkpoint(checkpoint, n_updates, model)
-    if signum:
-        summaries.flush()
-        tqdm.write(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
-                   f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
-        sys.exit(128 + signum)
-
-
-def lock_run(control, args):
-    """Lock the run's folders (its TensorBoard folder and its save folder) against a second run with the same
-    --desc, then remove what this run's interrupted writes left: temporary files of utils.atomic_write and
-    TensorFlow's unfinished checkpoints."""
-    save_dir = os.path.join(args.save_dir, args.desc)
-    control.lock(os.path.join(args.log_dir, args.desc), args.desc)
-    control.lock(save_dir, args.desc)
-    checkpoints = os.path.join(save_dir, 'checkpoints')
-    patterns = [(args.log_dir, f'.{glob.escape(args.desc)}.jsonl.*.tmp'), (save_dir, '.*.tmp'),
-                (checkpoints, '*.tmp*'), (checkpoints, 'ckpt-*_temp')]
-    for folder, pattern in patterns:
-        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-def resume_command(argv):
-    """The command line that resumes the run of train.py's arguments `argv`."""
-    script = os.path.relpath(__file__)
-    script = __file__ if script.startswith('..') else script
-    return 'python ' + shlex.join([script] + list(argv) + ([] if '--resume' in argv else ['--resume']))
 
 
 def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
@@ -627,20 +296,9 @@ def written_files(args, log_path, params_path, submission_path):
                     f'or watch them in TensorBoard: tensorboard --logdir {args.log_dir}']
 
 
-def format_flags(args, width=112, cell=28):
-    """The flags as `name value` cells, left to right on a grid of `cell` characters (a long cell takes several),
-    lines at most `width` wide."""
-    lines = ['']
-    for name, value in vars(args).items():
-        text = f'{name} {value}'
-        text = text.ljust(-(-(len(text) + 2) // cell) * cell)
-        if lines[-1] and len(lines[-1]) + len(text.rstrip()) > width:
-            lines.append('')
-        lines[-1] += text
-    return '\n'.join(line.rstrip() for line in lines)
-
-
 def train(args, control=None):
+    """The run: check the flags, seed, encode the data, build the model, fine-tune it (logging evaluations), then
+    predict the test set (--submit, --eval_only)."""
     check_args(args)
     control = control or RunControl(resume_command=None)
     if args.resume:
@@ -656,10 +314,57 @@ def train(args, control=None):
     n_batch_train = args.n_batch * args.n_gpu
     check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync, args.accum_steps)
 
-    # Data: encode, size the context to the longest example, build the padded arrays.
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
-    n_vocab, n_special = len(text_encoder.encoder), 3
-    clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
+    n_vocab = len(text_encoder.encoder)
+    n_ctx, (trX, trM, trY), evals, labels, write_cache = prepare_data(args, text_encoder, n_vocab, n_batch_train)
+    n_batches = len(trY) // n_batch_train
+    n_updates_total = n_batches * args.n_iter
+    print(run_plan(args, n_batches, n_batch_train, (len(labels[0]), len(labels[1])), len(labels[2])))
+    model, opt, loss_scale = build_model(args, strategy, n_vocab, n_ctx, n_updates_total)
+
+    multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
+    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
+                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
+                                 loss_scale=loss_scale, n_towers=args.n_gpu)
+    eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
+    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
+    params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
+    state, checkpoint, logger, summaries = start_run(args, control, model, opt, loss_scale, write_cache, log_path,
+                                                     params_path)
+
+    def log():
+        tr_logits, tr_cost = iter_apply(eval_step, evals[0], labels[0], n_batch_train, 'evaluating train')
+        va_logits, va_cost = iter_apply(eval_step, evals[1], labels[1], n_batch_train, 'evaluating valid')
+        tr_acc, va_acc = accuracy(tr_logits, labels[0]), accuracy(va_logits, labels[1])
+        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
+                   tr_acc=tr_acc, va_acc=va_acc)
+        state.n_logged += 1
+        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        with summaries.as_default(step=state.n_updates):
+            for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
+                tf.summary.scalar('eval/' + name, value)
+        if args.submit and va_acc > state.best_score:
+            state.best_score = va_acc
+            save_params(model, params_path)
+
+    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
+    print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
+    if args.eval_only:
+        log()
+    fit(args, control, state, strategy, train_step, (trX, trM, trY), n_batch_train, multiple, log, checkpoint, model,
+        summaries, check=loss_scale is None)
+    summaries.close()
+
+    submission_path = None
+    if args.submit or args.eval_only:
+        submission_path = predict(args, model, eval_step, evals[2], labels[2], n_batch_train, params_path, log_path)
+    print('\n'.join(written_files(args, log_path, params_path, submission_path)))
+
+
+def prepare_data(args, text_encoder, n_vocab, n_batch_train):
+    """The data set encoded and sized: its context length n_ctx (the longest example, at most --n_ctx), the training
+    arrays (trX, trM, trY) of transform_roc, the inputs of eval_step and the labels of the first n_valid training
+    stories, the valid and the test stories (the test's labels are zeros), and encoded_dataset's cache writer."""
     splits, write_cache = encoded_dataset(args, text_encoder)
     (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = splits
     max_len = args.n_ctx // 2 - 2
@@ -678,10 +383,15 @@ def train(args, control=None):
     tr_eval = eval_inputs(trX1[:n_valid], trX2[:n_valid], trX3[:n_valid])  # the first n_valid, in split order
     va_eval = eval_inputs(vaX1, vaX2, vaX3)
     te_eval = eval_inputs(teX1, teX2, teX3)
-    n_updates_total = (n_train // n_batch_train) * args.n_iter
-    print(run_plan(args, n_train // n_batch_train, n_batch_train, (len(trY[:n_valid]), n_valid), len(teX1)))
+    labels = trY[:n_valid], vaY, np.zeros(len(teX1), np.int32)
+    return n_ctx, (trX, trM, trY), (tr_eval, va_eval, te_eval), labels, write_cache
 
-    # Model and optimiser, then the pretrained weights (the special rows are drawn even when none are loaded).
+
+def build_model(args, strategy, n_vocab, n_ctx, n_updates_total):
+    """The model, its optimiser and fp16's LossScale (else None), made under the strategy, then the pretrained
+    weights (the special rows are drawn even when none are loaded) and --restore's parameters."""
+    n_special = 3
+    clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
     with strategy.scope():
         model = Model(n_vocab, n_special, n_ctx, clf_token, n_embd=args.n_embd, n_head=args.n_head,
                       n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
@@ -698,14 +408,14 @@ def train(args, control=None):
 
     if args.restore:
         model.assign(load_params(args.restore, [p.shape for p in model.params]))
+    return model, opt, loss_scale
 
-    multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
-    train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
-                                 fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
-                                 loss_scale=loss_scale, n_towers=args.n_gpu)
-    eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
-    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
-    params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
+
+def start_run(args, control, model, opt, loss_scale, write_cache, log_path, params_path):
+    """Where the run starts: a new RunState, or the last checkpoint's with --resume; then, every input checked, the
+    run's writes: the encoded data set's cache, the locks on its folders, its log, its TensorBoard writer and (with
+    --submit) the first best parameters. Returns (state, the CheckpointManager, the ResultLogger, the summary
+    writer)."""
     state = RunState()
     saved = dict(model=model, opt=opt, state=state)
     if loss_scale is not None:
@@ -722,28 +432,17 @@ def train(args, control=None):
     summaries = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
     if args.submit and not args.resume:
         save_params(model, params_path)
+    return state, checkpoint, logger, summaries
 
-    def log():
-        tr_logits, tr_cost = iter_apply(eval_step, tr_eval, trY[:n_valid], n_batch_train, 'evaluating train')
-        va_logits, va_cost = iter_apply(eval_step, va_eval, vaY, n_batch_train, 'evaluating valid')
-        tr_acc, va_acc = accuracy(tr_logits, trY[:n_valid]), accuracy(va_logits, vaY)
-        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
-                   tr_acc=tr_acc, va_acc=va_acc)
-        state.n_logged += 1
-        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
-        with summaries.as_default(step=state.n_updates):
-            for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
-                tf.summary.scalar('eval/' + name, value)
-        if args.submit and va_acc > state.best_score:
-            state.best_score = va_acc
-            save_params(model, params_path)
 
-    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
-    print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
-    if args.eval_only:
-        log()
-    n_batches = n_train // n_batch_train
-    bar = tqdm(total=n_updates_total, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
+def fit(args, control, state, strategy, train_step, train_set, n_batch_train, multiple, log, checkpoint, model,
+        summaries, check):
+    """The training loop, from where `state` stands to --n_iter epochs: each epoch in its own order, an update a
+    batch of n_batch_train, log() after the EVAL_UPDATES of the first epoch and after each epoch, a checkpoint when
+    --save_every says or a signal came. check: stop on an update whose loss or gradient is not finite."""
+    trX, trM, trY = train_set
+    n_batches = len(trY) // n_batch_train
+    bar = tqdm(total=n_batches * args.n_iter, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
                disable=args.eval_only)  # the whole run: its ETA is the run's
     control.armed = not args.eval_only  # a signal now stops the loop at the next update boundary
     try:  # the bar is cleared however the loop ends (an error line must not follow it on its line)
@@ -759,7 +458,7 @@ def train(args, control=None):
                                                                 multiple), done, None):
                 cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
                 state.n_updates += 1
-                if loss_scale is None:  # with loss scaling an update whose gradient is not finite is skipped
+                if check:  # with loss scaling an update whose gradient is not finite is skipped
                     check_finite(state.n_updates, cost, grad_norm)
                 costs.append(float(cost))
                 bar.set_postfix_str(f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}', refresh=False)
@@ -779,23 +478,25 @@ def train(args, control=None):
     finally:
         bar.close()
     control.armed = False
-    summaries.close()
 
-    if args.submit or args.eval_only:
-        if args.submit:
-            model.assign(load_params(params_path, [p.shape for p in model.params]))
-        te_logits, _ = iter_apply(eval_step, te_eval, np.zeros(len(teX1), np.int32), n_batch_train, 'predicting test')
-        submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
-        write_submission(submission_path, np.argmax(te_logits, 1))
-        write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
-        if args.analysis:
-            analysis.rocstories(args.data_dir, submission_path, log_path)
-    print('\n'.join(written_files(args, log_path, params_path, (args.submit or args.eval_only) and submission_path)))
+
+def predict(args, model, eval_step, te_eval, te_labels, n_batch_train, params_path, log_path):
+    """The test set's predictions and probabilities written in --submission_dir, by the best parameters (--submit)
+    or those of the run; with --analysis, the valid and test accuracy printed. Returns the submission's path."""
+    if args.submit:
+        model.assign(load_params(params_path, [p.shape for p in model.params]))
+    te_logits, _ = iter_apply(eval_step, te_eval, te_labels, n_batch_train, 'predicting test')
+    submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
+    write_submission(submission_path, np.argmax(te_logits, 1))
+    write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
+    if args.analysis:
+        analysis.rocstories(args.data_dir, submission_path, log_path)
+    return submission_path
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__)
     print(format_flags(args))
     with RunControl(resume_command(argv)) as control:
         try:

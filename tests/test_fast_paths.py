@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import train
 from datasets import pack_roc, transform_roc
+from flags import parse_args
 from opt import Adam, warmup_linear
 from tests import reference
 from model import fused_gelu, fused_norm, gelu, norm
@@ -186,8 +187,8 @@ def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
 def test_encoded_data_set_is_cached_by_its_inputs(tmp_path, monkeypatch):
     monkeypatch.setattr('tests.test_train.real_path', lambda *parts: None)
     data_dir, encoder_path, bpe_path, _, _, _, _ = tiny_run_files(tmp_path)
-    args = train.parse_args(['--data_dir', data_dir, '--encoder_path', encoder_path, '--bpe_path', bpe_path,
-                             '--cache_dir', str(tmp_path / 'cache')])
+    args = parse_args(['--data_dir', data_dir, '--encoder_path', encoder_path, '--bpe_path', bpe_path,
+                      '--cache_dir', str(tmp_path / 'cache')])
     encoder = train.TextEncoder(encoder_path, bpe_path)
     first, write_cache = train.encoded_dataset(args, encoder)
     write_cache()

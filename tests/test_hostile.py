@@ -26,6 +26,7 @@ import model
 import train
 import utils
 from datasets import ROC_TEST, ROC_VAL
+from flags import parse_args
 from model import Model
 from text_utils import TextEncoder
 from tests.fixtures import write_rocstories
@@ -99,7 +100,7 @@ def snapshot(folder):
 # --- the cache of the encoded data set ----------------------------------------------------------------------------
 
 def encoder_args(inputs, tmp_path, cache_dir):
-    args = train.parse_args(argv_of(inputs, tmp_path, data_dir=inputs['data_dir'], cache_dir=cache_dir))
+    args = parse_args(argv_of(inputs, tmp_path, data_dir=inputs['data_dir'], cache_dir=cache_dir))
     return args, train.TextEncoder(args.encoder_path, args.bpe_path)
 
 

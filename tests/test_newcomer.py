@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tqdm import tqdm
 
+import flags
 import model
 import opt
 import text_utils
@@ -64,7 +65,7 @@ def test_a_bad_flag_is_refused_before_tensorflow_is_imported(argv, message):
 def test_every_flag_has_a_help_line_and_its_default(capsys, monkeypatch):
     monkeypatch.setenv('COLUMNS', '1000')  # one line per flag
     with pytest.raises(SystemExit):
-        train.parse_args(['--help'])
+        flags.parse_args(['--help'])
     entries = []  # an option's lines, joined: a long flag has its help on the next line
     for line in capsys.readouterr().out.split('options:')[1].splitlines():
         if line.startswith('  -'):
@@ -72,7 +73,7 @@ def test_every_flag_has_a_help_line_and_its_default(capsys, monkeypatch):
         elif line.startswith('   ') and entries:
             entries[-1] += ' ' + line.strip()
     lines = {entry.split()[0]: entry for entry in entries if entry.startswith('  --')}
-    defaults = vars(train.parse_args([]))
+    defaults = vars(flags.parse_args([]))
     assert set(lines) == {f'--{name}' for name in defaults}
     parser_defaults = {'desc': None, 'encoder_path': None, 'bpe_path': None}  # computed after parsing
     for name, default in {**defaults, **parser_defaults}.items():
@@ -84,18 +85,18 @@ def test_every_flag_has_a_help_line_and_its_default(capsys, monkeypatch):
 
 
 def test_the_choices_are_the_keys_of_the_tables():
-    assert set(train.CHOICES['dataset']) == set(train.datasets)
-    assert set(train.CHOICES['afn']) == set(model.act_fns)
-    assert set(train.CHOICES['lr_schedule']) == set(opt.schedules)
-    assert set(train.CHOICES['opt']) == set(train.opts)
-    assert set(train.CHOICES['precision']) == set(model.compute_dtypes)
-    for flag, names in train.CHOICES.items():
-        assert vars(train.parse_args([f'--{flag}', names[-1]]))[flag] == names[-1]
+    assert set(flags.CHOICES['dataset']) == set(train.datasets)
+    assert set(flags.CHOICES['afn']) == set(model.act_fns)
+    assert set(flags.CHOICES['lr_schedule']) == set(opt.schedules)
+    assert set(flags.CHOICES['opt']) == set(train.opts)
+    assert set(flags.CHOICES['precision']) == set(model.compute_dtypes)
+    for flag, names in flags.CHOICES.items():
+        assert vars(flags.parse_args([f'--{flag}', names[-1]]))[flag] == names[-1]
 
 
 def test_the_flags_are_printed_in_aligned_cells():
-    args = train.parse_args(['--data_dir', '/a/long/folder/name/for/the/story/cloze/files'])
-    lines = train.format_flags(args).splitlines()
+    args = flags.parse_args(['--data_dir', '/a/long/folder/name/for/the/story/cloze/files'])
+    lines = flags.format_flags(args).splitlines()
     assert len(lines) < len(vars(args)) / 2 and all(len(line) <= 112 for line in lines)
     cells = [cell for line in lines for cell in re.findall(r'\S+ \S+', line)]
     assert cells == [f'{name} {value}' for name, value in vars(args).items()]

@@ -1,0 +1,175 @@
+"""The command line of train.py: its flags (the original's, then the port's own), their checks and their printing.
+The standard library alone, so that --help and a bad flag answer before TensorFlow is imported (it takes seconds)."""
+import argparse
+import math
+import os
+
+from utils import HelpFormatter, InputError, download_command
+
+# The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
+# takes seconds); the tests check that they are the keys of the tables in train.py, model.py and opt.py.
+CHOICES = {'dataset': ('rocstories',), 'afn': ('gelu', 'relu', 'swish'),
+           'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
+           'precision': ('fp32', 'bf16', 'fp16')}
+# Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
+RESUMABLE_CHANGES = ('resume', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir', 'model_dir',
+                     'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
+
+
+def parse_args(argv=None, description=None):
+    """The original's flags, names and defaults, then the port's own (from --model_dir on; train.py's docstring lists
+    them); `description` heads --help."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    parser.add_argument('--desc', type=str, help="name of the run's log and save folder (default: the dataset)")
+    parser.add_argument('--dataset', type=str, default='rocstories', help=choices_help('dataset'))
+    parser.add_argument('--log_dir', type=str, default='log/', help='the jsonl log and TensorBoard events go here')
+    parser.add_argument('--save_dir', type=str, default='save/', help='best parameters and checkpoints go here')
+    parser.add_argument('--data_dir', type=str, default='data/', help='the two Story Cloze CSVs')
+    parser.add_argument('--submission_dir', type=str, default='submission/',
+                        help="the test set's predictions and probabilities go here")
+    parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
+    parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
+    parser.add_argument('--seed', type=int, default=42,
+                        help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
+                             'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
+                             'update number and its tower')
+    parser.add_argument('--n_iter', type=int, default=3, help='epochs')
+    parser.add_argument('--n_batch', type=int, default=8, help='examples per tower (see --n_gpu)')
+    parser.add_argument('--max_grad_norm', type=int, default=1, help="clip the gradient's global norm to this")
+    parser.add_argument('--lr', type=float, default=6.25e-5, help='peak learning rate')
+    parser.add_argument('--lr_warmup', type=float, default=0.002, help='fraction of the updates spent warming up')
+    parser.add_argument('--n_ctx', type=int, default=512, help='longest context (cut to the longest example)')
+    parser.add_argument('--n_embd', type=int, default=768, help='width of the model')
+    parser.add_argument('--n_head', type=int, default=12, help='attention heads')
+    parser.add_argument('--n_layer', type=int, default=12, help='blocks')
+    parser.add_argument('--embd_pdrop', type=float, default=0.1, help='dropout on the embeddings')
+    parser.add_argument('--attn_pdrop', type=float, default=0.1, help='dropout on the attention weights')
+    parser.add_argument('--resid_pdrop', type=float, default=0.1, help='dropout on the residual branches')
+    parser.add_argument('--clf_pdrop', type=float, default=0.1, help="dropout before the classifier")
+    parser.add_argument('--l2', type=float, default=0.01, help='decoupled weight decay')
+    parser.add_argument('--vector_l2', action='store_true', help='decay the vectors (biases, gains) too')
+    parser.add_argument('--n_gpu', type=int, default=4,
+                        help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
+                             "with its own dropout masks, whatever the number of devices (one machine uses the "
+                             "largest count of its GPUs that divides n_gpu)")
+    parser.add_argument('--opt', type=str, default='adam', help=choices_help('opt'))
+    parser.add_argument('--afn', type=str, default='gelu', help='activation of the MLPs: ' + choices_help('afn'))
+    parser.add_argument('--lr_schedule', type=str, default='warmup_linear', help=choices_help('lr_schedule'))
+    parser.add_argument('--encoder_path', type=str,
+                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
+    parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
+    parser.add_argument('--n_transfer', type=int, default=12, help='pretrained layers to load; -1 loads nothing')
+    parser.add_argument('--lm_coef', type=float, default=0.5, help='weight of the LM loss in the training loss')
+    parser.add_argument('--b1', type=float, default=0.9, help="Adam's beta1")
+    parser.add_argument('--b2', type=float, default=0.999, help="Adam's beta2")
+    parser.add_argument('--e', type=float, default=1e-8, help="Adam's epsilon")
+    parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
+    parser.add_argument('--padded', action='store_true',
+                        help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
+                             "both choices of an example scored separately, every op and the Adam update op by op; "
+                             "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
+                             "have other shapes (padded vs trimmed): the same distribution, not the same values")
+    parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
+    parser.add_argument('--precision', type=str, default='fp32',
+                        help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '
+                             'in the 16-bit type, loss scaling for fp16), mainly for GPUs; changes the rounding')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic ops: two runs with the same seed give bit-identical results')
+    parser.add_argument('--accum_steps', type=int, default=1,
+                        help="split each tower of n_batch examples into this many parts, accumulating gradients: "
+                             "the same update with dropout off, but each part draws its own dropout masks "
+                             "(ACCUM_STEPS times the original's masks)")
+    parser.add_argument('--save_every', type=int, default=0,
+                        help='checkpoint every N updates and at the end of each epoch (0: never)')
+    parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')
+    parser.add_argument('--restore', type=str, help='start from the parameters in this best_params.jl')
+    parser.add_argument('--cache_dir', type=str, default='cache/',
+                        help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)")
+    parser.add_argument('--eval_only', action='store_true',
+                        help='no training: score the valid set and predict the test set (with --restore)')
+    args = parser.parse_args(argv)
+    args.desc = args.desc or args.dataset
+    args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
+    args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
+    return args
+
+
+def choices_help(flag):
+    return 'one of ' + ', '.join(CHOICES[flag])
+
+
+def check_args(args):
+    """Refuse unknown choices and impossible values before any work is done. `python train.py` runs it before
+    importing TensorFlow: it uses the standard library alone."""
+    check_flags(args)
+    for flag, choices in CHOICES.items():
+        if getattr(args, flag) not in choices:
+            raise InputError(f"unknown --{flag} {getattr(args, flag)!r}: choose one of {', '.join(choices)}")
+    for flag in ['n_iter', 'n_batch', 'n_gpu', 'n_ctx', 'n_embd', 'n_head', 'n_layer']:
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.n_transfer > args.n_layer:
+        raise InputError(f"--n_transfer {args.n_transfer} is more than the model's --n_layer {args.n_layer}")
+    if args.analysis and not (args.submit or args.eval_only):
+        raise InputError("--analysis reads the submission: pass --submit too")
+    if args.accum_steps < 1 or args.save_every < 0:
+        raise InputError("--accum_steps must be at least 1 and --save_every at least 0")
+    if args.restore and not os.path.isfile(args.restore):
+        raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
+    check_output_dir('--log_dir', args.log_dir)
+    check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))  # an interrupted run saves there
+    if args.submit or args.eval_only:
+        check_output_dir('--submission_dir', args.submission_dir)
+    for flag, path in [('--encoder_path', args.encoder_path), ('--bpe_path', args.bpe_path)]:
+        if not os.path.isfile(path):
+            raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
+                             f"or give the file with {flag}")
+
+
+def check_flags(args):
+    """Refuse numeric flags that would run but give junk (not finite, out of range), and a --desc that is a path."""
+    probability = 'in [0, 1): a probability of dropping'
+    for flag, ok, what in [('lr', 0 < args.lr < math.inf, 'a finite number above 0'),
+                           ('lr_warmup', 0 < args.lr_warmup <= 1, 'in (0, 1]: the warmup fraction of the updates'),
+                           ('embd_pdrop', 0 <= args.embd_pdrop < 1, probability),
+                           ('attn_pdrop', 0 <= args.attn_pdrop < 1, probability),
+                           ('resid_pdrop', 0 <= args.resid_pdrop < 1, probability),
+                           ('clf_pdrop', 0 <= args.clf_pdrop < 1, probability),
+                           ('l2', 0 <= args.l2 < math.inf, 'finite and at least 0'),
+                           ('lm_coef', 0 <= args.lm_coef < math.inf, 'finite and at least 0'),
+                           ('b1', 0 <= args.b1 < 1, 'in [0, 1)'), ('b2', 0 <= args.b2 < 1, 'in [0, 1)'),
+                           ('e', 0 < args.e < math.inf, 'a finite number above 0'),
+                           ('seed', 0 <= args.seed < 2 ** 31, 'in [0, 2**31)'),
+                           ('n_transfer', args.n_transfer >= -1, 'at least -1 (-1: load no pretrained weights)'),
+                           ('n_ctx', args.n_ctx >= 6, 'at least 6: _start_, _delimiter_ and _classify_ and at least '
+                                                      'one token of the story and of the ending')]:
+        if not ok:
+            raise InputError(f"--{flag} {getattr(args, flag)} is out of range: it must be {what}")
+    desc = args.desc
+    if not desc or desc in ('.', '..') or '/' in desc or (os.altsep and os.altsep in desc) or '\0' in desc:
+        raise InputError(f"--desc {desc!r} is not a name: it names the run's log and save folder inside --log_dir "
+                         "and --save_dir; choose those folders with --log_dir and --save_dir")
+
+
+def check_output_dir(flag, path):
+    """InputError unless `path` is a folder, or can be made one, that the run can write in: checked before any
+    work, so that a bad folder never leaves the other outputs half-written."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output folder {path!r}: {probe!r} is not a writable folder; "
+                         f"choose another {flag}")
+
+
+def format_flags(args, width=112, cell=28):
+    """The flags as `name value` cells, left to right on a grid of `cell` characters (a long cell takes several),
+    lines at most `width` wide."""
+    lines = ['']
+    for name, value in vars(args).items():
+        text = f'{name} {value}'
+        text = text.ljust(-(-(len(text) + 2) // cell) * cell)
+        if lines[-1] and len(lines[-1]) + len(text.rstrip()) > width:
+            lines.append('')
+        lines[-1] += text
+    return '\n'.join(line.rstrip() for line in lines)

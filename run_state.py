@@ -1,0 +1,190 @@
+"""A run's lifecycle: where it stands (RunState, saved in its checkpoints), the locks and signals it holds while
+on (RunControl), saving and restoring its checkpoints, stopping cleanly at an update boundary, and --resume."""
+import fcntl
+import glob
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from flags import RESUMABLE_CHANGES
+from utils import InputError, no_space
+
+
+class RunState(tf.train.experimental.PythonState):
+    """Where a run stands, saved in its checkpoints: updates and epochs done, the best validation accuracy,
+    evaluations logged, and numpy's generator at the start of the current epoch (it drew that epoch's order)."""
+
+    def __init__(self):
+        self.n_updates, self.n_epochs, self.best_score, self.n_logged = 0, 0, 0., 0
+        self.epoch_rng = np.random.get_state()
+
+    def serialize(self):
+        name, keys, pos, has_gauss, cached = self.epoch_rng
+        return json.dumps(dict(n_updates=self.n_updates, n_epochs=self.n_epochs, best_score=self.best_score,
+                               n_logged=self.n_logged, epoch_rng=[name, keys.tolist(), pos, has_gauss, cached]))
+
+    def deserialize(self, string_value):
+        state = json.loads(string_value)
+        self.n_updates, self.n_epochs = state['n_updates'], state['n_epochs']
+        self.best_score, self.n_logged = state['best_score'], state['n_logged']
+        name, keys, pos, has_gauss, cached = state['epoch_rng']
+        self.epoch_rng = (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def check_resume(args, log_path):
+    """For --resume: InputError unless the run has a checkpoint, and a whole log whose first line holds the flags
+    of this run, but for those of RESUMABLE_CHANGES."""
+    checkpoints = os.path.join(args.save_dir, args.desc, 'checkpoints')
+    if tf.train.latest_checkpoint(checkpoints) is None:
+        raise InputError(f"--resume: no checkpoint in {checkpoints!r}: start the run without --resume "
+                         "(with --save_every N to make checkpoints)")
+    fix = "start the run again without --resume, or with another --desc"
+    if not os.path.isfile(log_path):
+        raise InputError(f"--resume: the run's log {log_path!r} is missing: {fix}")
+    with open(log_path, encoding='utf-8', errors='replace') as f:
+        lines = f.readlines()
+    try:
+        records = [json.loads(line) for line in lines]
+    except json.JSONDecodeError as err:
+        raise InputError(f"--resume: the run's log {log_path!r} is damaged (not JSON: {err.msg}): {fix}") from err
+    if not records or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"--resume: the run's log {log_path!r} is damaged (not train.py's lines of flags and "
+                         f"results): {fix}")
+    flags = vars(args)
+    changed = [f"--{k} {flags[k]} (the run used {v})" for k, v in records[0].items()
+               if k in flags and k not in RESUMABLE_CHANGES and flags[k] != v]
+    if changed:
+        raise InputError(f"--resume with flags that change the run: {', '.join(changed)}: resume with the flags "
+                         f"in the first line of {log_path!r}, or start a new run with another --desc")
+
+
+def restore_checkpoint(checkpoint):
+    """Restore the latest checkpoint of a CheckpointManager; InputError when it is damaged."""
+    try:
+        checkpoint.checkpoint.restore(checkpoint.latest_checkpoint).assert_consumed()
+    except Exception as err:  # whatever TensorFlow's reader raises on a damaged file (OpError, IndexError, ...)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"--resume: the checkpoint {checkpoint.latest_checkpoint!r} is damaged or of another model "
+                         f"({first}): delete {checkpoint.directory!r} and start the run again without --resume"
+                         ) from err
+
+
+def save_checkpoint(checkpoint, n_updates, model):
+    """checkpoint.save(n_updates); InputError naming the folder when the disk is full."""
+    try:
+        checkpoint.save(n_updates)
+    except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as err:
+        if not isinstance(err, tf.errors.ResourceExhaustedError) and 'No space left' not in str(err):
+            raise
+        needed = 3 * sum(p.numpy().nbytes for p in model.params)  # the parameters and Adam's two moments
+        raise InputError(no_space(os.path.join(checkpoint.directory, f'ckpt-{n_updates}'), needed)) from err
+
+
+def check_finite(n_update, cost, grad_norm):
+    """InputError naming the update when its loss or gradient is not finite (in float32 the update has made the
+    parameters junk: the run stops before it saves anything more)."""
+    cost, grad_norm = float(cost), float(grad_norm)
+    if not (math.isfinite(cost) and math.isfinite(grad_norm)):
+        raise InputError(f"update {n_update}: the loss is {cost} and the gradient's norm {grad_norm}, not finite "
+                         "numbers: the run stopped, keeping its last checkpoint and best_params.jl from before this "
+                         "update; lower --lr or check the data")
+
+
+class RunControl:
+    """What a run holds while it is on (a context manager): locks on its folders, and SIGINT / SIGTERM.
+    While `armed` (the training loop) the first signal only sets `signum`, so that the loop stops at the next
+    update boundary, saves and exits; the signal's default action comes back, so that a second one stops the
+    program at once. Unarmed, a signal raises Interrupted."""
+
+    def __init__(self, resume_command):
+        self.resume_command, self.signum, self.armed, self.locks = resume_command, None, False, []
+
+    def __enter__(self):
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        for f in self.locks:
+            f.close()
+
+    def handle(self, signum, frame):
+        if not self.armed:
+            raise Interrupted(signum)
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL)
+        print(f"\n{signal.Signals(signum).name}: stopping after this update to save a checkpoint (again: stop at "
+              "once, without saving)", file=sys.stderr)
+
+    def lock(self, folder, desc):
+        """An exclusive lock on `folder`'s lock file, held until the run ends; InputError when another run holds
+        it."""
+        path = os.path.join(folder, '.lock')
+        try:
+            os.makedirs(folder, exist_ok=True)
+            f = open(path, 'a')
+        except OSError as err:
+            raise InputError(f"cannot write in {folder!r} ({err.strerror}): choose a writable folder") from err
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise InputError(f"another run with --desc {desc} is writing in {folder!r}: wait for it to end, or "
+                             "choose another --desc") from None
+        self.locks.append(f)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM outside the training loop."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def at_boundary(control, checkpoint, n_updates, model, summaries, save):
+    """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, say how to
+    resume and exit with 128 + the signal's number."""
+    signum = control.signum  # read once: a signal that comes during the save stops the run at the next boundary
+    if save or signum:
+        save_checkpoint(checkpoint, n_updates, model)
+    if signum:
+        summaries.flush()
+        tqdm.write(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
+                   f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
+        sys.exit(128 + signum)
+
+
+def lock_run(control, args):
+    """Lock the run's folders (its TensorBoard folder and its save folder) against a second run with the same
+    --desc, then remove what this run's interrupted writes left: temporary files of utils.atomic_write and
+    TensorFlow's unfinished checkpoints."""
+    save_dir = os.path.join(args.save_dir, args.desc)
+    control.lock(os.path.join(args.log_dir, args.desc), args.desc)
+    control.lock(save_dir, args.desc)
+    checkpoints = os.path.join(save_dir, 'checkpoints')
+    patterns = [(args.log_dir, f'.{glob.escape(args.desc)}.jsonl.*.tmp'), (save_dir, '.*.tmp'),
+                (checkpoints, '*.tmp*'), (checkpoints, 'ckpt-*_temp')]
+    for folder, pattern in patterns:
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def resume_command(argv):
+    """The command line that resumes the run of train.py's arguments `argv`."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')  # beside this file
+    script = os.path.relpath(path)
+    script = path if script.startswith('..') else script
+    return 'python ' + shlex.join([script] + list(argv) + ([] if '--resume' in argv else ['--resume']))
