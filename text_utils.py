@@ -1,12 +1,13 @@
 """The original's text pipeline: ftfy, standardisation, spaCy's rule-based English tokenizer, lower-cased BPE."""
 import json
+import os
 import re
 
 import ftfy
 import spacy
 from tqdm import tqdm
 
-from utils import InputError
+from utils import InputError, download_command
 
 
 def get_pairs(word):
@@ -43,7 +44,9 @@ def fix_text(text):
     return text if _PLAIN.fullmatch(text) else ftfy.fix_text(text)
 
 
-FETCH = "run `python download.py` to fetch the original's BPE files"
+def fetch(path):
+    """How to replace the damaged BPE file `path`: the download.py command for its folder."""
+    return f"run `{download_command(os.path.dirname(path), 'bpe')}` to fetch the original's BPE files"
 
 
 def read_encoder(path):
@@ -52,11 +55,11 @@ def read_encoder(path):
         with open(path, encoding='utf-8') as f:
             encoder = json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path!r} is not a JSON file ({err}): {FETCH}") from err
+        raise InputError(f"{path!r} is not a JSON file ({err}): {fetch(path)}") from err
     if not (isinstance(encoder, dict) and encoder and all(type(i) is int for i in encoder.values())
             and set(encoder.values()) == set(range(len(encoder)))):
         raise InputError(f"{path!r} is not a BPE vocabulary, a JSON object mapping its n pieces to the ids 0 to n - 1: "
-                         f"{FETCH}")
+                         f"{fetch(path)}")
     return encoder
 
 
@@ -67,12 +70,12 @@ def read_merges(path):
         with open(path, encoding='utf-8') as f:
             lines = f.read().split('\n')[1:-1]
     except UnicodeDecodeError as err:
-        raise InputError(f"{path!r} is not a text file ({err}): {FETCH}") from err
+        raise InputError(f"{path!r} is not a text file ({err}): {fetch(path)}") from err
     merges = [tuple(line.split()) for line in lines]
     for i, merge in enumerate(merges, start=2):
         if len(merge) not in (0, 2):  # an empty line (the tests' files end with one) merges nothing
             raise InputError(f"{path}, line {i}: a merge is two BPE pieces separated by a space, found "
-                             f"{lines[i - 2][:80]!r}: {FETCH}")
+                             f"{lines[i - 2][:80]!r}: {fetch(path)}")
     return merges
 
 

@@ -284,6 +284,8 @@ def test_bpe_and_shape_files_that_are_not_what_they_should_be(run, tmp_path, nam
     flags = {'encoder_path': path} if name == 'encoder.json' else {'bpe_path': path} if name == 'vocab.bpe' else {}
     msg = run(**flags)
     assert str(path) in msg and words in msg and 'download.py' in msg
+    if name in ('encoder.json', 'vocab.bpe'):  # the command that fixes the folder this run used
+        assert f'download.py --only bpe --model_dir {path.parent}' in msg
 
 
 @pytest.mark.parametrize('flag, value', [('lr', 'nan'), ('lr', 'inf'), ('lr', '0'), ('lr', '-0.0001'),
