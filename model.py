@@ -6,6 +6,7 @@ import math
 import os
 import pickle
 import re
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -188,13 +189,30 @@ def embed(X, we):
     return tf.reduce_sum(tf.gather(we, X), axis=2)
 
 
+class Head(NamedTuple):
+    """The task's head on the `_classify_` (extract) token's hidden states, the paper's section 3.3: an example is
+    n_seq sequences; `pool` 'choices' scores each sequence with one output (clf/w (C, 1)) and takes the softmax over
+    them (multiple choice; the original's ROCStories, the default); 'sum' adds the n_seq hidden states (similarity's
+    two orders; a single sequence is unchanged) and gives n_out outputs (clf/w (C, n_out)). `loss` 'softmax' is the
+    cross-entropy on class ids, 'squared' the squared error of the single output on a float score (STS-B)."""
+    n_seq: int = 2
+    n_out: int = 1
+    pool: str = 'choices'
+    loss: str = 'softmax'
+
+    @property
+    def n_logits(self):
+        """Logits per example: one per choice, else n_out."""
+        return self.n_seq if self.pool == 'choices' else self.n_out
+
+
 class Model(tf.Module):
     """The fine-tuning network. `params` holds its variables in the original's order and names, in float32.
     precision 'bf16' or 'fp16' computes the matmuls and carries the hidden states in that type (mixed precision,
     mainly for GPUs); LayerNorm, gelu, softmax, the classifier and the losses stay in float32."""
 
     def __init__(self, n_vocab, n_special, n_ctx, clf_token, n_embd=768, n_head=12, n_layer=12, embd_pdrop=0.1,
-                 attn_pdrop=0.1, resid_pdrop=0.1, clf_pdrop=0.1, afn='gelu', precision='fp32'):
+                 attn_pdrop=0.1, resid_pdrop=0.1, clf_pdrop=0.1, afn='gelu', precision='fp32', head=Head()):
         super().__init__(name='model')
         if afn not in act_fns:
             raise InputError(f"unknown --afn {afn!r}: choose one of {', '.join(act_fns)}")
@@ -207,6 +225,7 @@ class Model(tf.Module):
         self.n_embd, self.n_head, self.n_layer = n_embd, n_head, n_layer
         self.embd_pdrop, self.attn_pdrop, self.resid_pdrop, self.clf_pdrop = embd_pdrop, attn_pdrop, resid_pdrop, clf_pdrop
         self.act = act_fns[afn]
+        self.head = head
 
         def normal(shape):
             return tf.random.normal(shape, stddev=0.02)
@@ -223,13 +242,15 @@ class Model(tf.Module):
                  'mlp/c_proj/w': lambda: normal([1, 4 * nx, nx]), 'mlp/c_proj/b': lambda: tf.zeros([nx]),
                  'ln_2/g': lambda: tf.ones([nx]), 'ln_2/b': lambda: tf.zeros([nx])}
         self.h = [{k: var(inits[k](), f'h{l}/{k}') for k in LAYER_PARAMS} for l in range(n_layer)]
-        self.clf_w = var(normal([nx, 1]), 'clf/w')
-        self.clf_b = var(tf.zeros([1]), 'clf/b')
+        n_out = 1 if head.pool == 'choices' else head.n_out
+        self.clf_w = var(normal([nx, n_out]), 'clf/w')
+        self.clf_b = var(tf.zeros([n_out]), 'clf/b')
         self.params = [self.we] + [p[k] for p in self.h for k in LAYER_PARAMS] + [self.clf_w, self.clf_b]
 
     def __call__(self, X, M, Y, train=False, seed=None, masked_lm=False, fused=False):
-        """X int32 (n, 2, T, 2), M float32 (n, 2, T), Y int32 (n) with T <= n_ctx ->
-        clf_logits (n, 2), clf_losses (n), lm_losses (2n). `seed` (int32 (2,)) seeds the dropout masks.
+        """X int32 (n, n_seq, T, 2), M float32 (n, n_seq, T), Y (n) int32 class ids (float32 scores for a 'squared'
+        head) with T <= n_ctx -> clf_logits (n, head.n_logits), clf_losses (n), lm_losses (n * n_seq). `seed`
+        (int32 (2,)) seeds the dropout masks.
         The same losses with less work: masked_lm computes the LM head only where M is 1, fused uses the XLA
         kernels of gelu and LayerNorm."""
         if train and seed is None:
@@ -237,24 +258,24 @@ class Model(tf.Module):
         seeds = Seeds(seed)
         we = dropout(self.we, self.embd_pdrop, train, seeds)       # one mask per call: per tower (part) and update
         T = tf.shape(X)[2]
-        X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = 2n
+        X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = n * n_seq
         M = tf.reshape(M, [-1, T])
         h = self.transformer(X, we, causal_mask(T), train, seeds, fused)   # (B, T, C)
         lm_losses = self.lm_losses(h, we, X, M, masked_lm)           # (B)
         pool_idx = tf.argmax(tf.cast(tf.equal(X[:, :, 0], self.clf_token), tf.float32), 1, output_type=tf.int32)
         clf_h = tf.gather(h, pool_idx, batch_dims=1)                 # (B, C)
-        clf_logits = self.clf(tf.reshape(clf_h, [-1, 2, self.n_embd]), train, seeds)   # (n, 2)
-        clf_losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=clf_logits)
-        return clf_logits, clf_losses, lm_losses
+        clf_logits = self.clf(tf.reshape(clf_h, [-1, self.head.n_seq, self.n_embd]), train, seeds)
+        return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
 
     def score_packed(self, X, seg, clf_idx, Y, fused=True):
-        """Evaluation of packed examples, each [_start_] story [_delimiter_] ending1 [_classify_] ending2
-        [_classify_] with ending2's positions restarting after the delimiter: X int32 (n, T, 2), seg int32 (n, T)
-        (packed_mask), clf_idx int32 (n, 2) the two _classify_ positions. Without dropout the two choices share
-        the story's hidden states exactly, so this equals __call__'s clf_logits and clf_losses at less cost."""
+        """Evaluation of packed multiple-choice examples, each [_start_] context [_delimiter_] answer1
+        [_classify_] answer2 [_classify_] ... with each answer's positions restarting after the delimiter: X int32
+        (n, T, 2), seg int32 (n, T) (packed_mask), clf_idx int32 (n, n_seq) the _classify_ positions. Without
+        dropout the choices share the context's hidden states exactly, so this equals __call__'s clf_logits and
+        clf_losses at less cost."""
         h = self.transformer(X, self.we, packed_mask(seg), False, None, fused)       # (n, T, C)
-        clf_logits = self.clf(tf.gather(h, clf_idx, batch_dims=1), False, None)       # (n, 2)
-        return clf_logits, tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=clf_logits)
+        clf_logits = self.clf(tf.gather(h, clf_idx, batch_dims=1), False, None)       # (n, n_seq)
+        return clf_logits, self.clf_losses(clf_logits, Y)
 
     def transformer(self, X, we, b, train, seeds, fused=False):
         """Hidden states (B, T, C) of X (B, T, 2) under the attention mask b."""
@@ -282,13 +303,22 @@ class Model(tf.Module):
         return total / tf.reduce_sum(weights, 1)
 
     def clf(self, clf_h, train, seeds):
-        """Logits (n, 2) of the two choices' hidden states clf_h (n, 2, C); in training, dropout with one mask
-        shared by the two choices of an example."""
+        """Logits (n, head.n_logits) of the extract hidden states clf_h (n, n_seq, C); in training, dropout with
+        one mask shared by the sequences of an example (so that for 'sum' it is the mask of their sum)."""
         clf_h = tf.cast(clf_h, tf.float32)
         clf_h = dropout(clf_h, self.clf_pdrop, train, seeds,
                         noise_shape=tf.concat([tf.shape(clf_h)[:1], [1, self.n_embd]], 0))
+        if self.head.pool == 'sum':
+            return tf.matmul(tf.reduce_sum(clf_h, 1), self.clf_w) + self.clf_b                   # (n, n_out)
         clf_logits = tf.matmul(tf.reshape(clf_h, [-1, self.n_embd]), self.clf_w) + self.clf_b
-        return tf.reshape(clf_logits, [-1, 2])
+        return tf.reshape(clf_logits, [-1, self.head.n_seq])                                     # (n, n_seq)
+
+    def clf_losses(self, clf_logits, Y):
+        """Per-example task loss (n): cross-entropy of the class ids Y, or the squared error of the one output
+        against the scores Y ('squared')."""
+        if self.head.loss == 'squared':
+            return tf.square(clf_logits[:, 0] - tf.cast(Y, tf.float32))
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=clf_logits)
 
     def assign(self, arrays):
         """Set the first len(arrays) params (original order) from numpy arrays, checking every shape."""

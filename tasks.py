@@ -85,6 +85,12 @@ class Task(NamedTuple):
         each."""
         return 1 if self.shape == 'multiple_choice' or self.labels is None else len(self.labels)
 
+    @property
+    def head(self):
+        """The fields of the model's head (model.Head) that follow from the task's shape and labels."""
+        return dict(n_seq=self.n_seq, n_out=self.n_out, pool='choices' if self.shape == 'multiple_choice' else 'sum',
+                    loss='softmax' if self.labels else 'squared')
+
 
 def rocstories_splits(data_dir):
     """ROCStories' splits as Examples, from the existing functions: 'train' and 'valid' the original's split of
