@@ -1,4 +1,5 @@
-"""Story Cloze test accuracy of a submission, and the valid accuracy of the run's best evaluation; learning curves.
+"""Story Cloze test accuracy of a submission, and the valid accuracy of the run's best evaluation; learning curves;
+and (report) the paper's metrics of any task's run, which train.py --analysis prints.
     python analysis.py --data_dir data/ --submission submission/ROCStories.tsv --log log/rocstories.jsonl
     python analysis.py --plot curves.png log/a.jsonl [log/b.jsonl ...]
 """
@@ -13,7 +14,7 @@ import pandas as pd
 from datasets import ROC_TEST, rocstories_csv
 from utils import InputError, atomic_write, exit_on_input_error
 
-CURVES = [('cost', 'tr_cost', 'va_cost'), ('accuracy (%)', 'tr_acc', 'va_acc')]  # one panel each
+COSTS = ('cost', 'tr_cost', 'va_cost')  # the first panel; the second: the task's first metric (tr_acc, va_acc, ...)
 
 
 def rocstories(data_dir, pred_path, log_path):
@@ -30,6 +31,29 @@ def rocstories(data_dir, pred_path, log_path):
     return valid_accuracy, test_accuracy
 
 
+def report(task, log_path, scores):
+    """Print the paper's metrics of a run in the paper's units (percent), one aligned line each, and return them
+    ({line's label: value}): the valid split's from the best evaluation in `log_path` (by the task's first metric,
+    the first of equal ones, as the original picks its best parameters), then each split of `scores` ({split:
+    {metric name: value}}: the other dev sets, the test sets whose labels are public)."""
+    _, evaluations = read_log(log_path)
+    first = 'va_' + task.metrics[0].name
+    best = evaluations[int(np.argmax([e[first] for e in evaluations]))]
+    rows = [(task.valid, {m.name: best['va_' + m.name] for m in task.metrics})] + list(scores.items())
+    lines = {f"{task.title} {split.replace('_', ' ').title()} {m.title}": values[m.name]
+             for split, values in rows for m in task.metrics}
+    width = max(len(label) for label in lines) + 1
+    for label, value in lines.items():
+        print(f'{label + ":":<{width}} {value:.2f}')
+    return lines
+
+
+def metric_curve(evaluation):
+    """The (ylabel, train key, valid key) of the metric an evaluation line logs first after the costs."""
+    name = next(k[3:] for k in evaluation if k.startswith('tr_') and k != 'tr_cost')
+    return (name if name != 'acc' else 'accuracy') + ' (%)', 'tr_' + name, 'va_' + name
+
+
 def read_log(path):
     """(desc, evaluations) of a train.py log: the flags' desc (else the file's name) and the evaluation lines."""
     if not os.path.isfile(path):
@@ -44,9 +68,12 @@ def read_log(path):
             raise InputError(f"{path}, line {i}: not JSON ({err.msg}): is it a log that train.py wrote?") from err
     if not records or not isinstance(records[0], dict):
         raise InputError(f"{path}: empty, or its first line is not the run's flags: is it a log that train.py wrote?")
-    keys = ['n_updates'] + [k for _, tr, va in CURVES for k in (tr, va)]
+    keys = ['n_updates', COSTS[1], COSTS[2]]
     for i, record in enumerate(records[1:], start=2):
         missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+        if not missing:
+            metric = next((k for k in record if k.startswith('tr_') and k != 'tr_cost'), 'tr_acc')
+            missing = [k for k in (metric, 'va_' + metric[3:]) if k not in record]
         if missing:
             raise InputError(f"{path}, line {i}: no {', '.join(missing)}: is it a log that train.py wrote?")
     desc = records[0].get('desc') or os.path.splitext(os.path.basename(path))[0]
@@ -55,9 +82,11 @@ def read_log(path):
 
 def plot(log_paths, out_path):
     """Learning curves of the runs in `log_paths` to the PNG `out_path`: tr_cost and va_cost against n_updates in
-    one panel, tr_acc and va_acc in the other; one colour per run (labelled by its desc), train solid, valid
-    dashed. A log without evaluations yet draws nothing but keeps its colour and label."""
+    one panel, the first run's first metric (tr_acc and va_acc for accuracy) in the other; one colour per run
+    (labelled by its desc), train solid, valid dashed. A log without evaluations yet draws nothing but keeps its
+    colour and label."""
     runs = [read_log(path) for path in log_paths]
+    curves = [COSTS, next((metric_curve(ev[0]) for _, ev in runs if ev), ('accuracy (%)', 'tr_acc', 'va_acc'))]
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: train.py imports this module too
     from matplotlib.figure import Figure
 
@@ -68,12 +97,12 @@ def plot(log_paths, out_path):
     for i, ((desc, evaluations), path) in enumerate(zip(runs, log_paths)):
         label = desc if descs.count(desc) == 1 else f'{desc} ({path})'
         x = [e['n_updates'] for e in evaluations]
-        for ax, (_, tr, va) in zip(axes, CURVES):
-            ax.plot(x, [e[tr] for e in evaluations], color=f'C{i % 10}', linestyle='-', marker='o', markersize=3,
+        for ax, (_, tr, va) in zip(axes, curves):  # a run of another task has no value of this metric
+            ax.plot(x, [e.get(tr, np.nan) for e in evaluations], color=f'C{i % 10}', linestyle='-', marker='o', markersize=3,
                     label=f'{label} train')
-            ax.plot(x, [e[va] for e in evaluations], color=f'C{i % 10}', linestyle='--', marker='o', markersize=3,
+            ax.plot(x, [e.get(va, np.nan) for e in evaluations], color=f'C{i % 10}', linestyle='--', marker='o', markersize=3,
                     label=f'{label} valid')
-    for ax, (ylabel, _, _) in zip(axes, CURVES):
+    for ax, (ylabel, _, _) in zip(axes, curves):
         ax.set_xlabel('updates')
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

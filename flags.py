@@ -7,8 +7,9 @@ import os
 from utils import HelpFormatter, InputError, download_command
 
 # The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
-# takes seconds); the tests check that they are the keys of the tables in train.py, model.py and opt.py.
-CHOICES = {'dataset': ('rocstories',), 'afn': ('gelu', 'relu', 'swish'),
+# takes seconds); the tests check that they are the keys of the tables in tasks.py, train.py, model.py and opt.py.
+CHOICES = {'dataset': ('rocstories', 'sst2', 'cola', 'mnli', 'qnli', 'rte', 'snli', 'scitail', 'mrpc', 'qqp', 'stsb',
+                       'race'), 'afn': ('gelu', 'relu', 'swish'),
            'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
            'precision': ('fp32', 'bf16', 'fp16')}
 # Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
@@ -24,11 +25,15 @@ def parse_args(argv=None, description=None):
     parser.add_argument('--dataset', type=str, default='rocstories', help=choices_help('dataset'))
     parser.add_argument('--log_dir', type=str, default='log/', help='the jsonl log and TensorBoard events go here')
     parser.add_argument('--save_dir', type=str, default='save/', help='best parameters and checkpoints go here')
-    parser.add_argument('--data_dir', type=str, default='data/', help='the two Story Cloze CSVs')
+    parser.add_argument('--data_dir', type=str,
+                        help="the task's files as their publisher unpacks them (default: data/ for rocstories, the two "
+                             "Story Cloze CSVs; data/<the publisher's folder> for the others, see README.md)")
     parser.add_argument('--submission_dir', type=str, default='submission/',
                         help="the test set's predictions and probabilities go here")
     parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
-    parser.add_argument('--analysis', action='store_true', help='with --submit: print valid and test accuracy')
+    parser.add_argument('--analysis', action='store_true',
+                        help="with --submit: print the paper's metrics on the dev sets, and on the test set where its "
+                             "labels are public")
     parser.add_argument('--seed', type=int, default=42,
                         help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
                              'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '

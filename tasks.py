@@ -27,7 +27,6 @@ How a training script uses it:
     score(task, predictions, splits[task.valid])[task.metrics[0].name]   # selects the best parameters
 """
 import os
-from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -41,11 +40,13 @@ SHAPES = ('classification', 'entailment', 'similarity', 'multiple_choice')
 
 
 class Metric(NamedTuple):
-    """One figure the paper reports: its name, the function of (predictions, labels), the subset it covers (a
-    value of Examples.group; None: all examples)."""
+    """One figure the paper reports: its name (the log's keys are tr_<name> and va_<name>), the function of
+    (predictions, labels), the subset it covers (a value of Examples.group; None: all examples), and its title in
+    the --analysis lines."""
     name: str
     fn: object
     group: str = None
+    title: str = 'Accuracy'
 
 
 class Task(NamedTuple):
@@ -54,7 +55,8 @@ class Task(NamedTuple):
     choice); `n_context` leading text fields that form the context (multiple choice). `metrics[0]` selects the
     best parameters on `valid`; `evals` more labelled splits to report; `tests` the splits to predict,
     `test_labels` whether their labels are public (scored by --analysis); `submissions` split -> file name;
-    `truncate` multiple choice's truncation rule, 'roc' or 'context' (the other shapes have one rule each)."""
+    `truncate` multiple choice's truncation rule, 'roc' or 'context' (the other shapes have one rule each);
+    `title` the task's name in the --analysis lines."""
     name: str
     load: object
     paths: object
@@ -73,6 +75,7 @@ class Task(NamedTuple):
     truncate: str = None
     n_choices: int = 0
     n_context: int = 0
+    title: str = None
 
     @property
     def n_seq(self):
@@ -106,22 +109,25 @@ def glue(name, folder, labels, metric, paper, submission, shape='entailment', ma
     """A GLUE task's entry: its files in data/<folder>, test labels private, the submission GLUE scores."""
     load, paths = datasets.tsv_task(datasets.GLUE_FILES[name], labels, datasets.GLUE_URL, max_skipped)
     kwargs.setdefault('submissions', {'test': submission})
-    return Task(name, load, paths, shape, labels, metric, f'data/{folder}', datasets.GLUE_URL, paper, **kwargs)
+    return Task(name, load, paths, shape, labels, metric, f'data/{folder}', datasets.GLUE_URL, paper, title=folder,
+                **kwargs)
 
 
 BINARY = ('0', '1')
 NLI3 = ('entailment', 'neutral', 'contradiction')
 NLI2 = ('entailment', 'not_entailment')
 ACC = (Metric('acc', metrics.accuracy),)
-F1_ACC = (Metric('F1', metrics.f1), Metric('acc', metrics.accuracy))
+F1_ACC = (Metric('F1', metrics.f1, title='F1'), Metric('acc', metrics.accuracy))
 scitail_load, scitail_paths = datasets.tsv_task(datasets.SCITAIL_FILES, ('entails', 'neutral'), datasets.SCITAIL_URL)
 
 TASKS = {task.name: task for task in [
-    Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('1', '2'), ACC, 'data/',
+    # The labels are the choices' indices: the original's submission writes the index of the chosen ending.
+    Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('0', '1'), ACC, 'data/',
          datasets.ROC_URL, '86.5 (test acc)', valid='valid', test_labels=True,
-         submissions={'test': 'ROCStories.tsv'}, truncate='roc', n_choices=2, n_context=1),
+         submissions={'test': 'ROCStories.tsv'}, truncate='roc', n_choices=2, n_context=1, title='ROCStories'),
     glue('sst2', 'SST-2', BINARY, ACC, '91.3 (test acc)', 'SST-2.tsv', shape='classification'),
-    glue('cola', 'CoLA', BINARY, (Metric('mc', metrics.matthews_corrcoef),), '45.4 (test Matthews corr.)',
+    glue('cola', 'CoLA', BINARY, (Metric('mc', metrics.matthews_corrcoef, title='Matthews Corr.'),),
+         '45.4 (test Matthews corr.)',
          'CoLA.tsv', shape='classification'),
     glue('mnli', 'MNLI', NLI3, ACC, '82.1 / 81.4 (test acc, matched / mismatched)', None,
          valid='dev_matched', evals=('dev_mismatched',), tests=('test_matched', 'test_mismatched'),
@@ -129,19 +135,21 @@ TASKS = {task.name: task for task in [
     glue('qnli', 'QNLI', NLI2, ACC, '88.1 (test acc)', 'QNLI.tsv'),
     glue('rte', 'RTE', NLI2, ACC, '56.0 (test acc)', 'RTE.tsv'),
     Task('snli', datasets.snli, datasets.snli_paths, 'entailment', NLI3, ACC, 'data/snli_1.0', datasets.SNLI_URL,
-         '89.9 (test acc)', test_labels=True, submissions={'test': 'SNLI.tsv'}),
+         '89.9 (test acc)', test_labels=True, submissions={'test': 'SNLI.tsv'}, title='SNLI'),
     Task('scitail', scitail_load, scitail_paths, 'entailment', ('entails', 'neutral'), ACC, 'data/SciTailV1.1',
-         datasets.SCITAIL_URL, '88.3 (test acc)', test_labels=True, submissions={'test': 'SciTail.tsv'}),
+         datasets.SCITAIL_URL, '88.3 (test acc)', test_labels=True, submissions={'test': 'SciTail.tsv'},
+         title='SciTail'),
     glue('mrpc', 'MRPC', BINARY, F1_ACC, '82.3 (test F1)', 'MRPC.tsv', shape='similarity'),
     glue('qqp', 'QQP', BINARY, F1_ACC, '70.3 (test F1)', 'QQP.tsv', shape='similarity',
          max_skipped=datasets.QQP_MAX_SKIPPED),
-    glue('stsb', 'STS-B', None, (Metric('pearson', metrics.pearson), Metric('spearman', metrics.spearman)),
+    glue('stsb', 'STS-B', None, (Metric('pearson', metrics.pearson, title='Pearson'),
+                                 Metric('spearman', metrics.spearman, title='Spearman')),
          '82.0 (test Pearson)', 'STS-B.tsv', shape='similarity'),
     Task('race', datasets.race, datasets.race_paths, 'multiple_choice', ('A', 'B', 'C', 'D'),
-         (Metric('all', metrics.accuracy), Metric('RACE-m', metrics.accuracy, 'middle'),
-          Metric('RACE-h', metrics.accuracy, 'high')), 'data/RACE', datasets.RACE_URL,
+         (Metric('all', metrics.accuracy), Metric('RACE-m', metrics.accuracy, 'middle', 'RACE-m Accuracy'),
+          Metric('RACE-h', metrics.accuracy, 'high', 'RACE-h Accuracy')), 'data/RACE', datasets.RACE_URL,
          '62.9 / 57.4 / 59.0 (test acc, RACE-m / RACE-h / all)', test_labels=True, submissions={'test': 'RACE.tsv'},
-         truncate='context', n_choices=4, n_context=2),
+         truncate='context', n_choices=4, n_context=2, title='RACE'),
 ]}
 
 
@@ -154,6 +162,12 @@ def score(task, predictions, examples):
         keep = slice(None) if metric.group is None else np.asarray(examples.group) == metric.group
         scores[metric.name] = 100.0 * metric.fn(predictions[keep], np.asarray(examples.y)[keep])
     return scores
+
+
+def predictions(task, logits):
+    """The predictions of the model's logits (n, n_logits): the class (or choice) with the largest logit (the first
+    of equal ones), or the single output of a regression."""
+    return logits[:, 0] if task.labels is None else np.argmax(logits, 1)
 
 
 def prediction_strings(task, predictions):
@@ -248,8 +262,10 @@ def save_encoded(f, splits):
     np.savez(f, **arrays)
 
 
-def load_encoded(path):
-    """The encoded splits that save_encoded wrote to `path`."""
+def load_encoded(path, like=None, n_vocab=None):
+    """The encoded splits that save_encoded wrote to `path` (nothing in it is unpickled). Given `like` (the splits
+    as read from the data files, before encoding) and n_vocab, ValueError unless the file holds exactly their
+    splits, fields, example ids and labels, each field a well-formed Ragged of token ids in [0, n_vocab)."""
     with np.load(path, allow_pickle=False) as z:
         arrays = {key: z[key] for key in z.files}
     splits = {}
@@ -259,7 +275,31 @@ def load_encoded(path):
                       for k in range(n_fields))
         splits[split] = Examples(texts, arrays.get(f'{split}/y'), arrays[f'{split}/ids'].tolist(),
                                  arrays.get(f'{split}/group'), int(arrays[f'{split}/n_skipped']))
+    if like is not None:
+        check_encoded(splits, like, n_vocab)
     return splits
+
+
+def check_encoded(encoded, like, n_vocab):
+    """ValueError unless `encoded` (load_encoded's splits) encodes the splits `like` (see load_encoded)."""
+    if list(encoded) != list(like):
+        raise ValueError(f'splits {list(encoded)} instead of {list(like)}')
+    for split, ex in like.items():
+        got = encoded[split]
+        if got.ids != [str(i) for i in ex.ids] or len(got.texts) != len(ex.texts):
+            raise ValueError(f'{split}: other examples or fields than the data set')
+        same_y = (got.y is None and ex.y is None) or (got.y is not None and ex.y is not None and
+                                                      got.y.dtype == np.asarray(ex.y).dtype and np.array_equal(got.y, ex.y))
+        same_group = (got.group is None) == (ex.group is None) and (
+            ex.group is None or got.group.tolist() == [str(g) for g in ex.group])
+        if not (same_y and same_group and got.n_skipped == ex.n_skipped):
+            raise ValueError(f'{split}: labels or groups differ from the data set')
+        for k, field in enumerate(got.texts):
+            ids, offsets = field.ids, field.offsets
+            if not (ids.dtype == np.int32 and ids.ndim == 1 and offsets.dtype == np.int64
+                    and offsets.shape == (len(ex.ids) + 1,) and offsets[0] == 0 and offsets[-1] == len(ids)
+                    and np.all(np.diff(offsets) >= 0) and (len(ids) == 0 or 0 <= ids.min() <= ids.max() < n_vocab)):
+                raise ValueError(f'{split}: field {k} is not {len(ex.ids)} texts of token ids below {n_vocab}')
 
 
 # ---------------------------------------------------------------------------------------- input transformations
@@ -330,14 +370,16 @@ def sequences(task, texts, n_vocab, n_ctx):
     return build([start, *context, delim, (answers, answer_rows, answer_cut[answer_rows]), clf], n * k)
 
 
-def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1):
+def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1, n_ctx=None):
     """The model's inputs for examples `rows` of `seqs` (from `sequences`): X int32 (n, n_seq, T, 2), token ids in
     [..., 0] (0-padded) and position ids n_vocab + 3 + t in [..., 1]; M float32 (n, n_seq, T), 1 on real tokens.
-    T is the batch's longest sequence, rounded up to a multiple of `multiple`."""
+    T is the batch's longest sequence, rounded up to a multiple of `multiple`, at most n_ctx (multiple = n_ctx pads
+    to n_ctx, as the original)."""
     rows = np.asarray(rows, dtype=np.int64)
     batch = seqs.take((rows[:, None] * n_seq + np.arange(n_seq)).ravel())
     lengths = batch.lengths
     T = -(-int(lengths.max(initial=1)) // multiple) * multiple
+    T = T if n_ctx is None else min(T, n_ctx)
     M = (np.arange(T) < lengths[:, None]).reshape(len(rows), n_seq, T)
     X = np.zeros((len(rows), n_seq, T, 2), dtype=np.int32)
     X[..., 0][M] = batch.ids

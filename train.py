@@ -1,14 +1,15 @@
 """Fine-tune the pretrained GPT-1 on the Story Cloze Test (ROCStories), as the original train.py:
     python train.py --dataset rocstories --desc rocstories --submit --analysis
+or on any other task of the paper (tasks.py: GLUE, SNLI, SciTail, RACE) with the same recipe, e.g.
+    python train.py --dataset mnli --submit --analysis
 
 What the run computes, and where it deliberately differs from the original, is in SPEC.md; README.md has its
-cost, its outputs and the flags that matter.
+cost, its outputs, the table of the paper's tasks and the flags that matter.
 
 Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
 --save_every, --resume, --restore, --cache_dir, --eval_only.
 """
 import hashlib
-import itertools
 import os
 import random
 import sys
@@ -20,6 +21,8 @@ if __name__ == '__main__':  # --help and a bad flag answer now, before the impor
     exit_on_input_error(check_args, parse_args(description=__doc__))
 
 with tensorflow_start_up_hidden():
+    from typing import NamedTuple
+
     import ftfy
     import joblib
     import numpy as np
@@ -29,17 +32,18 @@ with tensorflow_start_up_hidden():
     from tqdm import tqdm
 
     import analysis
+    import datasets
+    import tasks
     import text_utils
-    from datasets import context_length, load_encoded, pack_roc, rocstories, rocstories_paths, save_encoded, transform_roc
-    from model import Model, load_openai_params, load_params, special_embeddings, transfer
+    from datasets import Examples
+    from model import Head, Model, load_openai_params, load_params, special_embeddings, transfer
     from opt import Adam, LossScale, schedules
+    from tasks import TASKS, Ragged
     from text_utils import TextEncoder
     from run_state import (Interrupted, RunControl, RunState, at_boundary, check_finite, check_resume, lock_run,
                            restore_checkpoint, resume_command)
-    from utils import ResultLogger, atomic_write, encode_dataset, iter_data
+    from utils import ResultLogger, atomic_write
 
-datasets = {'rocstories': (rocstories, rocstories_paths)}  # loader, its files
-submission_files = {'rocstories': 'ROCStories.tsv'}
 opts = {'adam': Adam}
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the first epoch, as the original
 
@@ -157,32 +161,36 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=
 
 def make_eval_step(model, packed, jit_compile=False, multiple=1):
     """A function scoring a batch of any size without dropout -> (clf_logits, clf_losses). packed: the batch is
-    pack_roc's (X, seg, clf_idx, Y), cut to its longest example (rounded up to a multiple of `multiple`), else
-    transform_roc's (X, M, Y) as the original."""
+    tasks.packed_batch's (X, seg, clf_idx, Y) (multiple choice), cut to its longest example (rounded up to a
+    multiple of `multiple`), else pad_batch's (X, M, Y) as the original."""
+    head = model.head
+    Y_spec = tf.TensorSpec([None], tf.float32 if head.loss == 'squared' else tf.int32)
     if not packed:
         return tf.function(lambda X, M, Y: model(X, M, Y, train=False)[:2], jit_compile=jit_compile,
-                           input_signature=[tf.TensorSpec([None, 2, None, 2], tf.int32),
-                                            tf.TensorSpec([None, 2, None], tf.float32), tf.TensorSpec([None], tf.int32)])
+                           input_signature=[tf.TensorSpec([None, head.n_seq, None, 2], tf.int32),
+                                            tf.TensorSpec([None, head.n_seq, None], tf.float32), Y_spec])
     score = tf.function(model.score_packed, jit_compile=jit_compile,
                         input_signature=[tf.TensorSpec([None, None, 2], tf.int32), tf.TensorSpec([None, None], tf.int32),
-                                         tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32)])
+                                         tf.TensorSpec([None, head.n_seq], tf.int32), Y_spec])
 
     def eval_step(X, seg, clf_idx, Y):
-        T = min(-(-int(np.max(np.sum(seg != 3, 1))) // multiple) * multiple, seg.shape[1])
+        T = min(-(-int(np.max(np.sum(seg <= head.n_seq, 1))) // multiple) * multiple, seg.shape[1])
         return score(X[:, :T], seg[:, :T], clf_idx, Y)
 
     return eval_step
 
 
-def iter_apply(eval_step, inputs, Y, n_batch, desc=None):
-    """Logits (n, 2) and the mean classifier loss over a set, in batches of n_batch (the last one partial);
-    `inputs` the arrays that eval_step takes before Y; desc labels the bar."""
+def iter_apply(eval_step, batch, n, n_batch, desc=None):
+    """Logits (n, n_logits) and the mean classifier loss of n examples, in batches of n_batch (the last one
+    partial); batch(rows) gives eval_step's arguments for the examples `rows`; desc labels the bar."""
     logits, losses = [], []
-    for *xs, ymb in iter_data(*inputs, Y, n_batch=n_batch, truncate=False, verbose=True, desc=desc):
-        clf_logits, clf_losses = eval_step(*xs, ymb)
-        logits.append(clf_logits.numpy())
-        losses.append(clf_losses.numpy())
-    return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / len(Y)
+    with tqdm(total=n, desc=desc, unit='ex', file=sys.stderr, ncols=80, leave=False) as bar:
+        for i in range(0, n, n_batch):
+            clf_logits, clf_losses = eval_step(*batch(np.arange(i, min(i + n_batch, n))))
+            logits.append(clf_logits.numpy())
+            losses.append(clf_losses.numpy())
+            bar.update(len(losses[-1]))
+    return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / n
 
 
 def accuracy(logits, Y):
@@ -195,20 +203,22 @@ def save_params(model, path):
         joblib.dump([p.numpy() for p in model.params], f)
 
 
-def write_submission(path, predictions):
+def write_submission(path, ids, predictions):
+    """`index<TAB>prediction` lines, as the original and GLUE's submissions: the publisher's example ids and the
+    prediction strings (tasks.prediction_strings)."""
     with atomic_write(path) as f:
         f.write('index\tprediction\n')
-        for i, prediction in enumerate(predictions):
+        for i, prediction in zip(ids, predictions):
             f.write(f'{i}\t{prediction}\n')
 
 
-def write_probabilities(path, logits):
-    """The softmax of each test example's two logits, beside the submission."""
+def write_probabilities(path, ids, logits):
+    """The softmax of each test example's logits (p0, p1, ...: one per class or choice), beside the submission."""
     probs = tf.nn.softmax(logits).numpy()
     with atomic_write(path) as f:
-        f.write('index\tp0\tp1\n')
-        for i, (p0, p1) in enumerate(probs):
-            f.write(f'{i}\t{p0:.6f}\t{p1:.6f}\n')
+        f.write('\t'.join(['index'] + [f'p{k}' for k in range(probs.shape[1])]) + '\n')
+        for i, p in zip(ids, probs):
+            f.write('\t'.join([str(i)] + [f'{x:.6f}' for x in p]) + '\n')
 
 
 def trim(X, M, Y, multiple=1):
@@ -219,78 +229,126 @@ def trim(X, M, Y, multiple=1):
     return X[:, :, :T], M[:, :, :T], Y
 
 
-def encoded_dataset(args, text_encoder):
-    """The data set's splits with every text encoded, and a function that caches them (call it once every input
-    is checked). They are read from --cache_dir when the data files, the BPE files, the encoding code and its
-    libraries are those that wrote the cache; a cache that cannot be read, or that does not fit the data, is
-    encoded again (with a warning) and replaced."""
-    load, data_files = datasets[args.dataset]
-    splits = load(args.data_dir)  # read and checked on every run: the cache holds only the encodings
+def encoded_dataset(args, task, text_encoder):
+    """The task's splits ({split: Examples}) with every text field encoded (a Ragged of token ids), and a function
+    that caches them (call it once every input is checked). They are read from --cache_dir when the data files,
+    the BPE files, the code that reads and encodes them and its libraries are those that wrote the cache; a cache
+    that cannot be read, or that does not fit the data, is encoded again (with a warning) and replaced."""
+    splits = task.load(args.data_dir)  # read and checked on every run: the cache holds only the encodings
+    n_vocab = len(text_encoder.encoder)
     if not args.cache_dir:
-        return encode_dataset(splits, encoder=text_encoder), lambda: None
+        return tasks.encode_splits(text_encoder, splits, task.name), lambda: None
     digest = hashlib.sha256(f'{ftfy.__version__} {spacy.__version__}'.encode())
-    for path in data_files(args.data_dir) + [args.encoder_path, args.bpe_path, text_utils.__file__, load.__code__.co_filename]:
+    for path in task.paths(args.data_dir) + [args.encoder_path, args.bpe_path, text_utils.__file__,
+                                             datasets.__file__, tasks.__file__]:
         with open(path, 'rb') as f:
             digest.update(f.read())
-    cache_path = os.path.join(args.cache_dir, f'{args.dataset}-{digest.hexdigest()[:20]}.npz')
+    cache_path = os.path.join(args.cache_dir, f'{task.name}-{digest.hexdigest()[:20]}.npz')
     if os.path.isfile(cache_path):
         try:
-            return load_encoded(cache_path, splits), lambda: None
+            return tasks.load_encoded(cache_path, splits, n_vocab), lambda: None
         except Exception as err:  # whatever a damaged file makes numpy raise: the cache is only a shortcut
             print(f"warning: the cache {cache_path!r} is damaged ({type(err).__name__}: {err}): encoding the data "
                   "set again", file=sys.stderr)
-    encoded = encode_dataset(splits, encoder=text_encoder)
+    encoded = tasks.encode_splits(text_encoder, splits, task.name)
     return encoded, lambda: save_cache(cache_path, encoded)
 
 
 def save_cache(path, splits):
-    """save_encoded, a failure (full disk, read-only folder) a warning: the cache only saves time."""
+    """tasks.save_encoded, atomically; a failure (full disk, read-only folder) a warning: the cache only saves
+    time."""
     try:
-        save_encoded(path, splits)
+        with atomic_write(path, 'wb') as f:
+            tasks.save_encoded(f, splits)
     except (OSError, InputError) as err:
         print(f"warning: could not cache the encoded data set in {path!r} ({err}): the next run encodes it again",
               file=sys.stderr)
 
 
-def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
-    """The full batches of one epoch in order, prefetched, each split over the replicas: replica r
-    of R (over all workers) gets rows [r * n / R, (r + 1) * n / R) of the global batch, the original's towers
-    r * n_gpu / R onwards; trimmed: each batch cut to its longest sequence."""
-    dataset = tf.data.Dataset.from_tensor_slices((X, M, Y)).batch(n_batch_train, drop_remainder=True)
-    if trimmed:
-        dataset = dataset.map(lambda X, M, Y: trim(X, M, Y, multiple))
+def distribute(strategy, batches):
+    """Each global batch (X, M, Y) of `batches` split over the replicas: replica r of R (over all workers) gets rows
+    [r * n / R, (r + 1) * n / R), the original's towers r * n_gpu / R onwards."""
+    for batch in batches:
+        batch = tuple(tf.convert_to_tensor(x) for x in batch)
 
-    def split(batch):
-        def replica_rows(ctx):
-            k = n_batch_train // ctx.num_replicas_in_sync
+        def replica_rows(ctx, batch=batch):
+            k = int(batch[0].shape[0]) // ctx.num_replicas_in_sync
             return tuple(x[ctx.replica_id_in_sync_group * k:(ctx.replica_id_in_sync_group + 1) * k] for x in batch)
-        return strategy.experimental_distribute_values_from_function(replica_rows)
 
-    return (split(batch) for batch in dataset.prefetch(2))
+        yield strategy.experimental_distribute_values_from_function(replica_rows)
+
+
+def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
+    """The full batches of arrays X (n, n_seq, T, 2), M, Y in order, each split over the replicas (distribute);
+    trimmed: each cut to its longest sequence."""
+    batches = ((X[i:i + n_batch_train], M[i:i + n_batch_train], Y[i:i + n_batch_train])
+               for i in range(0, len(Y) - n_batch_train + 1, n_batch_train))
+    return distribute(strategy, (trim(*b, multiple) if trimmed else b for b in batches))
+
+
+class Split(NamedTuple):
+    """One split ready for the model: its encoded Examples (ids, groups, labels), Y (n) the labels (int32 class
+    ids, float32 scores for a regression; zeros where the publisher keeps them), the model's input sequences
+    (tasks.sequences: a Ragged of n * n_seq) and, to evaluate multiple choice, their exact packing
+    (tasks.pack_choices; else None)."""
+    examples: Examples
+    Y: np.ndarray
+    seqs: Ragged
+    packed: object = None
+
+
+def ready(task, examples, n_vocab, n_ctx, packed):
+    """A Split of encoded `examples`, cut to n_ctx tokens a sequence (the flag); packed: with its packing."""
+    dtype = np.int32 if task.labels else np.float32
+    Y = np.zeros(len(examples.ids), dtype) if examples.y is None else np.asarray(examples.y, dtype)
+    packing = tasks.pack_choices(task, examples.texts, n_vocab, n_ctx) if packed else None
+    return Split(examples, Y, tasks.sequences(task, examples.texts, n_vocab, n_ctx), packing)
+
+
+def head_of(examples, n):
+    """The first n examples of encoded `examples`, in split order."""
+    return examples._replace(texts=tuple(field.take(np.arange(n)) for field in examples.texts),
+                             y=None if examples.y is None else examples.y[:n], ids=examples.ids[:n],
+                             group=None if examples.group is None else examples.group[:n])
+
+
+def batch_inputs(task, split, rows, n_vocab, n_ctx, multiple):
+    """The model's inputs and labels for examples `rows` of `split`, padded to the batch's longest sequence rounded
+    up to `multiple` (at most n_ctx, the model's: multiple = n_ctx pads as the original): (X, M, Y); or, when the
+    split is packed, tasks.packed_batch's (X, seg, clf_idx) and Y."""
+    if split.packed is not None:
+        return (*tasks.packed_batch(split.packed, rows, multiple), split.Y[rows])
+    X, M = tasks.pad_batch(split.seqs, rows, task.n_seq, n_vocab, multiple, n_ctx)
+    return X, M, split.Y[rows]
+
+
+def epoch_batches(batch, order, n_batch_train):
+    """The full batches of one epoch: batch(rows) for consecutive runs of n_batch_train of `order`."""
+    for i in range(0, len(order) - n_batch_train + 1, n_batch_train):
+        yield batch(order[i:i + n_batch_train])
 
 
 def run_plan(args, n_batches, n_batch_train, n_evaluated, n_test):
-    """One line: the work the run will do (what its time is made of); n_evaluated: (train, valid) stories scored
+    """One line: the work the run will do (what its time is made of); n_evaluated: (train, valid) examples scored
     by an evaluation."""
-    evaluation = f'{n_evaluated[0]} train + {n_evaluated[1]} valid stories'
+    evaluation = f'{n_evaluated[0]} train + {n_evaluated[1]} valid examples'
     if args.eval_only:
-        return f'no training: 1 evaluation of {evaluation}, then {n_test} test stories'
+        return f'no training: 1 evaluation of {evaluation}, then {n_test} test examples'
     n_evals = args.n_iter + sum(u <= n_batches for u in EVAL_UPDATES)
-    plan = (f'{args.n_iter} epochs x {n_batches} updates of {n_batch_train} stories = {args.n_iter * n_batches} '
+    plan = (f'{args.n_iter} epochs x {n_batches} updates of {n_batch_train} examples = {args.n_iter * n_batches} '
             f'updates; {n_evals} evaluations of {evaluation}')
-    return plan + (f'; then {n_test} test stories' if args.submit else '')
+    return plan + (f'; then {n_test} test examples' if args.submit else '')
 
 
-def written_files(args, log_path, params_path, submission_path):
-    """Lines listing what the run wrote, and the command that plots its learning curves."""
+def written_files(args, log_path, params_path, outputs):
+    """Lines listing what the run wrote (`outputs`: predict's (what, path) pairs), and the command that plots its
+    learning curves."""
     files = [('log', log_path), ('TensorBoard', os.path.join(args.log_dir, args.desc))]
     if args.submit:
         files.append(('best parameters', params_path))
     if args.save_every:
         files.append(('checkpoints', os.path.join(args.save_dir, args.desc, 'checkpoints')))
-    if submission_path:
-        files += [('submission', submission_path),
-                  ('probabilities', os.path.splitext(submission_path)[0] + '_probs.tsv')]
+    files += outputs
     lines = ['written:'] + [f'  {what:<16} {path}' for what, path in files]
     return lines + [f'plot the learning curves: python analysis.py --plot {args.desc}.png {log_path}',
                     f'or watch them in TensorBoard: tensorboard --logdir {args.log_dir}']
@@ -300,6 +358,9 @@ def train(args, control=None):
     """The run: check the flags, seed, encode the data, build the model, fine-tune it (logging evaluations), then
     predict the test set (--submit, --eval_only)."""
     check_args(args)
+    task = TASKS[args.dataset]
+    args.data_dir = args.data_dir or task.data_dir
+    print(format_flags(args))
     control = control or RunControl(resume_command=None)
     if args.resume:
         check_resume(args, os.path.join(args.log_dir, f'{args.desc}.jsonl'))
@@ -316,86 +377,98 @@ def train(args, control=None):
 
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     n_vocab = len(text_encoder.encoder)
-    n_ctx, (trX, trM, trY), evals, labels, write_cache = prepare_data(args, text_encoder, n_vocab, n_batch_train)
-    n_batches = len(trY) // n_batch_train
+    packed = task.shape == 'multiple_choice' and not args.padded  # evaluation shares each context exactly
+    n_ctx, splits, evaluated, write_cache = prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed)
+    n_batches = len(splits[task.train].Y) // n_batch_train
     n_updates_total = n_batches * args.n_iter
-    print(run_plan(args, n_batches, n_batch_train, (len(labels[0]), len(labels[1])), len(labels[2])))
-    model, opt, loss_scale = build_model(args, strategy, n_vocab, n_ctx, n_updates_total)
+    print(run_plan(args, n_batches, n_batch_train, [len(s.Y) for s in evaluated.values()],
+                   sum(len(splits[name].Y) for name in task.tests)))
+    model, opt, loss_scale = build_model(args, task, strategy, n_vocab, n_ctx, n_updates_total)
 
     multiple = 8 if args.xla else 1  # XLA compiles once per shape: few shapes
     train_step = make_train_step(model, opt, strategy, args.lm_coef, args.seed, masked_lm=not (args.padded or args.xla),
                                  fused=not args.padded, jit_compile=args.xla, accum_steps=args.accum_steps,
                                  loss_scale=loss_scale, n_towers=args.n_gpu)
-    eval_step = make_eval_step(model, packed=not args.padded, jit_compile=args.xla, multiple=multiple)
+    eval_step = make_eval_step(model, packed=packed, jit_compile=args.xla, multiple=multiple)
+
+    def batch(split):  # padded to each batch's longest sequence; with --padded to n_ctx, as the original
+        return lambda rows: batch_inputs(task, split, rows, n_vocab, n_ctx, n_ctx if args.padded else multiple)
+
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
     state, checkpoint, logger, summaries = start_run(args, control, model, opt, loss_scale, write_cache, log_path,
                                                      params_path)
 
     def log():
-        tr_logits, tr_cost = iter_apply(eval_step, evals[0], labels[0], n_batch_train, 'evaluating train')
-        va_logits, va_cost = iter_apply(eval_step, evals[1], labels[1], n_batch_train, 'evaluating valid')
-        tr_acc, va_acc = accuracy(tr_logits, labels[0]), accuracy(va_logits, labels[1])
-        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, tr_cost=tr_cost, va_cost=va_cost,
-                   tr_acc=tr_acc, va_acc=va_acc)
+        record = evaluate(task, eval_step, batch, evaluated, n_batch_train)
+        logger.log(n_epochs=state.n_epochs, n_updates=state.n_updates, **record)
         state.n_logged += 1
-        tqdm.write('%d %d %.3f %.3f %.2f %.2f' % (state.n_epochs, state.n_updates, tr_cost, va_cost, tr_acc, va_acc))
+        tqdm.write(('%d %d %.3f %.3f' + ' %.2f' * (len(record) - 2)) % (state.n_epochs, state.n_updates,
+                                                                          *record.values()))
         with summaries.as_default(step=state.n_updates):
-            for name, value in [('tr_cost', tr_cost), ('va_cost', va_cost), ('tr_acc', tr_acc), ('va_acc', va_acc)]:
+            for name, value in record.items():
                 tf.summary.scalar('eval/' + name, value)
-        if args.submit and va_acc > state.best_score:
-            state.best_score = va_acc
+        if args.submit and record['va_' + task.metrics[0].name] > state.best_score:
+            state.best_score = record['va_' + task.metrics[0].name]
             save_params(model, params_path)
 
-    print('evaluations (classifier loss and accuracy % on the train and valid stories):')
-    print('n_epochs n_updates tr_cost va_cost tr_acc va_acc')
+    print(f"evaluations (classifier loss, then {', '.join(m.name for m in task.metrics)} in % on the first "
+          f"{len(evaluated['tr'].Y)} train and the {len(evaluated['va'].Y)} {task.valid} examples):")
+    print(' '.join(['n_epochs', 'n_updates', 'tr_cost', 'va_cost'] +
+                   [f'{prefix}_{m.name}' for m in task.metrics for prefix in evaluated]))
     if args.eval_only:
         log()
-    fit(args, control, state, strategy, train_step, (trX, trM, trY), n_batch_train, multiple, log, checkpoint, model,
-        summaries, check=loss_scale is None)
+    fit(args, control, state, strategy, train_step, batch(splits[task.train]), len(splits[task.train].Y),
+        n_batch_train, log, checkpoint, model, summaries, check=loss_scale is None)
     summaries.close()
 
-    submission_path = None
+    outputs = []
     if args.submit or args.eval_only:
-        submission_path = predict(args, model, eval_step, evals[2], labels[2], n_batch_train, params_path, log_path)
-    print('\n'.join(written_files(args, log_path, params_path, submission_path)))
+        outputs = predict(args, task, model, eval_step, batch, splits, n_batch_train, params_path, log_path)
+    print('\n'.join(written_files(args, log_path, params_path, outputs)))
 
 
-def prepare_data(args, text_encoder, n_vocab, n_batch_train):
-    """The data set encoded and sized: its context length n_ctx (the longest example, at most --n_ctx), the training
-    arrays (trX, trM, trY) of transform_roc, the inputs of eval_step and the labels of the first n_valid training
-    stories, the valid and the test stories (the test's labels are zeros), and encoded_dataset's cache writer."""
-    splits, write_cache = encoded_dataset(args, text_encoder)
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = splits
-    max_len = args.n_ctx // 2 - 2
-    n_ctx = min(context_length(trX1 + vaX1 + teX1, trX2 + vaX2 + teX2, trX3 + vaX3 + teX3, max_len), args.n_ctx)
-    trX, trM = transform_roc(trX1, trX2, trX3, n_vocab, n_ctx, max_len)
-    n_train, n_valid = len(trY), len(vaY)
+def evaluate(task, eval_step, batch, evaluated, n_batch):
+    """One evaluation, as the original's log(): {tr_cost, va_cost, then tr_<metric>, va_<metric> for each of the
+    task's metrics} on `evaluated` ({'tr': the first training examples, 'va': the valid split})."""
+    costs, scores = {}, {}
+    for prefix, split in evaluated.items():
+        desc = f"evaluating {'train' if prefix == 'tr' else 'valid'}"
+        logits, costs[prefix] = iter_apply(eval_step, batch(split), len(split.Y), n_batch, desc)
+        scores[prefix] = tasks.score(task, tasks.predictions(task, logits), split.examples)
+    record = {f'{prefix}_cost': cost for prefix, cost in costs.items()}
+    record.update({f'{prefix}_{m.name}': scores[prefix][m.name] for m in task.metrics for prefix in evaluated})
+    return record
+
+
+def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
+    """The data set encoded and sized: its context length n_ctx (the longest input sequence of any split, at most
+    --n_ctx), its splits ({name: Split}; packed: the evaluated ones packed), the evaluated sets ({'tr': the first
+    training examples, as many as the valid split has, in split order, as the original; 'va': the valid split})
+    and encoded_dataset's cache writer."""
+    encoded, write_cache = encoded_dataset(args, task, text_encoder)
+    evaluated = set(task.evals) | set(task.tests) | {task.valid}
+    splits = {name: ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated) for name, ex in encoded.items()}
+    n_ctx = max(int(split.seqs.lengths.max(initial=0)) for split in splits.values())
+    n_train, n_valid = len(splits[task.train].Y), len(splits[task.valid].Y)
     if n_train < n_batch_train and not args.eval_only:
         raise InputError(f"the training split has {n_train} examples, fewer than one global batch (n_batch * n_gpu = "
                          f"{n_batch_train}): no update could be made; lower --n_batch or --n_gpu, or give more data")
-
-    def eval_inputs(X1, X2, X3):  # both choices in one packed sequence, or the original's two padded ones
-        if args.padded:
-            return transform_roc(X1, X2, X3, n_vocab, n_ctx, max_len)
-        return pack_roc(X1, X2, X3, n_vocab, max_len)
-
-    tr_eval = eval_inputs(trX1[:n_valid], trX2[:n_valid], trX3[:n_valid])  # the first n_valid, in split order
-    va_eval = eval_inputs(vaX1, vaX2, vaX3)
-    te_eval = eval_inputs(teX1, teX2, teX3)
-    labels = trY[:n_valid], vaY, np.zeros(len(teX1), np.int32)
-    return n_ctx, (trX, trM, trY), (tr_eval, va_eval, te_eval), labels, write_cache
+    tr_eval = ready(task, head_of(encoded[task.train], min(n_valid, n_train)), n_vocab, args.n_ctx, packed)
+    return n_ctx, splits, {'tr': tr_eval, 'va': splits[task.valid]}, write_cache
 
 
-def build_model(args, strategy, n_vocab, n_ctx, n_updates_total):
-    """The model, its optimiser and fp16's LossScale (else None), made under the strategy, then the pretrained
-    weights (the special rows are drawn even when none are loaded) and --restore's parameters."""
+def build_model(args, task, strategy, n_vocab, n_ctx, n_updates_total):
+    """The model with the task's head, its optimiser and fp16's LossScale (else None), made under the strategy,
+    then the pretrained weights (the special rows are drawn even when none are loaded) and --restore's
+    parameters."""
     n_special = 3
     clf_token = n_vocab + 2  # _start_, _delimiter_, _classify_ follow the vocabulary
     with strategy.scope():
         model = Model(n_vocab, n_special, n_ctx, clf_token, n_embd=args.n_embd, n_head=args.n_head,
                       n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
-                      resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop, afn=args.afn, precision=args.precision)
+                      resid_pdrop=args.resid_pdrop, clf_pdrop=args.clf_pdrop, afn=args.afn, precision=args.precision,
+                      head=Head(**task.head))
         opt = opts[args.opt](model.params, lr=args.lr, t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e,
                              schedule=lambda x: schedules[args.lr_schedule](x, warmup=args.lr_warmup),
                              l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm,
@@ -435,13 +508,13 @@ def start_run(args, control, model, opt, loss_scale, write_cache, log_path, para
     return state, checkpoint, logger, summaries
 
 
-def fit(args, control, state, strategy, train_step, train_set, n_batch_train, multiple, log, checkpoint, model,
-        summaries, check):
+def fit(args, control, state, strategy, train_step, batch, n_train, n_batch_train, log, checkpoint, model, summaries,
+        check):
     """The training loop, from where `state` stands to --n_iter epochs: each epoch in its own order, an update a
-    batch of n_batch_train, log() after the EVAL_UPDATES of the first epoch and after each epoch, a checkpoint when
-    --save_every says or a signal came. check: stop on an update whose loss or gradient is not finite."""
-    trX, trM, trY = train_set
-    n_batches = len(trY) // n_batch_train
+    batch of n_batch_train (batch(rows) its inputs), log() after the EVAL_UPDATES of the first epoch and after each
+    epoch, a checkpoint when --save_every says or a signal came. check: stop on an update whose loss or gradient is
+    not finite."""
+    n_batches = n_train // n_batch_train
     bar = tqdm(total=n_batches * args.n_iter, initial=state.n_updates, unit='update', file=sys.stderr, leave=False,
                disable=args.eval_only)  # the whole run: its ETA is the run's
     control.armed = not args.eval_only  # a signal now stops the loop at the next update boundary
@@ -450,12 +523,12 @@ def fit(args, control, state, strategy, train_step, train_set, n_batch_train, mu
             # Each epoch shuffles the split order with numpy's global generator, as sklearn did with the module; a
             # resumed run draws the same order from the generator's state saved at the epoch's start.
             np.random.set_state(state.epoch_rng)
-            xs, ms, ys = shuffle(trX, trM, trY, random_state=np.random.mtrand._rand)
+            order = shuffle(np.arange(n_train), random_state=np.random.mtrand._rand)
             done = state.n_updates - state.n_epochs * n_batches
             bar.set_description(f'epoch {state.n_epochs + 1}/{args.n_iter}')
             costs = []
-            for xmb, mmb, ymb in itertools.islice(train_batches(strategy, xs, ms, ys, n_batch_train, not args.padded,
-                                                                multiple), done, None):
+            batches = epoch_batches(batch, order[done * n_batch_train:], n_batch_train)
+            for xmb, mmb, ymb in distribute(strategy, batches):
                 cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
                 state.n_updates += 1
                 if check:  # with loss scaling an update whose gradient is not finite is skipped
@@ -480,24 +553,37 @@ def fit(args, control, state, strategy, train_step, train_set, n_batch_train, mu
     control.armed = False
 
 
-def predict(args, model, eval_step, te_eval, te_labels, n_batch_train, params_path, log_path):
-    """The test set's predictions and probabilities written in --submission_dir, by the best parameters (--submit)
-    or those of the run; with --analysis, the valid and test accuracy printed. Returns the submission's path."""
+def predict(args, task, model, eval_step, batch, splits, n_batch, params_path, log_path):
+    """The test sets' predictions (and, for classes and choices, probabilities) written in --submission_dir, by the
+    best parameters (--submit) or those of the run; with --analysis, the task's metrics printed (analysis.report)
+    for the valid split, the other dev sets and the test sets whose labels are public. Returns the (what, path)
+    pairs it wrote."""
     if args.submit:
         model.assign(load_params(params_path, [p.shape for p in model.params]))
-    te_logits, _ = iter_apply(eval_step, te_eval, te_labels, n_batch_train, 'predicting test')
-    submission_path = os.path.join(args.submission_dir, submission_files[args.dataset])
-    write_submission(submission_path, np.argmax(te_logits, 1))
-    write_probabilities(os.path.splitext(submission_path)[0] + '_probs.tsv', te_logits)
+    outputs, scores = [], {}
+    for name in task.tests:
+        split = splits[name]
+        logits, _ = iter_apply(eval_step, batch(split), len(split.Y), n_batch, f'predicting {name}')
+        predictions = tasks.predictions(task, logits)
+        path = os.path.join(args.submission_dir, task.submissions[name])
+        write_submission(path, split.examples.ids, tasks.prediction_strings(task, predictions))
+        outputs.append(('submission', path))
+        if task.labels:
+            outputs.append(('probabilities', os.path.splitext(path)[0] + '_probs.tsv'))
+            write_probabilities(outputs[-1][1], split.examples.ids, logits)
+        if task.test_labels:
+            scores[name] = tasks.score(task, predictions, split.examples)
     if args.analysis:
-        analysis.rocstories(args.data_dir, submission_path, log_path)
-    return submission_path
+        for name in task.evals:  # the other dev sets (MNLI's mismatched one)
+            logits, _ = iter_apply(eval_step, batch(splits[name]), len(splits[name].Y), n_batch, f'evaluating {name}')
+            scores[name] = tasks.score(task, tasks.predictions(task, logits), splits[name].examples)
+        analysis.report(task, log_path, {name: scores[name] for name in task.evals + task.tests if name in scores})
+    return outputs
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = parse_args(argv, __doc__)
-    print(format_flags(args))
     with RunControl(resume_command(argv)) as control:
         try:
             exit_on_input_error(train, args, control)
