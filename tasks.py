@@ -24,6 +24,8 @@ How a training script uses it:
     seqs = {s: sequences(task, ex.texts, n_vocab, n_ctx) for s, ex in encoded.items()}
     n_ctx_model = max(int(q.lengths.max()) for q in seqs.values())       # <= n_ctx
     X, M = pad_batch(seqs[task.train], rows, task.n_seq, n_vocab)        # one batch of examples `rows`
+    packed = pack_choices(task, encoded[task.valid].texts, n_vocab, n_ctx)  # multiple choice: exact fast evaluation
+    X, seg, clf_idx = packed_batch(packed, rows)                          # for Model.score_packed
     score(task, predictions, splits[task.valid])[task.metrics[0].name]   # selects the best parameters
 """
 import os
@@ -354,20 +356,27 @@ def sequences(task, texts, n_vocab, n_ctx):
     k, m = task.n_choices, task.n_context
     answers = Ragged.concat(texts[m:m + k])  # answer c of example i at row c * n + i
     example, choice = np.repeat(rows, k), np.tile(np.arange(k), n)
-    if task.truncate == 'roc':
-        max_len = n_ctx // 2 - 2
-        context_cut = [np.minimum(lens, max_len) for lens in lengths[:m]]
-        answer_cut = np.minimum(answers.lengths, max_len)
-    else:
-        answer_cut = np.minimum(answers.lengths, (n_ctx - 3) // 2)
-        left = n_ctx - 3 - answer_cut.reshape(k, n).max(0)
-        context_cut = [None] * m
-        for j in reversed(range(m)):  # the question kept whole before the article
-            context_cut[j] = np.minimum(lengths[j], left)
-            left = left - context_cut[j]
+    context_cut, answer_cut = choice_lengths(task, texts, n_ctx)
     context = [(texts[j], example, context_cut[j][example]) for j in range(m)]
     answer_rows = choice * n + example
-    return build([start, *context, delim, (answers, answer_rows, answer_cut[answer_rows]), clf], n * k)
+    return build([start, *context, delim, (answers, answer_rows, answer_cut.ravel()[answer_rows]), clf], n * k)
+
+
+def choice_lengths(task, texts, n_ctx):
+    """Multiple choice's cut (Task.truncate) of one split's Ragged fields: the tokens each context field keeps, a
+    list of task.n_context int arrays (n,), and those each answer keeps, int (n_choices, n)."""
+    k, m = task.n_choices, task.n_context
+    answers = np.stack([field.lengths for field in texts[m:m + k]])  # (k, n)
+    if task.truncate == 'roc':
+        max_len = n_ctx // 2 - 2
+        return [np.minimum(field.lengths, max_len) for field in texts[:m]], np.minimum(answers, max_len)
+    answer_cut = np.minimum(answers, (n_ctx - 3) // 2)
+    left = n_ctx - 3 - answer_cut.max(0, initial=0)
+    context_cut = [None] * m
+    for j in reversed(range(m)):  # the question kept whole before the article
+        context_cut[j] = np.minimum(texts[j].lengths, left)
+        left = left - context_cut[j]
+    return context_cut, answer_cut
 
 
 def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1, n_ctx=None):
@@ -385,3 +394,52 @@ def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1, n_ctx=None):
     X[..., 0][M] = batch.ids
     X[..., 1] = np.arange(n_vocab + 3, n_vocab + 3 + T, dtype=np.int32)
     return X, M.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------- packed multiple-choice evaluation
+
+class Packed(NamedTuple):
+    """A split's multiple-choice examples packed for evaluation (Model.score_packed), one sequence each:
+    [_start_] context [_delimiter_] answer_1 [_classify_] ... answer_k [_classify_]. `seqs` a Ragged of the n
+    packed sequences; `prefix` int64 (n,) the shared prefix's length ([_start_] context [_delimiter_]);
+    `answers` int64 (n, k) each answer's length with its _classify_; `n_vocab` the first special id."""
+    seqs: Ragged
+    prefix: np.ndarray
+    answers: np.ndarray
+    n_vocab: int
+
+
+def pack_choices(task, texts, n_vocab, n_ctx):
+    """The examples of a multiple-choice split (`texts` its Ragged fields) packed, each cut exactly as `sequences`
+    cuts it, so that scoring the packed sequence gives the n_choices sequences' logits."""
+    start, delim, clf = n_vocab, n_vocab + 1, n_vocab + 2
+    n, m = len(texts[0]), task.n_context
+    rows = np.arange(n)
+    context_cut, answer_cut = choice_lengths(task, texts, n_ctx)
+    context = [(texts[j], rows, context_cut[j]) for j in range(m)]
+    answers = [piece for c in range(task.n_choices) for piece in ((texts[m + c], rows, answer_cut[c]), clf)]
+    seqs = build([start, *context, delim, *answers], n)
+    return Packed(seqs, 2 + sum(context_cut), answer_cut.T + 1, n_vocab)
+
+
+def packed_batch(packed, rows, multiple=1):
+    """The inputs of Model.score_packed for examples `rows` of `packed`: X int32 (n, T, 2), token ids in [..., 0]
+    and position ids n_vocab + 3 + position in [..., 1], each answer's positions restarting right after the
+    delimiter; seg int32 (n, T), 0 the shared prefix, c + 1 answer c, k + 1 padding (token 0, position 0);
+    clf_idx int32 (n, k) the _classify_ positions. T is the batch's longest packed example, rounded up to a
+    multiple of `multiple`."""
+    rows = np.asarray(rows, dtype=np.int64)
+    batch = packed.seqs.take(rows)
+    prefix, answers = packed.prefix[rows, None], packed.answers[rows]        # (n, 1), (n, k)
+    lengths = batch.lengths
+    T = -(-int(lengths.max(initial=1)) // multiple) * multiple
+    t = np.arange(T)
+    ends = prefix + np.cumsum(answers, axis=1)                                # (n, k) where each answer ends
+    starts = np.concatenate([np.zeros_like(prefix), prefix, ends[:, :-1]], axis=1)  # (n, k + 1) each segment's start
+    seg = (t >= prefix) + (t[None, :, None] >= ends[:, None, :]).sum(-1)      # (n, T)
+    real = t < lengths[:, None]
+    shift = np.take_along_axis(starts, np.minimum(seg, answers.shape[1]), axis=1) - np.where(seg > 0, prefix, 0)
+    X = np.zeros((len(rows), T, 2), dtype=np.int32)
+    X[..., 0][real] = batch.ids
+    X[..., 1] = packed.n_vocab + 3 + np.where(real, t - shift, 0)
+    return X, seg.astype(np.int32), (ends - 1).astype(np.int32)

@@ -3,7 +3,13 @@
 It never imports the code under test. The model runs in float64 without dropout; the optimiser step runs in
 float32 as SPEC says. Parameters come as a list of arrays in the original order: we, then 12 arrays per layer
 (attn/c_attn/w, attn/c_attn/b, attn/c_proj/w, attn/c_proj/b, ln_1/g, ln_1/b, mlp/c_fc/w, mlp/c_fc/b,
-mlp/c_proj/w, mlp/c_proj/b, ln_2/g, ln_2/b), then clf/w (n_embd, 1), clf/b (1,).
+mlp/c_proj/w, mlp/c_proj/b, ln_2/g, ln_2/b), then clf/w (n_embd, n_out), clf/b (n_out,).
+
+The task head (the paper's section 3.3) is given by four words, defaulting to the original's ROCStories head: an
+example is `n_seq` sequences; `pool` 'choices' gives each sequence one score (n_out 1) and a softmax over the
+sequences (multiple choice); 'sum' adds the extract-token hidden states of the example's sequences element-wise
+(similarity's two orders; one sequence for classification and entailment) and feeds that sum to the linear layer
+of n_out outputs; `loss` 'softmax' is the cross-entropy against class ids, 'squared' (output - score)^2.
 """
 import math
 
@@ -77,11 +83,11 @@ def block(h, p, n_head, afn, causal=True):
 
 
 def hidden(params, X, n_head, afn='gelu', causal=True):
-    """Final hidden states (2n, T, n_embd) of X (n, 2, T, 2)."""
+    """Final hidden states (n * n_seq, T, n_embd) of X (n, n_seq, T, 2)."""
     params = [np.asarray(p, np.float64) for p in params]
     we = params[0]
     n_layer = (len(params) - 3) // 12
-    x = np.asarray(X).reshape(-1, X.shape[-2], 2)                     # (2n, T, 2)
+    x = np.asarray(X).reshape(-1, X.shape[-2], 2)                     # (n * n_seq, T, 2)
     h = we[x[..., 0]] + we[x[..., 1]]                                 # token + position embeddings
     for l in range(n_layer):
         h = block(h, params[1 + 12 * l:13 + 12 * l], n_head, afn, causal)
@@ -100,20 +106,58 @@ def lm_losses_from_hidden(h, we, X, M):
     return (nll * m[:, 1:]).sum(1) / m[:, 1:].sum(1)
 
 
-def clf_from_hidden(h, w, b, X, Y, clf_token):
-    """Classifier logits (n, 2) from h at the first _classify_ position, and their cross-entropy with Y."""
+def extract(h, X, clf_token):
+    """h (B, T, C) at each sequence's first _classify_ (extract) token: (B, C)."""
     x = np.asarray(X).reshape(-1, X.shape[-2], 2)
-    pool = np.argmax(x[..., 0] == clf_token, axis=1)                  # first _classify_ of each sequence
-    clf_h = h[np.arange(len(h)), pool]                                # (2n, C)
-    logits = (clf_h @ np.asarray(w, np.float64) + np.asarray(b, np.float64)).reshape(-1, 2)
-    losses = -log_softmax(logits)[np.arange(len(logits)), np.asarray(Y)]
-    return logits, losses
+    pool = np.argmax(x[..., 0] == clf_token, axis=1)
+    return h[np.arange(len(h)), pool]
 
 
-def forward(params, X, M, Y, n_head, clf_token, afn='gelu'):
-    """(clf_logits (n, 2), clf_losses (n,), lm_losses (2n,)) of SPEC "The model", without dropout."""
+def head(clf_h, w, b, Y, n_seq=2, n_out=1, pool='choices', loss='softmax'):
+    """Logits (n, n_seq for 'choices' else n_out) and per-example losses (n,) of the extract hidden states
+    clf_h (n * n_seq, C), example i's sequences at rows i * n_seq ...; and d mean(losses) / d logits."""
+    w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
+    clf_h = clf_h.reshape(-1, n_seq, clf_h.shape[-1])                   # (n, n_seq, C)
+    if pool == 'choices':
+        logits = clf_h @ w[:, 0] + b[0]                                   # one score per sequence
+    else:
+        logits = clf_h.sum(1) @ w + b                                     # the sequences' states added
+    n = len(logits)
+    if loss == 'softmax':
+        Y = np.asarray(Y)
+        losses = -log_softmax(logits)[np.arange(n), Y]
+        dlogits = softmax(logits)
+        dlogits[np.arange(n), Y] -= 1
+    else:
+        err = logits[:, 0] - np.asarray(Y, np.float64)
+        losses = err ** 2
+        dlogits = np.zeros_like(logits)
+        dlogits[:, 0] = 2 * err
+    return logits, losses, dlogits / n
+
+
+def head_grad(clf_h, w, dlogits, n_seq=2, pool='choices', **_):
+    """The gradients (d clf_h (n * n_seq, C), d w, d b) of the head given d logits."""
+    w = np.asarray(w, np.float64)
+    clf_h = clf_h.reshape(-1, n_seq, clf_h.shape[-1])
+    if pool == 'choices':
+        dh = dlogits[..., None] * w[:, 0]                                 # (n, n_seq, C)
+        return dh.reshape(-1, dh.shape[-1]), np.einsum('nsc,ns->c', clf_h, dlogits)[:, None], dlogits.sum()[None]
+    ds = dlogits @ w.T                                                    # (n, C), the same for each sequence
+    return np.repeat(ds, n_seq, axis=0), clf_h.sum(1).T @ dlogits, dlogits.sum(0)
+
+
+def clf_from_hidden(h, w, b, X, Y, clf_token, **task_head):
+    """Classifier logits and their per-example losses from h at the first _classify_ position (the ROCStories head
+    unless `task_head` says otherwise)."""
+    return head(extract(h, X, clf_token), w, b, Y, **task_head)[:2]
+
+
+def forward(params, X, M, Y, n_head, clf_token, afn='gelu', **task_head):
+    """(clf_logits (n, n_logits), clf_losses (n,), lm_losses (n * n_seq,)) of SPEC "The model", without dropout;
+    X (n, n_seq, T, 2), M (n, n_seq, T)."""
     h = hidden(params, X, n_head, afn)
-    clf_logits, clf_losses = clf_from_hidden(h, params[-2], params[-1], X, Y, clf_token)
+    clf_logits, clf_losses = clf_from_hidden(h, params[-2], params[-1], X, Y, clf_token, **task_head)
     lm_losses = lm_losses_from_hidden(h, params[0], X, M)
     return clf_logits, clf_losses, lm_losses
 
@@ -206,11 +250,11 @@ def _layer_norm_grad(dy, cache):
     return dx, (dy * xhat).reshape(-1, xhat.shape[-1]).sum(0), dy.reshape(-1, dy.shape[-1]).sum(0)
 
 
-def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu'):
+def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu', **task_head):
     """The training loss mean(clf_losses) + lm_coef * mean(lm_losses) (the clf term alone if lm_coef <= 0) of
     SPEC "The model" without dropout, its mean classifier loss, and its gradient with respect to every parameter:
     backpropagation by hand in float64, the forward as `forward` above (tests check it against finite
-    differences). Returns (loss, clf_loss, grads)."""
+    differences); `task_head` as in `forward`. Returns (loss, clf_loss, grads)."""
     params = [np.asarray(p, np.float64) for p in params]
     we = params[0]
     n_layer = (len(params) - 3) // 12
@@ -247,16 +291,10 @@ def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu'):
     # classifier
     pool = np.argmax(x[..., 0] == clf_token, axis=1)
     clf_h = h[np.arange(B), pool]
-    logits = (clf_h @ params[-2] + params[-1]).reshape(-1, 2)
-    n_ex = len(logits)
-    clf_losses = -log_softmax(logits)[np.arange(n_ex), np.asarray(Y)]
-    dlogits = softmax(logits)
-    dlogits[np.arange(n_ex), np.asarray(Y)] -= 1
-    dlogits = dlogits.reshape(-1, 1) / n_ex                                            # (B, 1)
-    grads[-2] = clf_h.T @ dlogits
-    grads[-1] = dlogits.sum(0)
+    _, clf_losses, dlogits = head(clf_h, params[-2], params[-1], Y, **task_head)
+    dclf_h, grads[-2], grads[-1] = head_grad(clf_h, params[-2], dlogits, **task_head)
     dh = np.zeros_like(h)
-    dh[np.arange(B), pool] += dlogits @ params[-2].T
+    dh[np.arange(B), pool] += dclf_h
     # language model
     lm_logits = h[:, :-1] @ we.T                                                       # (B, T-1, V)
     logp = log_softmax(lm_logits)
