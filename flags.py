@@ -8,8 +8,12 @@ from utils import HelpFormatter, InputError, download_command
 
 # The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
 # takes seconds); the tests check that they are the keys of the tables in tasks.py, train.py, model.py and opt.py.
-CHOICES = {'dataset': ('rocstories', 'sst2', 'cola', 'mnli', 'qnli', 'rte', 'snli', 'scitail', 'mrpc', 'qqp', 'stsb',
-                       'race'), 'afn': ('gelu', 'relu', 'swish'),
+# Each task's default --data_dir: the folder its publisher's archive unpacks to, in data/ (the original's data/
+# for ROCStories); the tests check it against tasks.TASKS.
+DATA_DIRS = {'rocstories': 'data/', 'sst2': 'data/SST-2', 'cola': 'data/CoLA', 'mnli': 'data/MNLI', 'qnli': 'data/QNLI',
+             'rte': 'data/RTE', 'snli': 'data/snli_1.0', 'scitail': 'data/SciTailV1.1', 'mrpc': 'data/MRPC',
+             'qqp': 'data/QQP', 'stsb': 'data/STS-B', 'race': 'data/RACE'}
+CHOICES = {'dataset': tuple(DATA_DIRS), 'afn': ('gelu', 'relu', 'swish'),
            'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
            'precision': ('fp32', 'bf16', 'fp16')}
 # Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
@@ -94,6 +98,7 @@ def parse_args(argv=None, description=None):
                         help='no training: score the valid set and predict the test set (with --restore)')
     args = parser.parse_args(argv)
     args.desc = args.desc or args.dataset
+    args.data_dir = args.data_dir or DATA_DIRS.get(args.dataset)
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
     args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
     return args

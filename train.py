@@ -359,7 +359,6 @@ def train(args, control=None):
     predict the test set (--submit, --eval_only)."""
     check_args(args)
     task = TASKS[args.dataset]
-    args.data_dir = args.data_dir or task.data_dir
     print(format_flags(args))
     control = control or RunControl(resume_command=None)
     if args.resume:

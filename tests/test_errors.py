@@ -393,11 +393,11 @@ def test_result_log_survives_a_crash_while_writing(tmp_path, monkeypatch):
 
 def test_submission_survives_a_crash_while_writing(tmp_path, monkeypatch):
     path = tmp_path / 'submission' / 'ROCStories.tsv'
-    train.write_submission(str(path), np.array([0, 1, 1]))
+    train.write_submission(str(path), ['0', '1', '2'], np.array([0, 1, 1]))
     before = path.read_text()
     assert before == 'index\tprediction\n0\t0\n1\t1\n2\t1\n'
     crash_midway(monkeypatch)
     with pytest.raises(Crash):
-        train.write_submission(str(path), np.zeros(1000, np.int64))
+        train.write_submission(str(path), range(1000), np.zeros(1000, np.int64))
     assert path.read_text() == before
     assert leftovers(path.parent) == []

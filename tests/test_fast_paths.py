@@ -190,15 +190,17 @@ def test_encoded_data_set_is_cached_by_its_inputs(tmp_path, monkeypatch):
     args = parse_args(['--data_dir', data_dir, '--encoder_path', encoder_path, '--bpe_path', bpe_path,
                       '--cache_dir', str(tmp_path / 'cache')])
     encoder = train.TextEncoder(encoder_path, bpe_path)
-    first, write_cache = train.encoded_dataset(args, encoder)
+    task = train.TASKS['rocstories']
+    first, write_cache = train.encoded_dataset(args, task, encoder)
     write_cache()
     assert len(os.listdir(tmp_path / 'cache')) == 1
     monkeypatch.setattr(encoder, 'encode', lambda *a, **k: pytest.fail('encoded again despite the cache'))
-    second, _ = train.encoded_dataset(args, encoder)
-    assert second[0][:3] == first[0][:3] and (second[1][3] == first[1][3]).all()
-    with open(os.path.join(data_dir, train.datasets['rocstories'][1](data_dir)[1]), 'a') as f:
+    second, _ = train.encoded_dataset(args, task, encoder)
+    assert [f.tolist() for f in second['train'].texts] == [f.tolist() for f in first['train'].texts]
+    assert (second['valid'].y == first['valid'].y).all()
+    with open(task.paths(data_dir)[1], 'a') as f:
         f.write('id999,A b.,C d.,E f.,G h.,I j.,K l.,1\n')  # another test file: another key, encoded anew
     monkeypatch.undo()
-    third, write_cache = train.encoded_dataset(args, train.TextEncoder(encoder_path, bpe_path))
+    third, write_cache = train.encoded_dataset(args, task, train.TextEncoder(encoder_path, bpe_path))
     write_cache()
-    assert len(third[2][0]) == len(first[2][0]) + 1 and len(os.listdir(tmp_path / 'cache')) == 2
+    assert len(third['test'].ids) == len(first['test'].ids) + 1 and len(os.listdir(tmp_path / 'cache')) == 2

@@ -105,22 +105,22 @@ def encoder_args(inputs, tmp_path, cache_dir):
 
 
 def assert_same_splits(a, b):
-    assert [len(split) for split in a] == [len(split) for split in b]
-    for split_a, split_b in zip(a, b):
-        for field_a, field_b in zip(split_a, split_b):
-            assert type(field_a) is type(field_b)
-            assert np.array_equal(field_a, field_b) if isinstance(field_a, np.ndarray) else field_a == field_b
+    assert list(a) == list(b)
+    for split in a:
+        assert a[split].ids == b[split].ids and np.array_equal(a[split].y, b[split].y)
+        assert [f.tolist() for f in a[split].texts] == [f.tolist() for f in b[split].texts]
 
 
 @pytest.mark.parametrize('damage', ['planted pickle', 'object array', 'cut', 'wrong offsets', 'not npz'])
 def test_a_damaged_cache_runs_nothing_and_is_encoded_again(inputs, tmp_path, monkeypatch, capsys, damage):
     args, encoder = encoder_args(inputs, tmp_path, tmp_path / 'cache')
-    good, write_cache = train.encoded_dataset(args, encoder)
+    task = train.TASKS['rocstories']
+    good, write_cache = train.encoded_dataset(args, task, encoder)
     write_cache()
     (cache,) = (tmp_path / 'cache').iterdir()
     assert cache.suffix == '.npz'
-    with np.load(cache, allow_pickle=False) as npz:  # numbers only: every array reads without pickle
-        assert all(npz[name].dtype in (np.int32, np.int64) for name in npz.files)
+    with np.load(cache, allow_pickle=False) as npz:  # numbers and strings only: every array reads without pickle
+        assert all(npz[name].dtype.kind in 'iufU' for name in npz.files)
     marker = tmp_path / 'code_ran'
     if damage == 'planted pickle':
         cache.write_bytes(pickle.dumps(Plant(marker)))
@@ -133,11 +133,11 @@ def test_a_damaged_cache_runs_nothing_and_is_encoded_again(inputs, tmp_path, mon
         with np.load(cache) as npz:
             arrays = dict(npz)
         with open(cache, 'wb') as f:
-            np.savez(f, **{**arrays, 's0_f0_offsets': arrays['s0_f0_offsets'][::-1].copy()})
+            np.savez(f, **{**arrays, 'train/texts/0/offsets': arrays['train/texts/0/offsets'][::-1].copy()})
     else:
         cache.write_text('not a cache\n')
     capsys.readouterr()
-    again, write_cache = train.encoded_dataset(args, encoder)
+    again, write_cache = train.encoded_dataset(args, task, encoder)
     err = capsys.readouterr().err
     assert not marker.exists()
     assert_same_splits(again, good)
@@ -145,7 +145,7 @@ def test_a_damaged_cache_runs_nothing_and_is_encoded_again(inputs, tmp_path, mon
     assert str(cache) in warning and 'encoding the data set again' in warning
     write_cache()  # replaced by a good one, read without encoding
     monkeypatch.setattr(encoder, 'encode', lambda *a, **k: pytest.fail('encoded again despite the cache'))
-    assert_same_splits(train.encoded_dataset(args, encoder)[0], good)
+    assert_same_splits(train.encoded_dataset(args, task, encoder)[0], good)
     assert 'warning' not in capsys.readouterr().err
 
 
@@ -154,7 +154,7 @@ def test_a_cache_that_cannot_be_written_is_a_warning(inputs, tmp_path, monkeypat
     afile = tmp_path / 'afile'
     afile.write_text('not a folder\n')
     args, encoder = encoder_args(inputs, tmp_path, afile / 'cache' if how == 'not a folder' else tmp_path / 'cache')
-    splits, write_cache = train.encoded_dataset(args, encoder)
+    splits, write_cache = train.encoded_dataset(args, train.TASKS['rocstories'], encoder)
     if how == 'disk full':
         def full(*a, **k):
             raise OSError(errno.ENOSPC, 'No space left on device')
