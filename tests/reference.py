@@ -137,7 +137,8 @@ def head(clf_h, w, b, Y, n_seq=2, n_out=1, pool='choices', loss='softmax'):
 
 
 def head_grad(clf_h, w, dlogits, n_seq=2, pool='choices', **_):
-    """The gradients (d clf_h (n * n_seq, C), d w, d b) of the head given d logits."""
+    """The gradients (d clf_h (n * n_seq, C), d w, d b) of `head` given its d logits (n_out and loss are in
+    dlogits already)."""
     w = np.asarray(w, np.float64)
     clf_h = clf_h.reshape(-1, n_seq, clf_h.shape[-1])
     if pool == 'choices':

@@ -282,6 +282,41 @@ def test_race_answers_are_cut_only_past_half_the_context():
     assert seqs[1] == [START, 1, 2, 3, 4, DELIM, 6, CLF]
 
 
+def test_race_question_is_cut_at_its_end_when_the_answers_leave_less():
+    texts = (ragged([1, 2]), ragged([3, 4, 5, 6]), ragged([7] * 5), ragged([8]), ragged([]), ragged([9]))
+    seqs = sequences(task('race'), texts, N_VOCAB, n_ctx=9).tolist()  # 6 tokens: answers up to 3, 3 left
+    assert seqs == [[START, 3, 4, 5, DELIM, *a, CLF] for a in ([7, 7, 7], [8], [], [9])]
+
+
+def race_rule(article, question, answers, n_ctx):
+    """The 'context' rule in words: each answer to (n_ctx - 3) // 2 tokens; the question then takes what the
+    longest answer leaves, the article the rest, each cut at its end."""
+    answers = [a[:(n_ctx - 3) // 2] for a in answers]
+    room = n_ctx - 3 - max(map(len, answers))
+    context = article[:room - len(question[:room])] + question[:room]
+    return [[START] + context + [DELIM] + a + [CLF] for a in answers]
+
+
+def test_race_sequences_follow_the_rule_and_fit_n_ctx():
+    rng = np.random.RandomState(0)
+    fields = [[rng.randint(0, N_VOCAB, rng.randint(0, m)).tolist() for _ in range(5)] for m in (30, 8, 9, 9, 9, 9)]
+    for n_ctx in (8, 13, 20, 64):
+        seqs = sequences(task('race'), tuple(ragged(*f) for f in fields), N_VOCAB, n_ctx).tolist()
+        assert max(map(len, seqs)) <= n_ctx
+        for i in range(5):
+            article, question, *answers = (f[i] for f in fields)
+            assert seqs[4 * i:4 * i + 4] == race_rule(article, question, answers, n_ctx), (n_ctx, i)
+
+
+def test_rocstories_sequences_token_by_token():
+    # n_ctx 10: each text to n_ctx // 2 - 2 = 3 tokens, the story and each ending alike
+    texts = (ragged([1, 2, 3, 4, 5]), ragged([6, 7, 8, 9]), ragged([5]))
+    assert sequences(task('rocstories'), texts, N_VOCAB, n_ctx=10).tolist() == [
+        [START, 1, 2, 3, DELIM, 6, 7, 8, CLF], [START, 1, 2, 3, DELIM, 5, CLF]]
+    assert sequences(task('rocstories'), texts, N_VOCAB, n_ctx=100).tolist() == [
+        [START, 1, 2, 3, 4, 5, DELIM, 6, 7, 8, 9, CLF], [START, 1, 2, 3, 4, 5, DELIM, 5, CLF]]
+
+
 def roc_ids(rng, n):
     return [rng.randint(0, N_VOCAB, rng.randint(0, 12)).tolist() for _ in range(n)]
 
