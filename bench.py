@@ -14,7 +14,10 @@ stdout, progress lines start with '#', bars and TensorFlow's messages go to stde
     python bench.py --mnli_pipeline [--model_dir DIR]
 
 instead times the MNLI input pipeline (reading, encoding, input sequences, cache) on a generated MNLI-sized folder,
-with the real BPE of ../shared/model or --model_dir when there: seconds, CPU seconds and peak RSS per step.
+with the real BPE of ../shared/model or --model_dir when there: seconds, CPU seconds and peak RSS per step; then
+updates per second of the full-size model (random weights, the 3-class entailment head, train.py's default path,
+4 towers of 8) on batches of that training set in a shuffled order (--steps of them after 2 warm-up; --quick: a
+2-layer n_embd 64 model).
 """
 import argparse
 import gc
@@ -38,7 +41,7 @@ with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP
 import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
-from model import LAYER_PARAMS, Model, dropout, load_openai_params, transfer  # noqa: E402
+from model import LAYER_PARAMS, Head, Model, dropout, load_openai_params, transfer  # noqa: E402
 from opt import Adam, LossScale, warmup_linear  # noqa: E402
 from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories  # noqa: E402
 from text_utils import TextEncoder  # noqa: E402
@@ -477,6 +480,7 @@ def mnli_pipeline(args, tmp):
         return longest
 
     longest = step('pad 1 epoch of batches of 32', batches)
+    n_ctx = max(int(q.lengths.max()) for q in seqs.values())
     table(['step', 'seconds', 'CPU seconds', 'peak RSS (GB)'], rows)
     print(f'files {size_mb:.0f} MB, {n_texts} texts ({n_unique} distinct), {n_tokens} BPE tokens '
           f'({n_tokens / n_texts:.1f} per text); encoder {enc_src}; RSS before the pipeline {rss0:.2f} GB '
@@ -484,6 +488,38 @@ def mnli_pipeline(args, tmp):
     print(f'train sequences: {len(train.ids) * 4 / 1e6:.0f} MB of int32 ids; padded to its longest sequence '
           f'({int(train.lengths.max())}) the train set would be {len(train) * int(train.lengths.max()) * 8 / 1e9:.2f}'
           f' GB of X (ids and positions); the longest batch is {longest}; cache {os.path.getsize(cache) / 1e6:.0f} MB')
+    mnli_updates(args, task, train, order, len(encoder.encoder), n_ctx)
+
+
+def mnli_updates(args, task, seqs, order, n_vocab, n_ctx):
+    """Seconds per update of the full-size model with MNLI's head on MNLI-shaped batches (`seqs` the training
+    sequences, `order` a shuffled order of the examples), as train.py runs them: the default path, 4 towers of 8."""
+    n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, 12, 12)
+    n_batch, n_gpu = 8, 4
+    progress(f'MNLI updates: model n_embd {n_embd}, {n_layer} layers, n_ctx {n_ctx}, {n_gpu} towers of {n_batch}')
+    tf.random.set_seed(0)
+    strategy = train.make_strategy(n_gpu)
+    with strategy.scope():
+        model = Model(n_vocab, N_SPECIAL, n_ctx, n_vocab + 2, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                      head=Head(**task.head))
+        opt = new_adam(model, True, 3 * (len(order) // (n_batch * n_gpu)))
+    step = train.make_train_step(model, opt, strategy, 0.5, 42, masked_lm=True, fused=True, n_towers=n_gpu)
+    labels = np.arange(len(seqs) // task.n_seq, dtype=np.int32) % len(task.labels)
+    batches = train.distribute(strategy, train.epoch_batches(
+        lambda rows: (*tasks.pad_batch(seqs, rows, task.n_seq, n_vocab), labels[rows]), order, n_batch * n_gpu))
+    times, lengths = [], []
+    for k, batch in enumerate(islice(batches, N_WARMUP + args.steps)):
+        t0 = time.perf_counter()
+        sync(step(*batch)[0])
+        if k >= N_WARMUP:
+            times.append(time.perf_counter() - t0)
+            lengths.append(int(batch[0].shape[2]))
+    s = statistics.median(times)
+    n_updates = len(order) // (n_batch * n_gpu)
+    table(['MNLI training update (batch 32)', 's/update (median)', 'updates/s', 'T of the timed batches',
+           'epoch of updates'],
+          [['train.py default path', fmt(s, '.2f'), fmt(1 / s, '.3f'), ' '.join(map(str, lengths)),
+            f'{n_updates} x {s:.2f} s = {n_updates * s / 3600:.1f} h']])
 
 
 def bench(args, tmp):
@@ -506,9 +542,9 @@ def bench(args, tmp):
     # A run's second start reads the encoded set from train.py's cache (the first start wrote it).
     cache_args = argparse.Namespace(dataset='rocstories', data_dir=data_dir, cache_dir=os.path.join(tmp, 'cache'),
                                     encoder_path=encoder_path, bpe_path=bpe_path)
-    train.encoded_dataset(cache_args, text_encoder)[1]()  # encodes and writes the cache
+    train.encoded_dataset(cache_args, tasks.TASKS['rocstories'], text_encoder)[1]()  # encodes and writes the cache
     t0 = time.perf_counter()
-    train.encoded_dataset(cache_args, text_encoder)
+    train.encoded_dataset(cache_args, tasks.TASKS['rocstories'], text_encoder)
     t_cached = time.perf_counter() - t0
     n_texts = sum(len(f) for s in splits for f in s if len(f) and isinstance(f[0], str))
     n_bpe = sum(len(x) for f in (trX1, trX2, trX3, vaX1, vaX2, vaX3, teX1, teX2, teX3) for x in f)

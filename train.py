@@ -449,6 +449,10 @@ def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
     evaluated = set(task.evals) | set(task.tests) | {task.valid}
     splits = {name: ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated) for name, ex in encoded.items()}
     n_ctx = max(int(split.seqs.lengths.max(initial=0)) for split in splits.values())
+    for name, ex in encoded.items():
+        if ex.n_skipped:  # QQP's known broken rows, SNLI's pairs without a gold label
+            print(f'{task.name} {name}: {ex.n_skipped} rows of the file left out (see README.md), '
+                  f'{len(ex.ids)} examples kept')
     n_train, n_valid = len(splits[task.train].Y), len(splits[task.valid].Y)
     if n_train < n_batch_train and not args.eval_only:
         raise InputError(f"the training split has {n_train} examples, fewer than one global batch (n_batch * n_gpu = "
