@@ -38,6 +38,7 @@ with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP
     import numpy as np
     import tensorflow as tf
 
+import inputs  # noqa: E402
 import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
@@ -434,7 +435,7 @@ def write_mnli_sized(folder, encoder_path, seed=0):
 
 def mnli_pipeline(args, tmp):
     """Time and peak RSS of train.py's MNLI input pipeline on a generated MNLI-sized folder: read the five files,
-    encode every text (tasks.encode_splits), build the input sequences at n_ctx 512, save and reload the encoded
+    encode every text (inputs.encode_splits), build the input sequences at n_ctx 512, save and reload the encoded
     cache; then one epoch's worth of padded batches of 32."""
     _, _, encoder_path, bpe_path, enc_src = find_inputs(argparse.Namespace(data_dir=None, model_dir=args.model_dir),
                                                         tmp)
@@ -461,21 +462,21 @@ def mnli_pipeline(args, tmp):
     splits = step('read the 5 files', lambda: task.load(folder))
     n_texts = sum(len(f) for ex in splits.values() for f in ex.texts)
     n_unique = len({t for ex in splits.values() for f in ex.texts for t in f})
-    encoded = step('encode (each distinct text once)', lambda: tasks.encode_splits(encoder, splits, 'mnli'))
+    encoded = step('encode (each distinct text once)', lambda: inputs.encode_splits(encoder, splits, 'mnli'))
     del splits
     n_tokens = sum(len(f.ids) for ex in encoded.values() for f in ex.texts)
-    seqs = step('input sequences, n_ctx 512', lambda: {s: tasks.sequences(task, ex.texts, len(encoder.encoder), 512)
+    seqs = step('input sequences, n_ctx 512', lambda: {s: inputs.sequences(task, ex.texts, len(encoder.encoder), 512)
                                                         for s, ex in encoded.items()})
     cache = os.path.join(tmp, 'mnli.npz')
-    step('save the encoded cache (.npz)', lambda: tasks.save_encoded(cache, encoded))
-    step('load the encoded cache', lambda: tasks.load_encoded(cache))
+    step('save the encoded cache (.npz)', lambda: inputs.save_encoded(cache, encoded))
+    step('load the encoded cache', lambda: inputs.load_encoded(cache))
     train = seqs['train']
     order = np.random.RandomState(0).permutation(len(train) // task.n_seq)
 
     def batches():
         longest = 0
         for i in range(0, len(order) - 31, 32):
-            X, _ = tasks.pad_batch(train, order[i:i + 32], task.n_seq, len(encoder.encoder))
+            X, _ = inputs.pad_batch(train, order[i:i + 32], task.n_seq, len(encoder.encoder))
             longest = max(longest, X.shape[2])
         return longest
 
@@ -505,8 +506,8 @@ def mnli_updates(args, task, seqs, order, n_vocab, n_ctx):
         opt = new_adam(model, True, 3 * (len(order) // (n_batch * n_gpu)))
     step = train.make_train_step(model, opt, strategy, 0.5, 42, masked_lm=True, fused=True, n_towers=n_gpu)
     labels = np.arange(len(seqs) // task.n_seq, dtype=np.int32) % len(task.labels)
-    batches = train.distribute(strategy, train.epoch_batches(
-        lambda rows: (*tasks.pad_batch(seqs, rows, task.n_seq, n_vocab), labels[rows]), order, n_batch * n_gpu))
+    batches = train.distribute(strategy, inputs.epoch_batches(
+        lambda rows: (*inputs.pad_batch(seqs, rows, task.n_seq, n_vocab), labels[rows]), order, n_batch * n_gpu))
     times, lengths = [], []
     for k, batch in enumerate(islice(batches, N_WARMUP + args.steps)):
         t0 = time.perf_counter()

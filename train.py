@@ -21,8 +21,6 @@ if __name__ == '__main__':  # --help and a bad flag answer now, before the impor
     exit_on_input_error(check_args, parse_args(description=__doc__))
 
 with tensorflow_start_up_hidden():
-    from typing import NamedTuple
-
     import ftfy
     import joblib
     import numpy as np
@@ -33,12 +31,12 @@ with tensorflow_start_up_hidden():
 
     import analysis
     import datasets
+    import inputs
     import tasks
     import text_utils
-    from datasets import Examples
     from model import Head, Model, load_openai_params, load_params, special_embeddings, transfer
     from opt import Adam, LossScale, schedules
-    from tasks import TASKS, Ragged
+    from tasks import TASKS
     from text_utils import TextEncoder
     from run_state import (Interrupted, RunControl, RunState, at_boundary, check_finite, check_resume, lock_run,
                            restore_checkpoint, resume_command)
@@ -161,7 +159,7 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=
 
 def make_eval_step(model, packed, jit_compile=False, multiple=1):
     """A function scoring a batch of any size without dropout -> (clf_logits, clf_losses). packed: the batch is
-    tasks.packed_batch's (X, seg, clf_idx, Y) (multiple choice), cut to its longest example (rounded up to a
+    inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice), cut to its longest example (rounded up to a
     multiple of `multiple`), else pad_batch's (X, M, Y) as the original."""
     head = model.head
     Y_spec = tf.TensorSpec([None], tf.float32 if head.loss == 'squared' else tf.int32)
@@ -237,29 +235,29 @@ def encoded_dataset(args, task, text_encoder):
     splits = task.load(args.data_dir)  # read and checked on every run: the cache holds only the encodings
     n_vocab = len(text_encoder.encoder)
     if not args.cache_dir:
-        return tasks.encode_splits(text_encoder, splits, task.name), lambda: None
+        return inputs.encode_splits(text_encoder, splits, task.name), lambda: None
     digest = hashlib.sha256(f'{ftfy.__version__} {spacy.__version__}'.encode())
     for path in task.paths(args.data_dir) + [args.encoder_path, args.bpe_path, text_utils.__file__,
-                                             datasets.__file__, tasks.__file__]:
+                                             datasets.__file__, tasks.__file__, inputs.__file__]:
         with open(path, 'rb') as f:
             digest.update(f.read())
     cache_path = os.path.join(args.cache_dir, f'{task.name}-{digest.hexdigest()[:20]}.npz')
     if os.path.isfile(cache_path):
         try:
-            return tasks.load_encoded(cache_path, splits, n_vocab), lambda: None
+            return inputs.load_encoded(cache_path, splits, n_vocab), lambda: None
         except Exception as err:  # whatever a damaged file makes numpy raise: the cache is only a shortcut
             print(f"warning: the cache {cache_path!r} is damaged ({type(err).__name__}: {err}): encoding the data "
                   "set again", file=sys.stderr)
-    encoded = tasks.encode_splits(text_encoder, splits, task.name)
+    encoded = inputs.encode_splits(text_encoder, splits, task.name)
     return encoded, lambda: save_cache(cache_path, encoded)
 
 
 def save_cache(path, splits):
-    """tasks.save_encoded, atomically; a failure (full disk, read-only folder) a warning: the cache only saves
+    """inputs.save_encoded, atomically; a failure (full disk, read-only folder) a warning: the cache only saves
     time."""
     try:
         with atomic_write(path, 'wb') as f:
-            tasks.save_encoded(f, splits)
+            inputs.save_encoded(f, splits)
     except (OSError, InputError) as err:
         print(f"warning: could not cache the encoded data set in {path!r} ({err}): the next run encodes it again",
               file=sys.stderr)
@@ -284,48 +282,6 @@ def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
     batches = ((X[i:i + n_batch_train], M[i:i + n_batch_train], Y[i:i + n_batch_train])
                for i in range(0, len(Y) - n_batch_train + 1, n_batch_train))
     return distribute(strategy, (trim(*b, multiple) if trimmed else b for b in batches))
-
-
-class Split(NamedTuple):
-    """One split ready for the model: its encoded Examples (ids, groups, labels), Y (n) the labels (int32 class
-    ids, float32 scores for a regression; zeros where the publisher keeps them), the model's input sequences
-    (tasks.sequences: a Ragged of n * n_seq) and, to evaluate multiple choice, their exact packing
-    (tasks.pack_choices; else None)."""
-    examples: Examples
-    Y: np.ndarray
-    seqs: Ragged
-    packed: object = None
-
-
-def ready(task, examples, n_vocab, n_ctx, packed):
-    """A Split of encoded `examples`, cut to n_ctx tokens a sequence (the flag); packed: with its packing."""
-    dtype = np.int32 if task.labels else np.float32
-    Y = np.zeros(len(examples.ids), dtype) if examples.y is None else np.asarray(examples.y, dtype)
-    packing = tasks.pack_choices(task, examples.texts, n_vocab, n_ctx) if packed else None
-    return Split(examples, Y, tasks.sequences(task, examples.texts, n_vocab, n_ctx), packing)
-
-
-def head_of(examples, n):
-    """The first n examples of encoded `examples`, in split order."""
-    return examples._replace(texts=tuple(field.take(np.arange(n)) for field in examples.texts),
-                             y=None if examples.y is None else examples.y[:n], ids=examples.ids[:n],
-                             group=None if examples.group is None else examples.group[:n])
-
-
-def batch_inputs(task, split, rows, n_vocab, n_ctx, multiple):
-    """The model's inputs and labels for examples `rows` of `split`, padded to the batch's longest sequence rounded
-    up to `multiple` (at most n_ctx, the model's: multiple = n_ctx pads as the original): (X, M, Y); or, when the
-    split is packed, tasks.packed_batch's (X, seg, clf_idx) and Y."""
-    if split.packed is not None:
-        return (*tasks.packed_batch(split.packed, rows, multiple), split.Y[rows])
-    X, M = tasks.pad_batch(split.seqs, rows, task.n_seq, n_vocab, multiple, n_ctx)
-    return X, M, split.Y[rows]
-
-
-def epoch_batches(batch, order, n_batch_train):
-    """The full batches of one epoch: batch(rows) for consecutive runs of n_batch_train of `order`."""
-    for i in range(0, len(order) - n_batch_train + 1, n_batch_train):
-        yield batch(order[i:i + n_batch_train])
 
 
 def run_plan(args, n_batches, n_batch_train, n_evaluated, n_test):
@@ -391,7 +347,7 @@ def train(args, control=None):
     eval_step = make_eval_step(model, packed=packed, jit_compile=args.xla, multiple=multiple)
 
     def batch(split):  # padded to each batch's longest sequence; with --padded to n_ctx, as the original
-        return lambda rows: batch_inputs(task, split, rows, n_vocab, n_ctx, n_ctx if args.padded else multiple)
+        return lambda rows: inputs.batch_inputs(task, split, rows, n_vocab, n_ctx, n_ctx if args.padded else multiple)
 
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
@@ -447,7 +403,7 @@ def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
     and encoded_dataset's cache writer."""
     encoded, write_cache = encoded_dataset(args, task, text_encoder)
     evaluated = set(task.evals) | set(task.tests) | {task.valid}
-    splits = {name: ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated) for name, ex in encoded.items()}
+    splits = {name: inputs.ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated) for name, ex in encoded.items()}
     n_ctx = max(int(split.seqs.lengths.max(initial=0)) for split in splits.values())
     for name, ex in encoded.items():
         if ex.n_skipped:  # QQP's known broken rows, SNLI's pairs without a gold label
@@ -457,7 +413,7 @@ def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
     if n_train < n_batch_train and not args.eval_only:
         raise InputError(f"the training split has {n_train} examples, fewer than one global batch (n_batch * n_gpu = "
                          f"{n_batch_train}): no update could be made; lower --n_batch or --n_gpu, or give more data")
-    tr_eval = ready(task, head_of(encoded[task.train], min(n_valid, n_train)), n_vocab, args.n_ctx, packed)
+    tr_eval = inputs.ready(task, inputs.head_of(encoded[task.train], min(n_valid, n_train)), n_vocab, args.n_ctx, packed)
     return n_ctx, splits, {'tr': tr_eval, 'va': splits[task.valid]}, write_cache
 
 
@@ -530,7 +486,7 @@ def fit(args, control, state, strategy, train_step, batch, n_train, n_batch_trai
             done = state.n_updates - state.n_epochs * n_batches
             bar.set_description(f'epoch {state.n_epochs + 1}/{args.n_iter}')
             costs = []
-            batches = epoch_batches(batch, order[done * n_batch_train:], n_batch_train)
+            batches = inputs.epoch_batches(batch, order[done * n_batch_train:], n_batch_train)
             for xmb, mmb, ymb in distribute(strategy, batches):
                 cost, lrt, grad_norm = train_step(xmb, mmb, ymb)
                 state.n_updates += 1

@@ -1,14 +1,15 @@
 """The task heads of the paper's section 3.3 (classification, entailment, similarity with both orders summed, STS-B's
 regression, multiple choice) against the float64 NumPy reference (tests/reference.py), on inputs that
-tasks.sequences and tasks.pad_batch build; and multiple choice's packed evaluation (tasks.pack_choices) against
+inputs.sequences and inputs.pad_batch build; and multiple choice's packed evaluation (inputs.pack_choices) against
 the sequences it packs."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import datasets
+from inputs import Ragged, pack_choices, packed_batch, pad_batch, sequences
 from model import Head, Model
-from tasks import TASKS, Ragged, pack_choices, packed_batch, pad_batch, sequences
+from tasks import TASKS
 from tests import reference
 
 N_VOCAB, N_SPECIAL, N_CTX, N_EMBD, N_HEAD, N_LAYER = 20, 3, 16, 16, 2, 2
@@ -40,7 +41,7 @@ def random_labels(task, n, rng):
 
 
 def inputs(name, n=4, seed=0, n_ctx=N_CTX, longest=8):
-    """X, M, Y of n random examples of task `name`, built by tasks.sequences and tasks.pad_batch."""
+    """X, M, Y of n random examples of task `name`, built by inputs.sequences and inputs.pad_batch."""
     rng = np.random.RandomState(seed)
     task = TASKS[name]
     X, M = pad_batch(sequences(task, random_texts(task, n, rng, longest), N_VOCAB, n_ctx), np.arange(n),
@@ -243,7 +244,7 @@ def test_packed_race_example_token_by_token():
 
 @pytest.mark.parametrize('multiple', [1, 8])
 def test_packed_race_scores_equal_the_four_sequences(multiple):
-    """Model.score_packed on pack_choices' batch gives __call__'s logits and losses on tasks.sequences' batch, with
+    """Model.score_packed on pack_choices' batch gives __call__'s logits and losses on inputs.sequences' batch, with
     the article cut (n_ctx 16), on all examples and on a subset padded further."""
     task, n, n_ctx = TASKS['race'], 6, N_CTX
     rng = np.random.RandomState(2)

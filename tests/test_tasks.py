@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 import datasets
+import inputs
 import metrics
 import tasks
 from datasets import ROC_TEST, ROC_VAL, context_length, transform_roc
-from tasks import TASKS, Ragged, pad_batch, sequences
+from inputs import Ragged, pad_batch, sequences
+from tasks import TASKS
 from tests import task_files
 from tests.fixtures import write_rocstories
 from utils import InputError
@@ -260,7 +262,7 @@ def bert_rule(la, lb, budget):
 
 def test_pair_lengths_follow_the_one_token_at_a_time_rule():
     grid = np.array([(la, lb, budget) for budget in range(13) for la in range(16) for lb in range(16)])
-    a, b = tasks.pair_lengths(grid[:, 0], grid[:, 1], grid[:, 2])
+    a, b = inputs.pair_lengths(grid[:, 0], grid[:, 1], grid[:, 2])
     assert list(zip(a.tolist(), b.tolist())) == [bert_rule(*row) for row in grid.tolist()]
 
 
@@ -371,7 +373,7 @@ class CountingEncoder:
 def test_encode_examples_encodes_each_distinct_text_once_under_a_labelled_bar(capsys):
     examples = datasets.Examples((['a b', 'a b', 'c', 'a b'], ['d', 'c', 'e f g', 'd']), None, list('0123'))
     encoder = CountingEncoder()
-    encoded = tasks.encode_examples(encoder, examples, 'encoding mnli train', chunk=2)
+    encoded = inputs.encode_examples(encoder, examples, 'encoding mnli train', chunk=2)
     reference = CountingEncoder()
     assert [f.tolist() for f in encoded.texts] == [reference.encode(f) for f in examples.texts]
     assert encoder.n_encoded == 4  # 'a b', 'c', 'd', 'e f g'
@@ -381,11 +383,11 @@ def test_encode_examples_encodes_each_distinct_text_once_under_a_labelled_bar(ca
 
 def test_encoded_splits_round_trip_through_npz_without_pickle(tmp_path):
     _, splits = load('race', tmp_path)
-    encoded = tasks.encode_splits(CountingEncoder(), splits, 'race')
+    encoded = inputs.encode_splits(CountingEncoder(), splits, 'race')
     buf = io.BytesIO()
-    tasks.save_encoded(buf, encoded)
+    inputs.save_encoded(buf, encoded)
     buf.seek(0)
-    loaded = tasks.load_encoded(buf)
+    loaded = inputs.load_encoded(buf)
     assert list(loaded) == ['train', 'dev', 'test']
     for split, ex in encoded.items():
         got = loaded[split]
@@ -393,9 +395,9 @@ def test_encoded_splits_round_trip_through_npz_without_pickle(tmp_path):
         assert got.y.tolist() == ex.y.tolist() and got.ids == ex.ids and got.group.tolist() == ex.group.tolist()
     _, glue_splits = load('mnli', tmp_path)
     buf = io.BytesIO()
-    tasks.save_encoded(buf, tasks.encode_splits(CountingEncoder(), glue_splits, 'mnli'))
+    inputs.save_encoded(buf, inputs.encode_splits(CountingEncoder(), glue_splits, 'mnli'))
     buf.seek(0)
-    loaded = tasks.load_encoded(buf)
+    loaded = inputs.load_encoded(buf)
     assert loaded['test_matched'].y is None and loaded['train'].group is None and loaded['train'].n_skipped == 0
 
 
