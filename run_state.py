@@ -20,11 +20,13 @@ from utils import InputError, no_space
 
 
 class RunState(tf.train.experimental.PythonState):
-    """Where a run stands, saved in its checkpoints: updates and epochs done, the best validation accuracy,
-    evaluations logged, and numpy's generator at the start of the current epoch (it drew that epoch's order)."""
+    """Where a run stands, saved in its checkpoints: updates and epochs done, the best validation figure of the
+    task's first metric (-inf before the first evaluation: the original started from an accuracy of 0, which a
+    correlation can fail to beat), evaluations logged, and numpy's generator at the start of the current epoch (it
+    drew that epoch's order)."""
 
     def __init__(self):
-        self.n_updates, self.n_epochs, self.best_score, self.n_logged = 0, 0, 0., 0
+        self.n_updates, self.n_epochs, self.best_score, self.n_logged = 0, 0, float('-inf'), 0
         self.epoch_rng = np.random.get_state()
 
     def serialize(self):
