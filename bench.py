@@ -499,7 +499,8 @@ def mnli_updates(args, task, seqs, order, n_vocab, n_ctx):
     n_batch, n_gpu = 8, 4
     progress(f'MNLI updates: model n_embd {n_embd}, {n_layer} layers, n_ctx {n_ctx}, {n_gpu} towers of {n_batch}')
     tf.random.set_seed(0)
-    strategy = train.make_strategy(n_gpu)
+    with tensorflow_start_up_hidden(device_init=True):
+        strategy = train.make_strategy(n_gpu)
     with strategy.scope():
         model = Model(n_vocab, N_SPECIAL, n_ctx, n_vocab + 2, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
                       head=Head(**task.head))
