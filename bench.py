@@ -470,13 +470,22 @@ def mnli_pipeline(args, tmp):
     cache = os.path.join(tmp, 'mnli.npz')
     step('save the encoded cache (.npz)', lambda: inputs.save_encoded(cache, encoded))
     step('load the encoded cache', lambda: inputs.load_encoded(cache))
-    train = seqs['train']
-    order = np.random.RandomState(0).permutation(len(train) // task.n_seq)
+    run_args = argparse.Namespace(data_dir=folder, cache_dir=os.path.join(tmp, 'cache'), encoder_path=encoder_path,
+                                  bpe_path=bpe_path)
+
+    def first_start():  # train.encoded_dataset as a run calls it: read, hash, encode, then write the cache
+        _, write_cache = train.encoded_dataset(run_args, task, encoder)
+        write_cache()
+
+    step("train.py's first start: read, encode, cache", first_start)
+    step("train.py's second start: read, check the cache", lambda: train.encoded_dataset(run_args, task, encoder))
+    train_seqs = seqs['train']
+    order = np.random.RandomState(0).permutation(len(train_seqs) // task.n_seq)
 
     def batches():
         longest = 0
         for i in range(0, len(order) - 31, 32):
-            X, _ = inputs.pad_batch(train, order[i:i + 32], task.n_seq, len(encoder.encoder))
+            X, _ = inputs.pad_batch(train_seqs, order[i:i + 32], task.n_seq, len(encoder.encoder))
             longest = max(longest, X.shape[2])
         return longest
 
@@ -486,10 +495,11 @@ def mnli_pipeline(args, tmp):
     print(f'files {size_mb:.0f} MB, {n_texts} texts ({n_unique} distinct), {n_tokens} BPE tokens '
           f'({n_tokens / n_texts:.1f} per text); encoder {enc_src}; RSS before the pipeline {rss0:.2f} GB '
           f'(Python, TensorFlow and the other imports)')
-    print(f'train sequences: {len(train.ids) * 4 / 1e6:.0f} MB of int32 ids; padded to its longest sequence '
-          f'({int(train.lengths.max())}) the train set would be {len(train) * int(train.lengths.max()) * 8 / 1e9:.2f}'
+    print(f'train sequences: {len(train_seqs.ids) * 4 / 1e6:.0f} MB of int32 ids; padded to its longest sequence '
+          f'({int(train_seqs.lengths.max())}) the train set would be '
+          f'{len(train_seqs) * int(train_seqs.lengths.max()) * 8 / 1e9:.2f}'
           f' GB of X (ids and positions); the longest batch is {longest}; cache {os.path.getsize(cache) / 1e6:.0f} MB')
-    mnli_updates(args, task, train, order, len(encoder.encoder), n_ctx)
+    mnli_updates(args, task, train_seqs, order, len(encoder.encoder), n_ctx)
 
 
 def mnli_updates(args, task, seqs, order, n_vocab, n_ctx):
