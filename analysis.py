@@ -98,10 +98,10 @@ def plot(log_paths, out_path):
         label = desc if descs.count(desc) == 1 else f'{desc} ({path})'
         x = [e['n_updates'] for e in evaluations]
         for ax, (_, tr, va) in zip(axes, curves):  # a run of another task has no value of this metric
-            ax.plot(x, [e.get(tr, np.nan) for e in evaluations], color=f'C{i % 10}', linestyle='-', marker='o', markersize=3,
-                    label=f'{label} train')
-            ax.plot(x, [e.get(va, np.nan) for e in evaluations], color=f'C{i % 10}', linestyle='--', marker='o', markersize=3,
-                    label=f'{label} valid')
+            ax.plot(x, [e.get(tr, np.nan) for e in evaluations], color=f'C{i % 10}', linestyle='-', marker='o',
+                    markersize=3, label=f'{label} train')
+            ax.plot(x, [e.get(va, np.nan) for e in evaluations], color=f'C{i % 10}', linestyle='--', marker='o',
+                    markersize=3, label=f'{label} valid')
     for ax, (ylabel, _, _) in zip(axes, curves):
         ax.set_xlabel('updates')
         ax.set_ylabel(ylabel)

@@ -143,8 +143,9 @@ def check_encoded(encoded, like, n_vocab):
         got = encoded[split]
         if got.ids != [str(i) for i in ex.ids] or len(got.texts) != len(ex.texts):
             raise ValueError(f'{split}: other examples or fields than the data set')
-        same_y = (got.y is None and ex.y is None) or (got.y is not None and ex.y is not None and
-                                                      got.y.dtype == np.asarray(ex.y).dtype and np.array_equal(got.y, ex.y))
+        same_y = (got.y is None and ex.y is None) or (
+            got.y is not None and ex.y is not None and got.y.dtype == np.asarray(ex.y).dtype
+            and np.array_equal(got.y, ex.y))
         same_group = (got.group is None) == (ex.group is None) and (
             ex.group is None or got.group.tolist() == [str(g) for g in ex.group])
         if not (same_y and same_group and got.n_skipped == ex.n_skipped):

@@ -403,7 +403,8 @@ def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
     and encoded_dataset's cache writer."""
     encoded, write_cache = encoded_dataset(args, task, text_encoder)
     evaluated = set(task.evals) | set(task.tests) | {task.valid}
-    splits = {name: inputs.ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated) for name, ex in encoded.items()}
+    splits = {name: inputs.ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated)
+              for name, ex in encoded.items()}
     n_ctx = max(int(split.seqs.lengths.max(initial=0)) for split in splits.values())
     for name, ex in encoded.items():
         if ex.n_skipped:  # QQP's known broken rows, SNLI's pairs without a gold label
@@ -413,7 +414,8 @@ def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
     if n_train < n_batch_train and not args.eval_only:
         raise InputError(f"the training split has {n_train} examples, fewer than one global batch (n_batch * n_gpu = "
                          f"{n_batch_train}): no update could be made; lower --n_batch or --n_gpu, or give more data")
-    tr_eval = inputs.ready(task, inputs.head_of(encoded[task.train], min(n_valid, n_train)), n_vocab, args.n_ctx, packed)
+    first = inputs.head_of(encoded[task.train], min(n_valid, n_train))
+    tr_eval = inputs.ready(task, first, n_vocab, args.n_ctx, packed)
     return n_ctx, splits, {'tr': tr_eval, 'va': splits[task.valid]}, write_cache
 
 
