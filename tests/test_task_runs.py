@@ -1,0 +1,259 @@
+"""Every task of the paper but ROCStories (tests/test_train.py runs that one) through train.main end to end, on
+small files in its publisher's exact format (tests/task_files.py) with a tiny model: the log, best_params, the
+submissions and their probabilities, and the --analysis lines, whose values are recomputed here from the written
+files and the labels read from the data files (sklearn / scipy, not metrics.py). Then bad input through the whole
+run: one `error:` line naming the file, exit status 2, nothing written.
+
+What each task's files, labels, submissions and analysis lines are is written out below from the publishers' and
+the paper's descriptions, not taken from tasks.py. Each test file holds the rows of a dev file (task_files'
+texts_of), so that a submission, scored against the dev labels, must give the dev figures of the log."""
+import json
+import os
+import re
+
+import joblib
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn import metrics as sk
+
+import train
+from tests import task_files
+from tests.fixtures import openai_shapes, write_random_weights
+
+SYMBOLS = sorted(set('abcdefghijklmnopqrstuvwxyz0123456789.,?"-_'))
+N_VOCAB = 2 * len(SYMBOLS)  # a character-level BPE: every symbol, alone and ending a word
+N_EMBD, N_CTX = 16, 64
+
+TITLES = {'sst2': 'SST-2', 'cola': 'CoLA', 'mnli': 'MNLI', 'qnli': 'QNLI', 'rte': 'RTE', 'snli': 'SNLI',
+          'scitail': 'SciTail', 'mrpc': 'MRPC', 'qqp': 'QQP', 'stsb': 'STS-B', 'race': 'RACE'}
+BINARY, NLI3, NLI2 = ('0', '1'), ('entailment', 'neutral', 'contradiction'), ('entailment', 'not_entailment')
+LABELS = {'sst2': BINARY, 'cola': BINARY, 'mnli': NLI3, 'qnli': NLI2, 'rte': NLI2, 'snli': NLI3,
+          'scitail': ('entails', 'neutral'), 'mrpc': BINARY, 'qqp': BINARY, 'stsb': None, 'race': tuple('ABCD')}
+# The labelled column of each GLUE file (CoLA's files have no header: the label is its second field).
+GLUE_LABEL = {'sst2': 'label', 'cola': 1, 'mnli': 'gold_label', 'qnli': 'label', 'rte': 'label', 'mrpc': 'Quality',
+              'qqp': 'is_duplicate', 'stsb': 'score'}
+# {test split: (its submission file, the dev split whose rows it holds here)}
+TESTS = {name: {'test': (f'{title}.tsv', 'dev')} for name, title in TITLES.items()}
+TESTS['mnli'] = {'test_matched': ('MNLI-m.tsv', 'dev_matched'), 'test_mismatched': ('MNLI-mm.tsv', 'dev_mismatched')}
+PUBLIC_TEST_LABELS = {'snli', 'scitail', 'race'}
+SPLIT_WORDS = {'dev': 'Dev', 'test': 'Test', 'dev_matched': 'Dev Matched', 'dev_mismatched': 'Dev Mismatched'}
+
+
+def percent(fn):
+    return lambda pred, gold: 100.0 * fn(pred, gold)
+
+
+def accuracy(pred, gold):
+    return np.mean(np.asarray(pred) == np.asarray(gold))
+
+
+def correlation(fn):
+    """Pearson or Spearman of the float strings; 0 when the predictions are constant (no correlation to see)."""
+    def score(pred, gold):
+        pred, gold = np.asarray(pred, dtype=float), np.asarray(gold, dtype=float)
+        return 0.0 if np.ptp(pred) == 0 else fn(pred, gold)[0]
+    return score
+
+
+ACC = ('acc', 'Accuracy', None, percent(accuracy))
+F1 = ('F1', 'F1', None, percent(lambda p, g: sk.f1_score(g, p, pos_label='1', zero_division=0)))
+# Each task's metrics, the paper's first: (log name, analysis title, RACE level or None, fn(pred, gold) in %).
+METRICS = {name: [ACC] for name in TITLES}
+METRICS.update({
+    'cola': [('mc', 'Matthews Corr.', None, percent(lambda p, g: sk.matthews_corrcoef(g, p)))],
+    'mrpc': [F1, ACC], 'qqp': [F1, ACC],
+    'stsb': [('pearson', 'Pearson', None, percent(correlation(stats.pearsonr))),
+             ('spearman', 'Spearman', None, percent(correlation(stats.spearmanr)))],
+    'race': [('all', 'Accuracy', None, ACC[3]), ('RACE-m', 'RACE-m Accuracy', 'middle', ACC[3]),
+             ('RACE-h', 'RACE-h Accuracy', 'high', ACC[3])],
+})
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    """A character-level vocabulary (an empty merges file) and random tiny weights (1 layer), shared by the
+    module's runs. Its layer-norm gains are 1, as a trained model's are, the last one 10: so that the head's
+    outputs differ from example to example by more than the rounding of the written files (probabilities to 6
+    decimals, STS-B's scores to 3)."""
+    root = tmp_path_factory.mktemp('inputs')
+    encoder_path, bpe_path = root / 'enc.json', root / 'vocab.bpe'
+    encoder_path.write_text(json.dumps({s: i for i, s in enumerate(SYMBOLS + [s + '</w>' for s in SYMBOLS])}))
+    bpe_path.write_text('#version: 0.2\n\n')
+    arrays = write_random_weights(str(root / 'model'), openai_shapes(N_VOCAB, N_EMBD, 1), n_shards=1, std=0.3)
+    arrays[2 + 4][:], arrays[2 + 10][:] = 1, 10  # positions, tokens, then the block's arrays: ln_1's, ln_2's gain
+    np.save(root / 'model' / 'params_0.npy', np.concatenate([a.ravel() for a in arrays]))
+    return dict(encoder_path=encoder_path, bpe_path=bpe_path, model_dir=root / 'model')
+
+
+def flags(inputs, root, name, data_dir, **more):
+    """train.main's arguments for a tiny run of task `name` on `data_dir`, every output under `root`."""
+    args = dict(dataset=name, desc=name, n_iter=1, n_batch=2, n_gpu=1, n_embd=N_EMBD, n_head=2, n_layer=1,
+                n_transfer=1, n_ctx=N_CTX, data_dir=data_dir, model_dir=inputs['model_dir'],
+                encoder_path=inputs['encoder_path'], bpe_path=inputs['bpe_path'], log_dir=root / 'log',
+                save_dir=root / 'save', cache_dir=root / 'cache', submission_dir=root / 'submission')
+    args.update(more)
+    argv = []
+    for flag, value in args.items():
+        argv += [f'--{flag}'] if value is True else [f'--{flag}', str(value)]
+    return argv
+
+
+# ---------------------------------------------------------------------- the data files, read here independently
+
+def tsv_rows(path):
+    """The fields of each non-empty line of a tab-separated file: no quoting, no byte-order mark, CRLF or LF."""
+    with open(path, encoding='utf-8-sig', newline='') as f:
+        lines = [line.removesuffix('\r') for line in f.read().split('\n')]
+    return [line.split('\t') for line in lines if line]
+
+
+def race_files(folder, split):
+    """(level, file name) of a RACE split's passages: middle then high, files in numeric order."""
+    return [(level, name) for level in ('middle', 'high')
+            for name in sorted(os.listdir(os.path.join(folder, split, level)), key=lambda n: int(n[:-4]))]
+
+
+def gold(name, folder, split):
+    """The label strings of a labelled split, one per example, as its file holds them."""
+    if name == 'snli':
+        with open(os.path.join(folder, f'snli_1.0_{split}.jsonl')) as f:
+            labels = [json.loads(line)['gold_label'] for line in f if line.strip()]
+        return [label for label in labels if label != '-']  # pairs without a majority are not examples
+    if name == 'scitail':
+        return [row[2] for row in tsv_rows(os.path.join(folder, 'tsv_format', f'scitail_1.0_{split}.tsv'))]
+    if name == 'race':
+        answers = []
+        for level, file in race_files(folder, split):
+            with open(os.path.join(folder, split, level, file)) as f:
+                answers += json.load(f)['answers']
+        return answers
+    rows = tsv_rows(os.path.join(folder, f'{split}.tsv'))
+    if name == 'cola':
+        return [row[1] for row in rows]
+    column = rows[0].index(GLUE_LABEL[name])
+    return [row[column] for row in rows[1:]]
+
+
+def ids_of(name, folder, split):
+    """The ids of a test file's examples: GLUE's index (QQP's id) column, SNLI's pairID (of the labelled pairs),
+    SciTail's row number (it has no ids), RACE's level/file:question."""
+    if name == 'snli':
+        with open(os.path.join(folder, f'snli_1.0_{split}.jsonl')) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        return [row['pairID'] for row in rows if row['gold_label'] != '-']
+    if name == 'scitail':
+        return [str(i) for i in range(len(gold(name, folder, split)))]
+    if name == 'race':
+        ids = []
+        for level, file in race_files(folder, split):
+            with open(os.path.join(folder, split, level, file)) as f:
+                ids += [f'{level}/{file}:{q}' for q in range(len(json.load(f)['questions']))]
+        return ids
+    rows = tsv_rows(os.path.join(folder, f'{split}.tsv'))
+    column = rows[0].index('id' if name == 'qqp' else 'index')
+    return [row[column] for row in rows[1:]]
+
+
+def scores(name, pred, gold_labels, ids):
+    """{metric name: value in %} of predictions (strings) against gold labels (strings); RACE's levels from the
+    ids."""
+    levels = np.array([i.split('/')[0] for i in ids])
+    values = {}
+    for key, _, level, fn in METRICS[name]:
+        keep = np.ones(len(ids), bool) if level is None else levels == level
+        values[key] = fn(list(np.asarray(pred)[keep]), list(np.asarray(gold_labels)[keep]))
+    return values
+
+
+def read_submission(path):
+    rows = tsv_rows(path)
+    return rows[0], [row[0] for row in rows[1:]], [row[1] for row in rows[1:]]
+
+
+def analysis_lines(printed):
+    """{label: value} of the printed lines `<label>: <value with 2 decimals>`."""
+    found = [re.fullmatch(r'(\S.*?):\s+(-?\d+\.\d\d)', line) for line in printed.splitlines()]
+    return {m.group(1): float(m.group(2)) for m in found if m}
+
+
+# ---------------------------------------------------------------------------------------------- runs end to end
+
+def write_task(name, folder):
+    """The task's small files, each test file holding the rows of a dev file; returns the training examples."""
+    texts_of = {test: dev for test, (_, dev) in TESTS[name].items()}
+    task_files.WRITERS[name](str(folder), texts_of=texts_of)
+    return len(gold(name, str(folder), 'train'))
+
+
+@pytest.mark.parametrize('name', sorted(TITLES))
+def test_task_runs_end_to_end_and_its_figures_follow_from_the_written_files(inputs, tmp_path, capsys, name):
+    folder = tmp_path / 'data' / TITLES[name]
+    n_train = write_task(name, folder)
+    # One update of the whole training split: its learning rate is 0 (warmup_linear at the end), so the evaluated
+    # parameters, the best ones and those that predict are the same.
+    train.main(flags(inputs, tmp_path, name, folder, n_batch=n_train, submit=True, analysis=True))
+    printed = capsys.readouterr().out
+    metric_names = [key for key, *_ in METRICS[name]]
+
+    with open(tmp_path / 'log' / f'{name}.jsonl') as f:
+        first, *evaluations = [json.loads(line) for line in f]
+    assert first['dataset'] == name and first['n_ctx'] == N_CTX and 'time' in first
+    assert [(e['n_epochs'], e['n_updates']) for e in evaluations] == [(1, 1)]
+    assert set(evaluations[0]) == {'n_epochs', 'n_updates', 'tr_cost', 'va_cost', 'time'} | {
+        f'{prefix}_{key}' for key in metric_names for prefix in ('tr', 'va')}
+    best = evaluations[int(np.argmax([e['va_' + metric_names[0]] for e in evaluations]))]
+
+    n_labels = 1 if LABELS[name] is None or name == 'race' else len(LABELS[name])
+    params = joblib.load(tmp_path / 'save' / name / 'best_params.jl')
+    assert len(params) == 1 + 12 + 2 and params[0].shape[1] == N_EMBD
+    assert N_VOCAB + 3 < params[0].shape[0] <= N_VOCAB + 3 + N_CTX  # positions cut to the longest sequence
+    assert [p.shape for p in params[-2:]] == [(N_EMBD, n_labels), (n_labels,)]
+    assert len(os.listdir(tmp_path / 'cache')) == 1
+
+    expected, recomputed = {}, {}
+    dev_split = next(iter(TESTS[name].values()))[1]
+    for key, title, _, _ in METRICS[name]:  # the valid split's figures: the best evaluation's in the log
+        expected[f'{TITLES[name]} {SPLIT_WORDS[dev_split]} {title}'] = best['va_' + key]
+    for test, (file, dev) in TESTS[name].items():
+        path = tmp_path / 'submission' / file
+        header, ids, pred = read_submission(path)
+        assert header == ['index', 'prediction']
+        assert ids == ids_of(name, str(folder), test)  # the publisher's ids, in the test file's order
+        if LABELS[name] is None:
+            assert all(re.fullmatch(r'-?\d+\.\d{3}', p) for p in pred), pred
+            assert not os.path.exists(str(path).replace('.tsv', '_probs.tsv'))
+        else:
+            assert set(pred) <= set(LABELS[name]), pred
+            check_probabilities(str(path).replace('.tsv', '_probs.tsv'), ids, pred, LABELS[name])
+        dev_scores = scores(name, pred, gold(name, str(folder), dev), ids)
+        for key, title, _, _ in METRICS[name]:
+            recomputed[f'{TITLES[name]} {SPLIT_WORDS[dev]} {title}'] = dev_scores[key]
+            if dev != dev_split:  # MNLI's mismatched dev set: only the analysis prints it
+                expected[f'{TITLES[name]} {SPLIT_WORDS[dev]} {title}'] = dev_scores[key]
+        if name in PUBLIC_TEST_LABELS:
+            test_scores = scores(name, pred, gold(name, str(folder), test), ids)
+            for key, title, _, _ in METRICS[name]:
+                label = f'{TITLES[name]} {SPLIT_WORDS[test]} {title}'
+                expected[label] = recomputed[label] = test_scores[key]
+
+    printed_lines = {k: v for k, v in analysis_lines(printed).items() if k.startswith(TITLES[name] + ' ')}
+    assert set(printed_lines) == set(expected)
+    for label, value in expected.items():
+        assert printed_lines[label] == pytest.approx(round(value, 2), abs=0.006), label
+        # the submission of the test file that holds the dev rows scores as the evaluation did; STS-B's
+        # predictions are rounded to 3 decimals
+        assert recomputed[label] == pytest.approx(value, abs=0.2 if name == 'stsb' else 1e-6), label
+
+
+def check_probabilities(path, ids, pred, labels):
+    """The _probs.tsv beside a submission: a probability per class (or choice) for each test example, summing
+    to 1, the largest at the predicted label."""
+    rows = tsv_rows(path)
+    assert rows[0] == ['index'] + [f'p{k}' for k in range(len(labels))]
+    assert [row[0] for row in rows[1:]] == ids
+    probs = np.array([[float(x) for x in row[1:]] for row in rows[1:]])
+    assert np.all(probs >= 0) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    top = np.sort(probs, 1)
+    clear = top[:, -1] - top[:, -2] > 2e-6  # a tie at 6 decimals says nothing about the argmax
+    assert [labels[k] for k in np.argmax(probs[clear], 1)] == list(np.asarray(pred)[clear])
