@@ -290,3 +290,101 @@ def test_best_params_are_the_evaluated_ones_when_the_metric_is_never_above_zero(
     assert len(best) == len(evaluated)
     for name, array, expected in zip(names, best, evaluated):
         np.testing.assert_array_equal(array, expected, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+def replace_line(path, n, change):
+    """Line n (1-based) of a text file replaced by change(line), its line end kept."""
+    with open(path, encoding='utf-8', newline='') as f:
+        lines = f.read().split('\n')
+    lines[n - 1] = change(lines[n - 1])
+    with open(path, 'w', encoding='utf-8', newline='') as f:
+        f.write('\n'.join(lines))
+
+
+def other_tasks_folder(data, name, other):
+    """--data_dir: the folder of another task."""
+    task_files.WRITERS[other](str(data / TITLES[other]))
+    return data / TITLES[other]
+
+
+def damaged(data, name, file, line, change):
+    """--data_dir: the task's folder with line `line` of `file` changed."""
+    task_files.WRITERS[name](str(data / TITLES[name]))
+    replace_line(data / TITLES[name] / file, line, change)
+    return data / TITLES[name]
+
+
+def removed(data, name, file):
+    task_files.WRITERS[name](str(data / TITLES[name]))
+    os.remove(data / TITLES[name] / file)
+    return data / TITLES[name]
+
+
+def race_answers(data, name, answer):
+    task_files.race(str(data / 'RACE'))
+    path = data / 'RACE' / 'dev' / 'high' / '3.txt'
+    path.write_text(json.dumps({**json.loads(path.read_text()), 'answers': [answer] * 2}))
+    return data / 'RACE'
+
+
+def broken_qqp(data):
+    """QQP whose train file has one row broken by a newline in 6: far more than the real file's few."""
+    task_files.qqp(str(data / 'QQP'), broken=(2,))
+    return data / 'QQP'
+
+
+def drop_last_field(line):
+    return line.rsplit('\t', 1)[0]
+
+
+def last_field(value):
+    return lambda line: drop_last_field(line) + '\t' + value
+
+
+BAD = {  # case: (task, its data folder, what the error names: the file, the line (or None), what was expected)
+    'SST-2 folder for mnli': ('mnli', lambda d: other_tasks_folder(d, 'mnli', 'sst2'), 'SST-2/train.tsv', 1,
+                              'gold_label'),
+    'RTE folder for qnli': ('qnli', lambda d: other_tasks_folder(d, 'qnli', 'rte'), 'RTE/train.tsv', 1, 'question'),
+    'SciTail folder for snli': ('snli', lambda d: other_tasks_folder(d, 'snli', 'scitail'),
+                                'SciTail/snli_1.0_train.jsonl', None, 'nlp.stanford.edu'),
+    'a missing column': ('mnli', lambda d: damaged(d, 'mnli', 'dev_matched.tsv', 3, drop_last_field),
+                         'MNLI/dev_matched.tsv', 3, 'expected 16'),
+    'a field too many': ('rte', lambda d: damaged(d, 'rte', 'train.tsv', 3, lambda l: l + '\textra'),
+                         'RTE/train.tsv', 3, 'expected 4'),
+    'a test row with a field too few': ('qqp', lambda d: damaged(d, 'qqp', 'test.tsv', 4,
+                                                                 lambda l: l.replace('\t', ' ', 1)),
+                                        'QQP/test.tsv', 4, 'expected 3'),
+    'an unknown label': ('qnli', lambda d: damaged(d, 'qnli', 'dev.tsv', 3, last_field('1')), 'QNLI/dev.tsv', 3,
+                         'entailment, not_entailment'),
+    'an unknown SNLI label': ('snli', lambda d: damaged(d, 'snli', 'snli_1.0_train.jsonl', 2,
+                                                        lambda l: l.replace('"neutral"', '"neutrall"')),
+                              'SNLI/snli_1.0_train.jsonl', 2, 'neutral'),
+    'a score above 5': ('stsb', lambda d: damaged(d, 'stsb', 'train.tsv', 3, last_field('5.2')), 'STS-B/train.tsv',
+                        3, '0 to 5'),
+    'a missing test file': ('cola', lambda d: removed(d, 'cola', 'test.tsv'), 'CoLA/test.tsv', None,
+                            'gluebenchmark.com'),
+    'QQP train broken beyond its few malformed rows': ('qqp', lambda d: broken_qqp(d), 'QQP/train.tsv', None,
+                                                       '2 of 7 rows'),
+    'a RACE answer E': ('race', lambda d: race_answers(d, 'race', 'E'), 'RACE/dev/high/3.txt', None, 'A, B, C or D'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD))
+def test_bad_input_stops_the_run_with_one_error_naming_the_file_and_writes_nothing(inputs, tmp_path, capsys, case):
+    name, make_folder, file, line, expected = BAD[case]
+    folder = make_folder(tmp_path / 'data')
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        train.main(flags(inputs, tmp_path / 'out', name, folder, submit=True, analysis=True))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    errors = [row for row in err.splitlines() if row.startswith('error: ')]
+    assert len(errors) == 1 and 'Traceback' not in err, err
+    message = errors[0]
+    assert file in message and expected in message, message
+    if line is not None:
+        assert re.search(rf'line\D{{0,3}}{line}\b', message), message
+    written = [str(p) for p in (tmp_path / 'out').rglob('*') if p.is_file()] if (tmp_path / 'out').exists() else []
+    assert written == [] and list(tmp_path.rglob('.*.tmp')) == []
