@@ -64,26 +64,30 @@ def cola(folder, n=6, make=one_sentence, texts_of=None):
 MNLI_LABELS = ['entailment', 'neutral', 'contradiction']
 
 
-def mnli_row(k, split, n_labels):
-    s1, s2 = sentence(k, split + '-premise'), sentence(k, split + '-hypothesis')
+def premise_pair(split, k):
+    """The default row k of MNLI and SNLI: (premise, hypothesis, label)."""
+    return sentence(k, split + '-premise'), sentence(k, split + '-hypothesis'), MNLI_LABELS[k % 3]
+
+
+def mnli_row(k, row, n_labels):
+    s1, s2, label = row
     head = [str(k), str(31193 + k), f'{31193 + k}n', 'government', f'( {s1} )', f'( {s2} )', f'(ROOT (S {s1}))',
             f'(ROOT (S {s2}))', s1, s2]
-    label = MNLI_LABELS[k % 3]
     return head + [label] * n_labels
 
 
-def mnli(folder, n=6, texts_of=None):
+def mnli(folder, n=6, make=premise_pair, texts_of=None):
     """MNLI: train (12 columns: ... sentence1 sentence2 label1 gold_label), dev_matched/mismatched (16: label1-5
     and gold_label), test_matched/mismatched (10, no label)."""
     write_lines(os.path.join(folder, 'train.tsv'), [MNLI_HEAD + ['label1', 'gold_label']] +
-                [mnli_row(k, 'train', 2) for k in range(n)])
+                [mnli_row(k, make('train', k), 2) for k in range(n)])
     for split in ('dev_matched', 'dev_mismatched'):
         write_lines(os.path.join(folder, f'{split}.tsv'),
                     [MNLI_HEAD + ['label1', 'label2', 'label3', 'label4', 'label5', 'gold_label']] +
-                    [mnli_row(k, split, 6) for k in range(n)])
+                    [mnli_row(k, make(split, k), 6) for k in range(n)])
     for split in ('test_matched', 'test_mismatched'):
-        write_lines(os.path.join(folder, f'{split}.tsv'), [MNLI_HEAD] + [mnli_row(k, source(split, texts_of), 0)
-                                                                            for k in range(n)])
+        write_lines(os.path.join(folder, f'{split}.tsv'), [MNLI_HEAD] + [
+            mnli_row(k, make(source(split, texts_of), k), 0) for k in range(n)])
 
 
 def pair(labels):
@@ -121,24 +125,31 @@ def mrpc(folder, n=6, make=pair(['0', '1']), texts_of=None):
                  for k in range(n)])
 
 
-def qqp(folder, n=6, broken=(), texts_of=None):
+def question_pair(split, k):
+    """The default row k of QQP: (question1, question2, is_duplicate)."""
+    if split == 'train':
+        return f'How is "question" {k}?', f'Which is question {k}?', str(k % 2)
+    return f'{split.title()} q {k}?', f'{split.title()} r {k}?', str(k % 2)
+
+
+def qqp(folder, n=6, broken=(), make=question_pair, texts_of=None):
     """QQP: `id qid1 qid2 question1 question2 is_duplicate`, test `id question1 question2`. Train rows in `broken`
     hold a newline inside question1, splitting them over two malformed lines, as in the real train file."""
     rows = [['id', 'qid1', 'qid2', 'question1', 'question2', 'is_duplicate']]
     for k in range(n):
-        q1 = f'How is question {k}?\nWhat about it' if k in broken else f'How is "question" {k}?'
-        rows.append([str(133273 + k), str(2 * k + 1), str(2 * k + 2), q1, f'Which is question {k}?', str(k % 2)])
+        q1, q2, label = make('train', k)
+        q1 = f'How is question {k}?\nWhat about it' if k in broken else q1
+        rows.append([str(133273 + k), str(2 * k + 1), str(2 * k + 2), q1, q2, label])
     write_lines(os.path.join(folder, 'train.tsv'), rows)
-    write_lines(os.path.join(folder, 'dev.tsv'), rows[:1] + [[str(k), str(k), str(k + 1), f'Dev q {k}?',
-                                                             f'Dev r {k}?', str(k % 2)] for k in range(n)])
-    name = source('test', texts_of).title()
+    write_lines(os.path.join(folder, 'dev.tsv'), rows[:1] + [[str(k), str(k), str(k + 1), *make('dev', k)]
+                                                             for k in range(n)])
     write_lines(os.path.join(folder, 'test.tsv'), [['id', 'question1', 'question2']] +
-                [[str(k), f'{name} q {k}?', f'{name} r {k}?'] for k in range(n)])
+                [[str(k), *make(source('test', texts_of), k)[:2]] for k in range(n)])
 
 
 def scored_pair(split, k):
-    """The default row k of STS-B: (sentence1, sentence2, score with 3 decimals)."""
-    return sentence(k, split + '-a'), sentence(k, split + '-b'), f'{k * 0.8:.3f}'
+    """The default row k of STS-B: (sentence1, sentence2, score with 3 decimals, 0 to 4, in steps of 0.8)."""
+    return sentence(k, split + '-a'), sentence(k, split + '-b'), f'{k % 6 * 0.8:.3f}'
 
 
 def stsb(folder, n=6, make=scored_pair, texts_of=None):
@@ -152,14 +163,14 @@ def stsb(folder, n=6, make=scored_pair, texts_of=None):
          *make(source('test', texts_of), k)[:2]] for k in range(n)])
 
 
-def snli(folder, n=6, n_unlabelled=1, texts_of=None):
+def snli(folder, n=6, n_unlabelled=1, make=premise_pair, texts_of=None):
     """SNLI 1.0 jsonl: one object per line (annotator_labels, captionID, gold_label, pairID, sentence1/2 and their
     parses); the last n_unlabelled pairs of each file have gold_label '-'."""
     for split in ('train', 'dev', 'test'):
         rows = []
         for k in range(n + n_unlabelled):
-            label = MNLI_LABELS[k % 3] if k < n else '-'
-            s1, s2 = (sentence(k, source(split, texts_of) + part) for part in ('-premise', '-hypothesis'))
+            s1, s2, label = make(source(split, texts_of), k)
+            label = label if k < n else '-'
             rows.append(json.dumps({'annotator_labels': [label], 'captionID': f'{k}.jpg#4', 'gold_label': label,
                                     'pairID': f'{k}.jpg#4r1{label[0]}', 'sentence1': s1,
                                     'sentence1_binary_parse': f'( {s1} )', 'sentence1_parse': f'(ROOT {s1})',
@@ -168,12 +179,15 @@ def snli(folder, n=6, n_unlabelled=1, texts_of=None):
         write_lines(os.path.join(folder, f'snli_1.0_{split}.jsonl'), rows)
 
 
-def scitail(folder, n=6, texts_of=None):
+def scitail_pair(split, k):
+    """The default row k of SciTail: (premise, hypothesis, label)."""
+    return sentence(k, split + '-premise'), sentence(k, split + '-hypothesis'), ['entails', 'neutral'][k % 2]
+
+
+def scitail(folder, n=6, make=scitail_pair, texts_of=None):
     """SciTail v1.1 tsv_format: `premise hypothesis label` without a header, labels entails / neutral."""
     for split in ('train', 'dev', 'test'):
-        text = source(split, texts_of)
-        rows = [[sentence(k, text + '-premise'), sentence(k, text + '-hypothesis'), ['entails', 'neutral'][k % 2]]
-                for k in range(n)]
+        rows = [list(make(source(split, texts_of), k)) for k in range(n)]
         write_lines(os.path.join(folder, 'tsv_format', f'scitail_1.0_{split}.tsv'), rows)
 
 

@@ -7,9 +7,11 @@ run: one `error:` line naming the file, exit status 2, nothing written.
 What each task's files, labels, submissions and analysis lines are is written out below from the publishers' and
 the paper's descriptions, not taken from tasks.py. Each test file holds the rows of a dev file (task_files'
 texts_of), so that a submission, scored against the dev labels, must give the dev figures of the log."""
+import inspect
 import json
 import os
 import re
+import zlib
 
 import joblib
 import numpy as np
@@ -74,15 +76,16 @@ METRICS.update({
 @pytest.fixture(scope='module')
 def inputs(tmp_path_factory):
     """A character-level vocabulary (an empty merges file) and random tiny weights (1 layer), shared by the
-    module's runs. Its layer-norm gains are 1, as a trained model's are, the last one 10: so that the head's
-    outputs differ from example to example by more than the rounding of the written files (probabilities to 6
-    decimals, STS-B's scores to 3)."""
+    module's runs. The weights are large (std 1) and the layer norms' biases 0, their gains 1, the last one 10:
+    so that a random model's outputs differ from example to example, by more than the rounding of the written
+    files (probabilities to 6 decimals, STS-B's scores to 3)."""
     root = tmp_path_factory.mktemp('inputs')
     encoder_path, bpe_path = root / 'enc.json', root / 'vocab.bpe'
     encoder_path.write_text(json.dumps({s: i for i, s in enumerate(SYMBOLS + [s + '</w>' for s in SYMBOLS])}))
     bpe_path.write_text('#version: 0.2\n\n')
-    arrays = write_random_weights(str(root / 'model'), openai_shapes(N_VOCAB, N_EMBD, 1), n_shards=1, std=0.3)
-    arrays[2 + 4][:], arrays[2 + 10][:] = 1, 10  # positions, tokens, then the block's arrays: ln_1's, ln_2's gain
+    arrays = write_random_weights(str(root / 'model'), openai_shapes(N_VOCAB, N_EMBD, 1), n_shards=1, std=1.0)
+    # positions, tokens, then the block's 12 arrays: ln_1's gain and bias are its 5th and 6th, ln_2's its last two
+    arrays[2 + 4][:], arrays[2 + 5][:], arrays[2 + 10][:], arrays[2 + 11][:] = 1, 0, 10, 0
     np.save(root / 'model' / 'params_0.npy', np.concatenate([a.ravel() for a in arrays]))
     return dict(encoder_path=encoder_path, bpe_path=bpe_path, model_dir=root / 'model')
 
@@ -180,10 +183,34 @@ def analysis_lines(printed):
 
 # ---------------------------------------------------------------------------------------------- runs end to end
 
+VARIETY = ['alpha', 'bravo', 'kilo', 'lima', 'oscar', 'quebec', 'sierra', 'tango', 'victor', 'whiskey', 'zulu']
+
+
+def varied(make):
+    """A writer's rows (its `make`) with a few random words before each text, other words in each row: so that a
+    random model's predictions differ from example to example, and a submission's order and labels matter."""
+    def make_varied(split, *key):
+        rng = np.random.RandomState(zlib.crc32(repr((split, *key)).encode()))
+
+        def vary(text):
+            return ' '.join(rng.choice(VARIETY, rng.randint(2, 7))) + ' ' + text
+
+        row = make(split, *key)
+        if len(key) == 2:  # RACE's passage (split, level, k): (article, questions, options, answers)
+            article, questions, options, answers = row
+            return vary(article), questions, [[vary(option) for option in four] for four in options], answers
+        *texts, label = row
+        return (*map(vary, texts), label)
+    return make_varied
+
+
 def write_task(name, folder):
-    """The task's small files, each test file holding the rows of a dev file; returns the training examples."""
-    texts_of = {test: dev for test, (_, dev) in TESTS[name].items()}
-    task_files.WRITERS[name](str(folder), texts_of=texts_of)
+    """The task's small files, each text with varied words in front, each test file holding the rows of a dev
+    file; returns the number of training examples."""
+    writer = task_files.WRITERS[name]
+    make = varied(inspect.signature(writer).parameters['make'].default)
+    size = {} if name == 'race' else {'n': 12}  # RACE's default files hold 25 questions
+    writer(str(folder), make=make, texts_of={test: dev for test, (_, dev) in TESTS[name].items()}, **size)
     return len(gold(name, str(folder), 'train'))
 
 
