@@ -6,7 +6,8 @@ run: one `error:` line naming the file, exit status 2, nothing written.
 
 What each task's files, labels, submissions and analysis lines are is written out below from the publishers' and
 the paper's descriptions, not taken from tasks.py. Each test file holds the rows of a dev file (task_files'
-texts_of), so that a submission, scored against the dev labels, must give the dev figures of the log."""
+texts_of), so that a submission, scored against the dev labels, must give the dev figures of the log; but where
+the test labels are public (SNLI, SciTail, RACE), the test file keeps its own rows, which the test figures score."""
 import inspect
 import json
 import os
@@ -36,10 +37,13 @@ LABELS = {'sst2': BINARY, 'cola': BINARY, 'mnli': NLI3, 'qnli': NLI2, 'rte': NLI
 # The labelled column of each GLUE file (CoLA's files have no header: the label is its second field).
 GLUE_LABEL = {'sst2': 'label', 'cola': 1, 'mnli': 'gold_label', 'qnli': 'label', 'rte': 'label', 'mrpc': 'Quality',
               'qqp': 'is_duplicate', 'stsb': 'score'}
-# {test split: (its submission file, the dev split whose rows it holds here)}
-TESTS = {name: {'test': (f'{title}.tsv', 'dev')} for name, title in TITLES.items()}
-TESTS['mnli'] = {'test_matched': ('MNLI-m.tsv', 'dev_matched'), 'test_mismatched': ('MNLI-mm.tsv', 'dev_mismatched')}
 PUBLIC_TEST_LABELS = {'snli', 'scitail', 'race'}
+# {test split: (its submission file, the dev split whose rows it holds here; None: its own rows, with the public
+# labels that the test figures are scored on)}
+TESTS = {name: {'test': (f'{title}.tsv', None if name in PUBLIC_TEST_LABELS else 'dev')}
+         for name, title in TITLES.items()}
+TESTS['mnli'] = {'test_matched': ('MNLI-m.tsv', 'dev_matched'), 'test_mismatched': ('MNLI-mm.tsv', 'dev_mismatched')}
+VALID = {'mnli': 'dev_matched'}  # the split that selects the best parameters; 'dev' for the others
 SPLIT_WORDS = {'dev': 'Dev', 'test': 'Test', 'dev_matched': 'Dev Matched', 'dev_mismatched': 'Dev Mismatched'}
 
 
@@ -186,31 +190,36 @@ def analysis_lines(printed):
 VARIETY = ['alpha', 'bravo', 'kilo', 'lima', 'oscar', 'quebec', 'sierra', 'tango', 'victor', 'whiskey', 'zulu']
 
 
-def varied(make):
-    """A writer's rows (its `make`) with a few random words before each text, other words in each row: so that a
-    random model's predictions differ from example to example, and a submission's order and labels matter."""
+def varied(make, labels):
+    """A writer's rows (its `make`) with a few random words before each text and a random label (of `labels`; a
+    score for None), others in each row: so that a random model's predictions differ from example to example, a
+    submission's order and labels matter, and two dev sets (MNLI's) give different figures."""
     def make_varied(split, *key):
         rng = np.random.RandomState(zlib.crc32(repr((split, *key)).encode()))
 
         def vary(text):
             return ' '.join(rng.choice(VARIETY, rng.randint(2, 7))) + ' ' + text
 
+        def label():
+            return f'{rng.uniform(0, 5):.3f}' if labels is None else labels[rng.randint(len(labels))]
+
         row = make(split, *key)
         if len(key) == 2:  # RACE's passage (split, level, k): (article, questions, options, answers)
             article, questions, options, answers = row
-            return vary(article), questions, [[vary(option) for option in four] for four in options], answers
-        *texts, label = row
-        return (*map(vary, texts), label)
+            return (vary(article), questions, [[vary(option) for option in four] for four in options],
+                    [label() for _ in answers])
+        *texts, _ = row
+        return (*map(vary, texts), label())
     return make_varied
 
 
 def write_task(name, folder):
-    """The task's small files, each text with varied words in front, each test file holding the rows of a dev
-    file; returns the number of training examples."""
+    """The task's small files, each text with varied words in front and random labels, a test file holding the rows
+    of a dev file (TESTS); returns the number of training examples."""
     writer = task_files.WRITERS[name]
-    make = varied(inspect.signature(writer).parameters['make'].default)
+    make = varied(inspect.signature(writer).parameters['make'].default, LABELS[name])
     size = {} if name == 'race' else {'n': 12}  # RACE's default files hold 25 questions
-    writer(str(folder), make=make, texts_of={test: dev for test, (_, dev) in TESTS[name].items()}, **size)
+    writer(str(folder), make=make, texts_of={test: dev for test, (_, dev) in TESTS[name].items() if dev}, **size)
     return len(gold(name, str(folder), 'train'))
 
 
@@ -230,7 +239,6 @@ def test_task_runs_end_to_end_and_its_figures_follow_from_the_written_files(inpu
     assert [(e['n_epochs'], e['n_updates']) for e in evaluations] == [(1, 1)]
     assert set(evaluations[0]) == {'n_epochs', 'n_updates', 'tr_cost', 'va_cost', 'time'} | {
         f'{prefix}_{key}' for key in metric_names for prefix in ('tr', 'va')}
-    best = evaluations[int(np.argmax([e['va_' + metric_names[0]] for e in evaluations]))]
 
     n_labels = 1 if LABELS[name] is None or name == 'race' else len(LABELS[name])
     params = joblib.load(tmp_path / 'save' / name / 'best_params.jl')
@@ -239,39 +247,45 @@ def test_task_runs_end_to_end_and_its_figures_follow_from_the_written_files(inpu
     assert [p.shape for p in params[-2:]] == [(N_EMBD, n_labels), (n_labels,)]
     assert len(os.listdir(tmp_path / 'cache')) == 1
 
-    expected, recomputed = {}, {}
-    dev_split = next(iter(TESTS[name].values()))[1]
-    for key, title, _, _ in METRICS[name]:  # the valid split's figures: the best evaluation's in the log
-        expected[f'{TITLES[name]} {SPLIT_WORDS[dev_split]} {title}'] = best['va_' + key]
+    # The analysis prints the valid split's figures of the best evaluation in the log (by the first metric, the
+    # first of equals), and the others (MNLI's mismatched dev set, the public test sets) of a submission.
+    best = evaluations[int(np.argmax([e['va_' + metric_names[0]] for e in evaluations]))]
+    valid = VALID.get(name, 'dev')
+    from_log = {f'{TITLES[name]} {SPLIT_WORDS[valid]} {title}': best['va_' + key] for key, title, _, _ in METRICS[name]}
+    from_submissions = submitted_figures(name, str(folder), tmp_path / 'submission')
+    expected = {**from_submissions, **from_log}
+    printed_figures = {k: v for k, v in analysis_lines(printed).items() if k.startswith(TITLES[name] + ' ')}
+    assert set(printed_figures) == set(expected)
+    for label, value in expected.items():
+        assert printed_figures[label] == pytest.approx(round(value, 2), abs=0.006), label
+    # A test file that holds the valid rows: its submission scores as the evaluation did (STS-B's predictions are
+    # rounded to 3 decimals). Not where the test file keeps its own rows.
+    assert (set(from_log) <= set(from_submissions)) == (name not in PUBLIC_TEST_LABELS)
+    for label in set(from_log) & set(from_submissions):
+        assert from_submissions[label] == pytest.approx(from_log[label], abs=0.2 if name == 'stsb' else 1e-6), label
+
+
+def submitted_figures(name, folder, submission_dir):
+    """Check each submission of task `name` (and its probabilities) and return the figures it gives ({analysis
+    label: value}): against the labels of the dev file whose rows its test file holds, or, where the test labels
+    are public, against the test file's own."""
+    figures = {}
     for test, (file, dev) in TESTS[name].items():
-        path = tmp_path / 'submission' / file
+        path = os.path.join(submission_dir, file)
         header, ids, pred = read_submission(path)
         assert header == ['index', 'prediction']
-        assert ids == ids_of(name, str(folder), test)  # the publisher's ids, in the test file's order
+        assert ids == ids_of(name, folder, test)  # the publisher's ids, in the test file's order
         if LABELS[name] is None:
             assert all(re.fullmatch(r'-?\d+\.\d{3}', p) for p in pred), pred
-            assert not os.path.exists(str(path).replace('.tsv', '_probs.tsv'))
+            assert not os.path.exists(path.replace('.tsv', '_probs.tsv'))
         else:
             assert set(pred) <= set(LABELS[name]), pred
-            check_probabilities(str(path).replace('.tsv', '_probs.tsv'), ids, pred, LABELS[name])
-        dev_scores = scores(name, pred, gold(name, str(folder), dev), ids)
-        for key, title, _, _ in METRICS[name]:
-            recomputed[f'{TITLES[name]} {SPLIT_WORDS[dev]} {title}'] = dev_scores[key]
-            if dev != dev_split:  # MNLI's mismatched dev set: only the analysis prints it
-                expected[f'{TITLES[name]} {SPLIT_WORDS[dev]} {title}'] = dev_scores[key]
-        if name in PUBLIC_TEST_LABELS:
-            test_scores = scores(name, pred, gold(name, str(folder), test), ids)
-            for key, title, _, _ in METRICS[name]:
-                label = f'{TITLES[name]} {SPLIT_WORDS[test]} {title}'
-                expected[label] = recomputed[label] = test_scores[key]
-
-    printed_lines = {k: v for k, v in analysis_lines(printed).items() if k.startswith(TITLES[name] + ' ')}
-    assert set(printed_lines) == set(expected)
-    for label, value in expected.items():
-        assert printed_lines[label] == pytest.approx(round(value, 2), abs=0.006), label
-        # the submission of the test file that holds the dev rows scores as the evaluation did; STS-B's
-        # predictions are rounded to 3 decimals
-        assert recomputed[label] == pytest.approx(value, abs=0.2 if name == 'stsb' else 1e-6), label
+            check_probabilities(path.replace('.tsv', '_probs.tsv'), ids, pred, LABELS[name])
+        for split in [dev or test]:
+            values = scores(name, pred, gold(name, folder, split), ids)
+            figures.update({f'{TITLES[name]} {SPLIT_WORDS[split]} {title}': values[key]
+                            for key, title, _, _ in METRICS[name]})
+    return figures
 
 
 def check_probabilities(path, ids, pred, labels):
