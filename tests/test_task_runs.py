@@ -288,6 +288,24 @@ def submitted_figures(name, folder, submission_dir):
     return figures
 
 
+@pytest.mark.parametrize('name', ['mnli', 'race', 'stsb'])
+def test_a_second_run_reads_the_cache_and_gives_the_same_figures(inputs, tmp_path, capsys, name):
+    """MNLI: five splits, two without labels; RACE: groups and string ids; STS-B: float scores."""
+    folder = tmp_path / 'data' / TITLES[name]
+    n_train = write_task(name, folder)
+    runs, errs = [], []
+    for desc in ('first', 'second'):
+        train.main(flags(inputs, tmp_path, name, folder, desc=desc, n_batch=n_train, submit=True))
+        errs.append(capsys.readouterr().err)
+        with open(tmp_path / 'log' / f'{desc}.jsonl') as f:
+            evaluation = {k: v for k, v in json.loads(f.readlines()[-1]).items() if k != 'time'}
+        submissions = {file: (tmp_path / 'submission' / file).read_text() for file, _ in TESTS[name].values()}
+        (cache,) = os.listdir(tmp_path / 'cache')
+        runs.append((evaluation, submissions, cache, os.stat(tmp_path / 'cache' / cache).st_mtime_ns))
+    assert f'encoding {name}' in errs[0] and f'encoding {name}' not in errs[1], errs  # the second encodes nothing
+    assert 'warning' not in errs[1] and runs[0] == runs[1], errs[1]
+
+
 def check_probabilities(path, ids, pred, labels):
     """The _probs.tsv beside a submission: a probability per class (or choice) for each test example, summing
     to 1, the largest at the predicted label."""
