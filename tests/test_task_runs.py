@@ -103,7 +103,8 @@ def flags(inputs, root, name, data_dir, **more):
     args.update(more)
     argv = []
     for flag, value in args.items():
-        argv += [f'--{flag}'] if value is True else [f'--{flag}', str(value)]
+        if value is not False:
+            argv += [f'--{flag}'] if value is True else [f'--{flag}', str(value)]
     return argv
 
 
@@ -304,6 +305,33 @@ def test_a_second_run_reads_the_cache_and_gives_the_same_figures(inputs, tmp_pat
         runs.append((evaluation, submissions, cache, os.stat(tmp_path / 'cache' / cache).st_mtime_ns))
     assert f'encoding {name}' in errs[0] and f'encoding {name}' not in errs[1], errs  # the second encodes nothing
     assert 'warning' not in errs[1] and runs[0] == runs[1], errs[1]
+
+
+@pytest.mark.parametrize('name', ['mnli', 'mrpc', 'race'])
+def test_the_padded_path_and_a_restored_evaluation_give_the_run_figures(inputs, tmp_path, capsys, name):
+    """The original's computation (--padded: padded to n_ctx, each choice scored alone) and --eval_only from the
+    saved best parameters score the dev set and predict the test set as the default run does: one entailment, one
+    similarity (its two orders summed) and multiple choice (packed by default, each choice alone padded)."""
+    folder = tmp_path / 'data' / TITLES[name]
+    n_train = write_task(name, folder)
+    params = tmp_path / 'save' / 'run' / 'best_params.jl'
+    results = []
+    for desc, more in [('run', {}), ('padded', {'padded': True}), ('restored', {'eval_only': True, 'restore': params})]:
+        train.main(flags(inputs, tmp_path, name, folder, desc=desc, n_batch=n_train, submit=desc != 'restored',
+                         **more))
+        with open(tmp_path / 'log' / f'{desc}.jsonl') as f:
+            evaluation = json.loads(f.readlines()[-1])
+        predictions = [read_submission(tmp_path / 'submission' / file)[2] for file, _ in TESTS[name].values()]
+        results.append(({k: v for k, v in evaluation.items() if k.startswith('va_')}, predictions))
+    capsys.readouterr()
+    (figures, predictions), *others = results
+    for other_figures, other_predictions in others:
+        assert other_figures == pytest.approx(figures, abs=1e-4)
+        if name == 'stsb':
+            for a, b in zip(predictions, other_predictions):
+                np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), atol=0.0015)
+        else:
+            assert other_predictions == predictions
 
 
 def check_probabilities(path, ids, pred, labels):
