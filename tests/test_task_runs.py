@@ -390,7 +390,7 @@ def replace_line(path, n, change):
         f.write('\n'.join(lines))
 
 
-def other_tasks_folder(data, name, other):
+def other_tasks_folder(data, other):
     """--data_dir: the folder of another task."""
     task_files.WRITERS[other](str(data / TITLES[other]))
     return data / TITLES[other]
@@ -404,12 +404,14 @@ def damaged(data, name, file, line, change):
 
 
 def removed(data, name, file):
+    """--data_dir: the task's folder without `file`."""
     task_files.WRITERS[name](str(data / TITLES[name]))
     os.remove(data / TITLES[name] / file)
     return data / TITLES[name]
 
 
-def race_answers(data, name, answer):
+def race_answers(data, answer):
+    """--data_dir: RACE with the answers of one dev passage (it has 2 questions) all `answer`."""
     task_files.race(str(data / 'RACE'))
     path = data / 'RACE' / 'dev' / 'high' / '3.txt'
     path.write_text(json.dumps({**json.loads(path.read_text()), 'answers': [answer] * 2}))
@@ -431,10 +433,10 @@ def last_field(value):
 
 
 BAD = {  # case: (task, its data folder, what the error names: the file, the line (or None), what was expected)
-    'SST-2 folder for mnli': ('mnli', lambda d: other_tasks_folder(d, 'mnli', 'sst2'), 'SST-2/train.tsv', 1,
+    'SST-2 folder for mnli': ('mnli', lambda d: other_tasks_folder(d, 'sst2'), 'SST-2/train.tsv', 1,
                               'gold_label'),
-    'RTE folder for qnli': ('qnli', lambda d: other_tasks_folder(d, 'qnli', 'rte'), 'RTE/train.tsv', 1, 'question'),
-    'SciTail folder for snli': ('snli', lambda d: other_tasks_folder(d, 'snli', 'scitail'),
+    'RTE folder for qnli': ('qnli', lambda d: other_tasks_folder(d, 'rte'), 'RTE/train.tsv', 1, 'question'),
+    'SciTail folder for snli': ('snli', lambda d: other_tasks_folder(d, 'scitail'),
                                 'SciTail/snli_1.0_train.jsonl', None, 'nlp.stanford.edu'),
     'a missing column': ('mnli', lambda d: damaged(d, 'mnli', 'dev_matched.tsv', 3, drop_last_field),
                          'MNLI/dev_matched.tsv', 3, 'expected 16'),
@@ -452,9 +454,9 @@ BAD = {  # case: (task, its data folder, what the error names: the file, the lin
                         3, '0 to 5'),
     'a missing test file': ('cola', lambda d: removed(d, 'cola', 'test.tsv'), 'CoLA/test.tsv', None,
                             'gluebenchmark.com'),
-    'QQP train broken beyond its few malformed rows': ('qqp', lambda d: broken_qqp(d), 'QQP/train.tsv', None,
+    'QQP train broken beyond its few malformed rows': ('qqp', broken_qqp, 'QQP/train.tsv', None,
                                                        '2 of 7 rows'),
-    'a RACE answer E': ('race', lambda d: race_answers(d, 'race', 'E'), 'RACE/dev/high/3.txt', None, 'A, B, C or D'),
+    'a RACE answer E': ('race', lambda d: race_answers(d, 'E'), 'RACE/dev/high/3.txt', None, 'A, B, C or D'),
 }
 
 
