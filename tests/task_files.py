@@ -117,8 +117,8 @@ def mrpc(folder, n=6, make=pair(['0', '1']), texts_of=None):
     header `Quality #1 ID #2 ID #1 String #2 String`; test has `index` in place of Quality."""
     for split in ('train', 'dev'):
         rows = [['Quality', '#1 ID', '#2 ID', '#1 String', '#2 String']] + [
-            [label, str(702876 + k), str(702977 + k), a, b] for k, (a, b, label) in ((k, make(split, k))
-                                                                                     for k in range(n))]
+            [label, str(702876 + k), str(702977 + k), a, b]
+            for k, (a, b, label) in enumerate(make(split, k) for k in range(n))]
         write_lines(os.path.join(folder, f'{split}.tsv'), rows, bom=True)
     write_lines(os.path.join(folder, 'test.tsv'), [['index', '#1 ID', '#2 ID', '#1 String', '#2 String']] +
                 [[str(k), str(1089874 + k), str(1089925 + k), *make(source('test', texts_of), k)[:2]]
