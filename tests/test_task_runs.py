@@ -355,11 +355,6 @@ def all_ones_on_dev(split, k):
     return text, '1' if split == 'dev' else label
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (train.py, run_state.RunState): best_score starts at 0. and log() "
-                   "saves only a score above it, so a run whose first metric is never above 0 (CoLA's Matthews "
-                   "correlation, STS-B's Pearson, MRPC's F1 can be 0 or negative) keeps the untrained parameters "
-                   "in best_params.jl, predicts the test set with them, while --analysis reports the evaluation. "
-                   "Fix: start best_score at -inf (json writes it as -Infinity and reads it back)")
 def test_best_params_are_the_evaluated_ones_when_the_metric_is_never_above_zero(inputs, tmp_path):
     folder = tmp_path / 'data' / 'CoLA'
     task_files.cola(str(folder), make=all_ones_on_dev)
