@@ -193,19 +193,20 @@ def lines(f, path):
                          f"downloaded?") from err
 
 
-def label_ids(path, i, value, labels):
+def label_ids(path, i, value, labels, url):
     """The position of `value` in `labels` (a tuple of label strings), or its float for a regression (labels
-    None, a score in [0, 5])."""
+    None, a score in [0, 5]); an InputError pointing at `url`, where the right file is, otherwise."""
+    fix = f"is it this task's file, as downloaded from {url}? (--dataset chooses the task, --data_dir its folder)"
     if labels is None:
         try:
             score = float(value)
         except ValueError:
             score = -1.0
         if not 0.0 <= score <= 5.0:
-            raise InputError(f"{path}, line {i}: expected a similarity score from 0 to 5, found {value!r}")
+            raise InputError(f"{path}, line {i}: expected a similarity score from 0 to 5, found {value!r}: {fix}")
         return score
     if value not in labels:
-        raise InputError(f"{path}, line {i}: expected a label among {', '.join(labels)}, found {value!r}")
+        raise InputError(f"{path}, line {i}: expected a label among {', '.join(labels)}, found {value!r}: {fix}")
     return labels.index(value)
 
 
@@ -238,7 +239,7 @@ def read_tsv(path, layout, labels, url, max_skipped=0.0):
             for field, name in zip(texts, layout.texts):
                 field.append(fields[cols[name]])
             if layout.label is not None:
-                ys.append(label_ids(path, i, fields[cols[layout.label]], labels))
+                ys.append(label_ids(path, i, fields[cols[layout.label]], labels, url))
             ids.append(fields[cols[layout.index]] if layout.index else str(len(ids)))
     if len(skipped) > max_skipped * max(n_rows, 1):
         raise InputError(f"{path}: {len(skipped)} of {n_rows} rows (lines {', '.join(map(str, skipped[:5]))}...) do "
@@ -323,7 +324,7 @@ def snli_jsonl(path, labels):
             if pair[2] == '-':
                 n_dropped += 1
                 continue
-            ys.append(label_ids(path, i, pair[2], labels))
+            ys.append(label_ids(path, i, pair[2], labels, SNLI_URL))
             s1.append(pair[0])
             s2.append(pair[1])
             ids.append(pair[3])
