@@ -12,9 +12,9 @@ import pytest
 from tqdm import tqdm
 
 import flags
+import inputs
 import model
 import opt
-import tasks
 import text_utils
 import train
 import utils
@@ -172,7 +172,7 @@ def bars(monkeypatch):
             super().__init__(*args, **kwargs)
             opened.append(self)
 
-    for module in [train, utils, text_utils, tasks]:
+    for module in [train, utils, text_utils, inputs]:
         monkeypatch.setattr(module, 'tqdm', Bar)
     return opened
 
