@@ -191,11 +191,6 @@ def iter_apply(eval_step, batch, n, n_batch, desc=None):
     return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / n
 
 
-def accuracy(logits, Y):
-    """Percent of examples whose larger logit is the label (ties go to choice 0)."""
-    return float(np.mean(np.argmax(logits, 1) == Y) * 100.)
-
-
 def save_params(model, path):
     with atomic_write(path, 'wb') as f:
         joblib.dump([p.numpy() for p in model.params], f)
@@ -402,8 +397,8 @@ def prepare_data(args, task, text_encoder, n_vocab, n_batch_train, packed):
     training examples, as many as the valid split has, in split order, as the original; 'va': the valid split})
     and encoded_dataset's cache writer."""
     encoded, write_cache = encoded_dataset(args, task, text_encoder)
-    evaluated = set(task.evals) | set(task.tests) | {task.valid}
-    splits = {name: inputs.ready(task, ex, n_vocab, args.n_ctx, packed and name in evaluated)
+    scored = set(task.evals) | set(task.tests) | {task.valid}
+    splits = {name: inputs.ready(task, ex, n_vocab, args.n_ctx, packed and name in scored)
               for name, ex in encoded.items()}
     n_ctx = max(int(split.seqs.lengths.max(initial=0)) for split in splits.values())
     for name, ex in encoded.items():

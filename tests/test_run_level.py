@@ -339,8 +339,10 @@ def test_the_evaluation_lines_are_printed(the_run):
 
 def test_accuracy_takes_the_larger_logit_and_a_tie_goes_to_choice_0():
     logits = np.array([[1., 1.], [0., 2.], [3., 1.], [-1., -1.]], np.float32)
-    assert train.accuracy(logits, np.array([0, 1, 0, 0])) == 100.
-    assert train.accuracy(logits, np.array([1, 1, 1, 1])) == 25.
+    task = train.TASKS['rocstories']
+    for labels, accuracy in [([0, 1, 0, 0], 100.), ([1, 1, 1, 1], 25.)]:
+        examples = train.datasets.Examples((), np.array(labels, np.int32), list('abcd'))
+        assert train.tasks.score(task, train.tasks.predictions(task, logits), examples) == {'acc': accuracy}
 
 
 def test_deterministic_enables_op_determinism(the_run):
