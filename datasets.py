@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from utils import InputError, atomic_write
+from utils import InputError
 
 ROC_VAL = 'cloze_test_val__spring2016 - cloze_test_ALL_val.csv'
 ROC_TEST = 'cloze_test_test__spring2016 - cloze_test_ALL_test.csv'
@@ -395,48 +395,3 @@ def race_split(paths):
 def race(data_dir):
     """{'train', 'dev', 'test': Examples} of RACE (middle and high together; `group` tells them apart)."""
     return {split: race_split(race_paths(data_dir, (split,))) for split in ('train', 'dev', 'test')}
-
-
-def save_encoded(path, splits):
-    """Write encoded splits (as encode_dataset returns them) to the .npz `path`, a format that holds only
-    numbers: field j of split i as `s{i}_f{j}_ids` (every text's ids concatenated) and `s{i}_f{j}_offsets`
-    (where each text starts, and the end), or, for labels, `s{i}_f{j}_labels`."""
-    arrays = {}
-    for i, split in enumerate(splits):
-        for j, field in enumerate(split):
-            if isinstance(field, np.ndarray):
-                arrays[f's{i}_f{j}_labels'] = field
-            else:
-                arrays[f's{i}_f{j}_ids'] = np.array([t for text in field for t in text], np.int32)
-                arrays[f's{i}_f{j}_offsets'] = np.cumsum([0] + [len(text) for text in field], dtype=np.int64)
-    with atomic_write(path, 'wb') as f:
-        np.savez(f, **arrays)
-
-
-def load_encoded(path, like):
-    """The splits saved by save_encoded, ids as lists of lists of int; ValueError unless the file holds exactly
-    the fields of `like` (the splits before encoding) with as many texts each, the same labels, and ids in
-    [0, 2**31). Nothing in the file is unpickled."""
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    splits = []
-    for i, split in enumerate(like):
-        fields = []
-        for j, field in enumerate(split):
-            key = f's{i}_f{j}_'
-            if isinstance(field, np.ndarray):
-                labels = arrays.pop(key + 'labels')
-                if labels.dtype != field.dtype or not np.array_equal(labels, field):
-                    raise ValueError(f'{key}labels differ from the data set')
-                fields.append(labels)
-                continue
-            ids, offsets = arrays.pop(key + 'ids'), arrays.pop(key + 'offsets')
-            if (ids.dtype != np.int32 or ids.ndim != 1 or offsets.shape != (len(field) + 1,) or offsets[0] != 0
-                    or offsets[-1] != len(ids) or np.any(np.diff(offsets) < 0) or np.any(ids < 0)):
-                raise ValueError(f'{key}ids and {key}offsets are not {len(field)} texts of ids')
-            ids = ids.tolist()
-            fields.append([ids[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())])
-        splits.append(fields)
-    if arrays:
-        raise ValueError(f"fields not in the data set: {', '.join(sorted(arrays))}")
-    return splits
