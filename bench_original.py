@@ -204,6 +204,8 @@ class OriginalGraph:
             outs = [model(*xs, hp, train=False, reuse=True)
                     for xs in zip(*(tf.split(x, hp['n_gpu'], 0) for x in (self.X, self.M, self.Y)))]
             self.logits, self.clf_losses, self.lm_losses = (tf.concat(o, 0) for o in zip(*outs))
+            self.values_in = [v1.placeholder(tf.float32, p.shape) for p in self.params]
+            self.load_op = tf.group(*[p.assign(x) for p, x in zip(self.params, self.values_in)])
             self.eval_clf_loss = tf.reduce_mean(self.clf_losses)
             init = v1.global_variables_initializer()
         self.sess = v1.Session(graph=self.graph, config=v1.ConfigProto(allow_soft_placement=True))
@@ -211,9 +213,7 @@ class OriginalGraph:
 
     def load(self, arrays):
         """Set the parameters (the original's order: we, 12 per layer, clf/w, clf/b) from numpy arrays."""
-        with self.graph.as_default():
-            for p, a in zip(self.params, arrays):
-                p.load(a, self.sess)
+        self.sess.run(self.load_op, dict(zip(self.values_in, arrays)))
 
     def train(self, X, M, Y):
         """One update on the batch; its mean classifier loss."""
