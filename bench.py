@@ -20,7 +20,9 @@ instead times the MNLI input pipeline (reading, encoding, input sequences, cache
 with the real BPE of ../shared/model or --model_dir when there: seconds, CPU seconds and peak RSS per step.
 """
 import argparse
+import collections
 import gc
+import glob
 import json
 import os
 import resource
@@ -264,7 +266,15 @@ def matmul_job(shapes, n_repeat):
     each), called n_repeat times per call of the job (not repeated inside the graph, where Grappler would merge
     the copies); the FLOPs of a call."""
     pairs = [(tf.random.normal([m, k]), tf.random.normal([k, n])) for m, k, n in shapes]
-    step = tf.function(lambda: [tf.matmul(a, b) for a, b in pairs])
+
+    @tf.function
+    def step():  # one after the other, as the model's run (two at once would share the two cores' threads)
+        out = []
+        for a, b in pairs:
+            with tf.control_dependencies(out[-1:]):
+                out.append(tf.matmul(a, b))
+        return out
+
 
     def call(i):
         for _ in range(n_repeat):
@@ -323,6 +333,51 @@ def interleaved(jobs, n_steps, label, t_start):
         if not isinstance(out[n], str) and n not in again:
             out[n]['seen'], out[n]['cpu_seen'] = out[n]['first'], out[n]['cpu_first']
     return out
+
+
+def op_profile(call, logdir):
+    """One call under TensorFlow's profiler: (wall seconds, {op type: [seconds, count]}, seconds of the ops
+    under a gradient name scope (the backward pass)). Function-call ops are left out (their ops are counted); on
+    several threads the ops' seconds can add up to more than the wall time. An XLA program (a jit_compile
+    function: the fused kernels, or --xla's whole step) counts as one op."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the trace's format; TensorFlow's own module
+    tf.profiler.experimental.start(logdir)
+    t0 = time.perf_counter()
+    call()
+    wall = time.perf_counter() - t0
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(max(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'), recursive=True), key=os.path.getmtime), 'rb') as f:
+        space.ParseFromString(f.read())
+    by_type, backward = collections.defaultdict(lambda: [0., 0]), 0.
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                label = plane.event_metadata[event.metadata_id].name
+                name, _, kind = label.rpartition(':')
+                if label == 'CpuExecutable::ExecuteAsyncOnStream':  # an XLA program runs under no op's name
+                    name, kind = 'XLA', 'XLA program'
+                elif line.name == 'python' or not name or name.endswith(':') \
+                        or kind in ('PartitionedCall', 'StatefulPartitionedCall'):
+                    continue
+                by_type[kind][0] += event.duration_ps / 1e12
+                by_type[kind][1] += 1
+                backward += event.duration_ps / 1e12 if 'gradient' in name else 0.
+    return wall, dict(by_type), backward
+
+
+def profile_table(profiles, n_top=18):
+    """Op time by op type of each path's profiled update (profiles: name -> op_profile's result)."""
+    names = list(profiles)
+    top = sorted({k for _, types, _ in profiles.values() for k in types},
+                 key=lambda k: -max(p[1].get(k, [0.])[0] for p in profiles.values()))[:n_top]
+    rows = [['wall time of the update'] + [f'{profiles[n][0]:.3f}' for n in names],
+            ['all ops (summed over threads)'] + [f'{sum(t for t, _ in profiles[n][1].values()):.3f}' for n in names],
+            ['ops under a gradient scope'] + [f'{profiles[n][2]:.3f}' for n in names]]
+    for k in top:
+        rows.append([k] + [f'{profiles[n][1][k][0]:.3f} ({profiles[n][1][k][1]})' if k in profiles[n][1] else ''
+                           for n in names])
+    table(['op type: seconds (ops run)'] + names, rows)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -440,7 +495,10 @@ def parse_args(argv=None):
     p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs (default: $GPT1_DATA_DIR, data/ or '
                    '../shared/data/rocstories, the first holding them)')
     p.add_argument('--quick', action='store_true', help='n_embd 64, 2 layers, 1 step: an end-to-end check')
+    p.add_argument('--n_layer', type=int, help='random weights of this many layers instead of 12 (a shorter run)')
     p.add_argument('--mixed', action='store_true', help="also train.py's default path in bf16 and fp16")
+    p.add_argument('--profile', action='store_true',
+                   help="also profile one more update of each path (TensorFlow's profiler): op time by op type")
     p.add_argument('--ablation', action='store_true',
                    help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM)")
     p.add_argument('--mnli_pipeline', action='store_true',
@@ -603,7 +661,7 @@ def bench(args, tmp):
         weights_dir, weights_src = args.model_dir, args.model_dir
     else:
         n_vocab = len(text_encoder.encoder) if 'real' in enc_src else GPT1_VOCAB
-        n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, 12, 12)
+        n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, args.n_layer or 12, 12)
         weights_dir = os.path.join(tmp, 'model')
         progress(f'writing random weights ({n_layer} layers, n_embd {n_embd}) in the original layout to {weights_dir}')
         t0 = time.perf_counter()
@@ -739,6 +797,14 @@ def bench(args, tmp):
             timings[name].update({k: job[k][N_WARMUP:] for k in ('Ts', 'tok', 'useful', 'executed')})
     mm_rate = {n: (mm_jobs[n]['flops'] / statistics.median(timings[n]['first']) / 1e9
                    if isinstance(timings[n], dict) else None) for n in mm_jobs}
+    profiles = {}
+    for name in [n for n in jobs if n not in mm_jobs and isinstance(timings[n], dict)] if args.profile else []:
+        progress(f'profiling one update of {name} (batch {N_WARMUP + 1}, its shape already run)')
+        try:
+            profiles[name] = op_profile(lambda: jobs[name]['call'](N_WARMUP),
+                                        os.path.join(tmp, 'profile', str(len(profiles))))
+        except Exception as err:  # noqa: BLE001
+            fail(f'profile {name}', err)
     del jobs, mm_jobs
     gc.collect()
     rss.append((f'training (original graph, {len(variants)} models + {len(variants)} Adams)', peak_rss_gb()))
@@ -819,6 +885,16 @@ def bench(args, tmp):
     print(f"  ((R, C) x (C, 3C), (C, C), (C, 4C), (4C, C), each forward, dy W^T and x^T dy; R = 2 x {nbt} x the "
           f"default's median T), {fmt(mm_rate[MATMUL_2048], '.1f')} GFLOP/s at 2048x2048.")
     print()
+
+    if profiles:
+        print(f'PROFILE OF ONE UPDATE (batch {N_WARMUP + 1} again, after the timed rounds; TensorFlow\'s profiler)')
+        profile_table(profiles)
+        print("Seconds of the ops of each type (count in brackets), summed over the threads that ran them. "
+              "A function's ops are")
+        print("counted, not the call; an XLA program (the default's gelu, LayerNorm and Adam kernels; --xla's "
+              "whole step) counts as one op.")
+        print("Under a gradient scope: TF2's 'gradient_tape/...', TF1's 'gradients/...'.")
+        print()
 
     rows = []
     for name in names:
