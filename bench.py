@@ -1,8 +1,11 @@
-"""Benchmark of the full-size GPT-1 fine-tuning step on ROCStories: the original's padded computation against the
-faster paths that train.py offers (fused Adam, trimmed batches with the LM head on real tokens only, XLA), and the
-padded against the packed evaluation.
+"""Benchmark of the full-size GPT-1 fine-tuning step on ROCStories against the original itself: the original's
+TF1 graph (bench_original.py, run in a tf.compat.v1 Session in the same process) against train.py's paths (--padded,
+the default: fused Adam, trimmed batches with the LM head on real tokens only, XLA kernels; --xla), and the
+original's evaluation against the padded and packed ones; each path's executed GFLOP/s against the model's
+matmuls timed alone in the same rounds.
 
     python bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick] [--mixed]
+                    [--ablation]
     python bench.py --masks [--n_gpu 4]     (only the cost of the n_gpu embedding-dropout masks of an update)
 
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
@@ -20,7 +23,9 @@ updates per second of the full-size model (random weights, the 3-class entailmen
 2-layer n_embd 64 model).
 """
 import argparse
+import collections
 import gc
+import glob
 import json
 import os
 import resource
@@ -42,6 +47,7 @@ import inputs  # noqa: E402
 import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
+from bench_original import OriginalGraph  # noqa: E402
 from model import LAYER_PARAMS, Head, Model, dropout, load_openai_params, transfer  # noqa: E402
 from opt import Adam, LossScale, warmup_linear  # noqa: E402
 from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories  # noqa: E402
@@ -94,6 +100,11 @@ def fmt(x, spec):
     return 'n/a' if x is None else format(x, spec)
 
 
+def ratio(base, t):
+    """'1.23x': the speed-up of time t over time base ('n/a' without a base)."""
+    return fmt(base and base / t, '.2f') + 'x'
+
+
 # ---------------------------------------------------------------------------------------------------------- data
 
 def char_level_encoder(folder):
@@ -141,12 +152,17 @@ def forward_flops(lengths, T, lm_rows, n_layer, n_embd, n_lm):
 
 # ------------------------------------------------------------------------------------------------------ training
 
+ORIGINAL = 'original graph (TF1)'  # bench_original.OriginalGraph: the baseline of every ratio
+PADDED, DEFAULT = 'padded (--padded)', 'default (train.py)'
+MATMUL, MATMUL_2048 = 'matmuls alone (the model\'s shapes)', 'matmul 2048x2048'
 VARIANTS = [  # name, trimmed, multiple, masked_lm, XLA kernels of gelu and LayerNorm, jit_compile, fused Adam, precision
-    ('padded (original)', False, 1, False, False, False, False, 'fp32'),
-    ('fused adam', False, 1, False, False, False, True, 'fp32'),
+    (PADDED, False, 1, False, False, False, False, 'fp32'),
+    (DEFAULT, True, 1, True, True, False, True, 'fp32'),
+    ('xla (--xla)', True, 8, False, True, True, True, 'fp32'),
+]
+ABLATION_VARIANTS = [  # with --ablation, between padded and default: the default's gains one at a time
+    ('padded + fused adam', False, 1, False, False, False, True, 'fp32'),
     ('+ trimmed, masked LM', True, 1, True, False, False, True, 'fp32'),
-    ('default (train.py)', True, 1, True, True, False, True, 'fp32'),
-    ('xla', True, 8, False, True, True, True, 'fp32'),
 ]
 MIXED_VARIANTS = [  # with --mixed: train.py's default path in mixed precision (changes the rounding)
     ('default bf16', True, 1, True, True, False, True, 'bf16'),
@@ -169,7 +185,7 @@ def first_batches(strategy, X, M, Y, n_batch_train, n, trimmed, multiple):
 
 def check_variant(v, model0, init, strategy, data, nbt, t_total, ref, n_towers=None):
     """With dropout off (model0, pdrop 0): the variant's forward losses on batch 0 at the initial weights, and
-    its parameters after one update on batch 0. ref: the baseline's results (None for the baseline)."""
+    its parameters after one update on batch 0, and their differences from ref (the original graph's results)."""
     name, trimmed, multiple, masked, kernels, jit, fused, precision = v
     model0.assign(init)
     (X, M, Y), = first_batches(strategy, *data, nbt, 1, trimmed, multiple)
@@ -182,23 +198,58 @@ def check_variant(v, model0, init, strategy, data, nbt, t_total, ref, n_towers=N
                                  n_towers=n_towers)
     cost = float(step(X, M, Y)[0])
     params = [p.numpy() for p in model0.params]
-    out = dict(clf=clf, lm=lm, cost=cost, params=params, T=int(X.shape[2]))
+    out = dict(cost=cost, T=int(X.shape[2]))
     if ref is not None:
         out['d_clf'] = float(np.max(np.abs(clf - ref['clf'])))
         out['d_lm'] = float(np.max(np.abs(lm - ref['lm'])))
         out['d_cost'] = abs(cost - ref['cost'])
         out['d_p'] = max(float(np.max(np.abs(a - b))) for a, b in zip(params, ref['params']))
         out['n_flip'] = int(sum(np.sum(np.abs(a - b) > 0.5 * ref['upd']) for a, b in zip(params, ref['params'])))
-    else:
-        out['upd'] = max(float(np.max(np.abs(a - b))) for a, b in zip(params, init))
     del step, opt, fwd
     return out
+
+
+def check_original(hp, init, batch):
+    """The original graph (hp: OriginalGraph's arguments) with dropout off: its forward losses on `batch` (X, M,
+    Y padded, numpy) at the weights `init`, and its parameters after one update on it: the reference of every
+    variant's check."""
+    graph = OriginalGraph(**hp, embd_pdrop=0., attn_pdrop=0., resid_pdrop=0., clf_pdrop=0.)
+    try:
+        graph.load(init)
+        clf, lm = graph.losses(*batch)
+        cost = float(graph.train(*batch))
+        params = graph.values()
+    finally:
+        graph.close()
+    upd = max(float(np.max(np.abs(a - b))) for a, b in zip(params, init))
+    return dict(clf=clf, lm=lm, cost=cost, params=params, upd=upd, T=int(batch[0].shape[2]))
+
+
+def batch_flops(M, masked, dims):
+    """(T, real tokens, useful FLOPs, executed FLOPs) of a training update on a batch whose mask M (n, 2, T) is
+    computed at its length T: 3x the forward (forward + backward)."""
+    n_layer, n_embd, n_lm = dims
+    M = np.asarray(M).reshape(-1, M.shape[-1])
+    T = M.shape[-1]
+    useful = 3 * forward_flops(M.sum(1), None, M[:, 1:].sum(), n_layer, n_embd, n_lm)
+    lm_rows = M[:, 1:].sum() if masked else M.shape[0] * (T - 1)
+    return T, float(M.sum()), useful, 3 * forward_flops(M.sum(1), T, lm_rows, n_layer, n_embd, n_lm)
+
+
+def original_job(graph, init, data, nbt, n_batches, dims):
+    """The original graph (dropout on, reset to init) timed on the first n_batches padded batches."""
+    graph.load(init)
+    batches = [tuple(a[i * nbt:(i + 1) * nbt] for a in data) for i in range(n_batches)]
+    job = dict(call=lambda i: graph.train(*batches[i]), Ts=[], tok=[], useful=[], executed=[])
+    for _, M, _ in batches:
+        for k, x in zip(('Ts', 'tok', 'useful', 'executed'), batch_flops(M, False, dims)):
+            job[k].append(x)
+    return job
 
 
 def train_job(v, model, init, strategy, data, nbt, n_batches, t_total, dims, n_towers=None):
     """The variant's model (reset to init) with a fresh Adam and its train step, and the FLOPs of its batches."""
     name, trimmed, multiple, masked, kernels, jit, fused, precision = v
-    n_layer, n_embd, n_lm = dims
     model.assign(init)
     opt = new_adam(model, fused, t_total)
     step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=42, masked_lm=masked, fused=kernels,
@@ -208,16 +259,41 @@ def train_job(v, model, init, strategy, data, nbt, n_batches, t_total, dims, n_t
     job = dict(call=lambda i: sync(step(*batches[i])), traces=step.experimental_get_tracing_count,
                always_again=jit or kernels,  # XLA compiles each new shape at run time: the tracing count misses it
                Ts=[], tok=[], useful=[], executed=[], opt=opt)
-    for X, M, Y in batches:
-        M = M.numpy().reshape(-1, M.shape[-1])
-        T = M.shape[-1]
-        lengths = M.sum(1)
-        job['Ts'].append(T)
-        job['tok'].append(float(M.sum()))
-        job['useful'].append(3 * forward_flops(lengths, None, M[:, 1:].sum(), n_layer, n_embd, n_lm))
-        lm_rows = M[:, 1:].sum() if masked else M.shape[0] * (T - 1)
-        job['executed'].append(3 * forward_flops(lengths, T, lm_rows, n_layer, n_embd, n_lm))
+    for _, M, _ in batches:
+        for k, x in zip(('Ts', 'tok', 'useful', 'executed'), batch_flops(M.numpy(), masked, dims)):
+            job[k].append(x)
     return job
+
+
+def matmul_job(shapes, n_repeat):
+    """Matmuls alone, timed as the model's: a tf.function multiplying float32 matrices of `shapes` ((m, k, n)
+    each), called n_repeat times per call of the job (not repeated inside the graph, where Grappler would merge
+    the copies); the FLOPs of a call."""
+    pairs = [(tf.random.normal([m, k]), tf.random.normal([k, n])) for m, k, n in shapes]
+
+    @tf.function
+    def step():  # one after the other, as the model's run (two at once would share the two cores' threads)
+        out = []
+        for a, b in pairs:
+            with tf.control_dependencies(out[-1:]):
+                out.append(tf.matmul(a, b))
+        return out
+
+
+    def call(i):
+        for _ in range(n_repeat):
+            sync(step())
+
+    return dict(call=call, flops=n_repeat * sum(2. * m * k * n for m, k, n in shapes))
+
+
+def training_matmuls(rows, n_embd):
+    """The (m, k, n) of a block's four weight matmuls over `rows` positions in training: forward x W, and the
+    gradients dy W^T and x^T dy."""
+    shapes = []
+    for nx, nf in [(n_embd, 3 * n_embd), (n_embd, n_embd), (n_embd, 4 * n_embd), (4 * n_embd, n_embd)]:
+        shapes += [(rows, nx, nf), (rows, nf, nx), (nx, rows, nf)]
+    return shapes
 
 
 def interleaved(jobs, n_steps, label, t_start):
@@ -263,10 +339,55 @@ def interleaved(jobs, n_steps, label, t_start):
     return out
 
 
+def op_profile(call, logdir):
+    """One call under TensorFlow's profiler: (wall seconds, {op type: [seconds, count]}, seconds of the ops
+    under a gradient name scope (the backward pass)). Function-call ops are left out (their ops are counted); on
+    several threads the ops' seconds can add up to more than the wall time. An XLA program (a jit_compile
+    function: the fused kernels, or --xla's whole step) counts as one op."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the trace's format; TensorFlow's own module
+    tf.profiler.experimental.start(logdir)
+    t0 = time.perf_counter()
+    call()
+    wall = time.perf_counter() - t0
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(max(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'), recursive=True), key=os.path.getmtime), 'rb') as f:
+        space.ParseFromString(f.read())
+    by_type, backward = collections.defaultdict(lambda: [0., 0]), 0.
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                label = plane.event_metadata[event.metadata_id].name
+                name, _, kind = label.rpartition(':')
+                if label == 'CpuExecutable::ExecuteAsyncOnStream':  # an XLA program runs under no op's name
+                    name, kind = 'XLA', 'XLA program'
+                elif line.name == 'python' or not name or name.endswith(':') \
+                        or kind in ('PartitionedCall', 'StatefulPartitionedCall'):
+                    continue
+                by_type[kind][0] += event.duration_ps / 1e12
+                by_type[kind][1] += 1
+                backward += event.duration_ps / 1e12 if 'gradient' in name else 0.
+    return wall, dict(by_type), backward
+
+
+def profile_table(profiles, n_top=18):
+    """Op time by op type of each path's profiled update (profiles: name -> op_profile's result)."""
+    names = list(profiles)
+    top = sorted({k for _, types, _ in profiles.values() for k in types},
+                 key=lambda k: -max(p[1].get(k, [0.])[0] for p in profiles.values()))[:n_top]
+    rows = [['wall time of the update'] + [f'{profiles[n][0]:.3f}' for n in names],
+            ['all ops (summed over threads)'] + [f'{sum(t for t, _ in profiles[n][1].values()):.3f}' for n in names],
+            ['ops under a gradient scope'] + [f'{profiles[n][2]:.3f}' for n in names]]
+    for k in top:
+        rows.append([k] + [f'{profiles[n][1][k][0]:.3f} ({profiles[n][1][k][1]})' if k in profiles[n][1] else ''
+                           for n in names])
+    table(['op type: seconds (ops run)'] + names, rows)
+
+
 # ---------------------------------------------------------------------------------------------------- evaluation
 
 EVAL_VARIANTS = [  # name, packed, jit_compile, multiple
-    ('padded (original)', False, False, 1),
+    ('padded (--padded)', False, False, 1),
     ('packed (default)', True, False, 1),
     ('padded xla', False, True, 1),
     ('packed xla', True, True, 8),
@@ -287,6 +408,18 @@ def eval_job(v, model, padded, packed, Y, nbt, n_batches):
         logits[i] = out[0].numpy()
 
     return dict(call=call, logits=logits, always_again=True)
+
+
+def original_eval_job(graph, init, data, nbt, n_batches):
+    """The original's evaluation (reset to init) on the first n_batches padded batches of data (X, M, Y)."""
+    graph.load(init)
+    batches = [tuple(a[i * nbt:(i + 1) * nbt] for a in data) for i in range(n_batches)]
+    logits = {}
+
+    def call(i):
+        logits[i] = graph.evaluate(*batches[i])[0]
+
+    return dict(call=call, logits=logits)
 
 
 # ------------------------------------------------------------------------------------- embedding-dropout masks
@@ -366,7 +499,12 @@ def parse_args(argv=None):
     p.add_argument('--data_dir', type=str, help='the Story Cloze CSVs (default: $GPT1_DATA_DIR, data/ or '
                    '../shared/data/rocstories, the first holding them)')
     p.add_argument('--quick', action='store_true', help='n_embd 64, 2 layers, 1 step: an end-to-end check')
+    p.add_argument('--n_layer', type=int, help='random weights of this many layers instead of 12 (a shorter run)')
     p.add_argument('--mixed', action='store_true', help="also train.py's default path in bf16 and fp16")
+    p.add_argument('--profile', action='store_true',
+                   help="also profile one more update of each path (TensorFlow's profiler): op time by op type")
+    p.add_argument('--ablation', action='store_true',
+                   help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM)")
     p.add_argument('--mnli_pipeline', action='store_true',
                    help="only the MNLI input pipeline on a generated MNLI-sized folder: reading, encoding, the "
                         "input sequences, the cache; time and peak RSS (CPU only)")
@@ -535,7 +673,8 @@ def mnli_updates(args, task, seqs, order, n_vocab, n_ctx):
 
 
 def bench(args, tmp):
-    variants = VARIANTS + (MIXED_VARIANTS if args.mixed else [])
+    variants = VARIANTS[:1] + (ABLATION_VARIANTS if args.ablation else []) + VARIANTS[1:] \
+        + (MIXED_VARIANTS if args.mixed else [])
     rss, load = [], [('start', os.getloadavg())]
     t_start = time.perf_counter()
 
@@ -570,7 +709,7 @@ def bench(args, tmp):
         weights_dir, weights_src = args.model_dir, args.model_dir
     else:
         n_vocab = len(text_encoder.encoder) if 'real' in enc_src else GPT1_VOCAB
-        n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, 12, 12)
+        n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, args.n_layer or 12, 12)
         weights_dir = os.path.join(tmp, 'model')
         progress(f'writing random weights ({n_layer} layers, n_embd {n_embd}) in the original layout to {weights_dir}')
         t0 = time.perf_counter()
@@ -650,7 +789,15 @@ def bench(args, tmp):
     # ---- 2. training updates: dropout-off checks one variant after another, then timing in interleaved rounds
     data = (trX, trM, trY)
     dims = (n_layer, n_embd, n_lm)
+    hp = dict(n_vocab=n_vocab, n_ctx=n_ctx, clf_token=clf_token, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+              n_batch=args.n_batch, n_gpu=args.n_gpu, t_total=t_total)
+    progress(f'{ORIGINAL}: dropout-off check ({time.perf_counter() - t_start:.0f} s elapsed)')
     checks = {}
+    try:
+        checks[ORIGINAL] = check_original(hp, init, tuple(a[:nbt] for a in data))
+    except Exception as err:  # noqa: BLE001 (a failed variant is a result)
+        checks[ORIGINAL] = fail(f'train {ORIGINAL} (check)', err)
+    ref = checks[ORIGINAL] if isinstance(checks[ORIGINAL], dict) else None
     for v in variants:
         name = v[0]
         if v[7] != model0.precision:
@@ -660,20 +807,25 @@ def bench(args, tmp):
         progress(f'train variant {name}: dropout-off check ({time.perf_counter() - t_start:.0f} s elapsed, '
                  f'load average {os.getloadavg()[0]:.1f})')
         try:
-            checks[name] = check_variant(v, model0, init, strategy, data, nbt, t_total,
-                                         None if name == variants[0][0] else checks.get(variants[0][0]), args.n_gpu)
+            checks[name] = check_variant(v, model0, init, strategy, data, nbt, t_total, ref, args.n_gpu)
         except Exception as err:  # noqa: BLE001 (a failed variant is a result)
             checks[name] = fail(f'train {name} (check)', err)
         gc.collect()
-    if isinstance(checks.get(variants[0][0]), dict):
-        del checks[variants[0][0]]['params']
+    if ref is not None:
+        del ref['params']
     del model0
     gc.collect()
     rss.append(('dropout-off checks', peak_rss_gb()))
     load.append(('dropout-off checks', os.getloadavg()))
 
-    progress('building one model (dropout on) and a fresh Adam per variant')
+    progress('building the original graph and one model (dropout on) and a fresh Adam per variant')
     jobs, timings = {}, {}
+    original = None
+    try:
+        original = OriginalGraph(**hp)
+        jobs[ORIGINAL] = original_job(original, init, data, nbt, n_need, dims)
+    except Exception as err:  # noqa: BLE001
+        timings[ORIGINAL] = fail(f'train {ORIGINAL} (setup)', err)
     for i, v in enumerate(variants):
         try:
             if i:
@@ -683,13 +835,27 @@ def bench(args, tmp):
             jobs[v[0]] = train_job(v, models[i], init, strategy, data, nbt, n_need, t_total, dims, args.n_gpu)
         except Exception as err:  # noqa: BLE001
             timings[v[0]] = fail(f'train {v[0]} (setup)', err)
+    default = jobs.get(DEFAULT)
+    mm_rows = 2 * nbt * int(np.median(default['Ts'] if default else [n_ctx]))
+    mm_jobs = {MATMUL: matmul_job(training_matmuls(mm_rows, n_embd), 2), MATMUL_2048: matmul_job([(2048,) * 3], 10)}
+    jobs.update(mm_jobs)
     timings.update(interleaved(jobs, args.steps, 'train', t_start))
     for name, job in jobs.items():
-        if isinstance(timings[name], dict):
+        if isinstance(timings[name], dict) and name not in mm_jobs:
             timings[name].update({k: job[k][N_WARMUP:] for k in ('Ts', 'tok', 'useful', 'executed')})
-    del jobs
+    mm_rate = {n: (mm_jobs[n]['flops'] / statistics.median(timings[n]['first']) / 1e9
+                   if isinstance(timings[n], dict) else None) for n in mm_jobs}
+    profiles = {}
+    for name in [n for n in jobs if n not in mm_jobs and isinstance(timings[n], dict)] if args.profile else []:
+        progress(f'profiling one update of {name} (batch {N_WARMUP + 1}, its shape already run)')
+        try:
+            profiles[name] = op_profile(lambda: jobs[name]['call'](N_WARMUP),
+                                        os.path.join(tmp, 'profile', str(len(profiles))))
+        except Exception as err:  # noqa: BLE001
+            fail(f'profile {name}', err)
+    del jobs, mm_jobs
     gc.collect()
-    rss.append((f'training ({len(variants)} models + {len(variants)} Adams)', peak_rss_gb()))
+    rss.append((f'training (original graph, {len(variants)} models + {len(variants)} Adams)', peak_rss_gb()))
     load.append(('training', os.getloadavg()))
 
     # ---- 3. evaluation, in interleaved rounds
@@ -698,6 +864,11 @@ def bench(args, tmp):
     gc.collect()
     model.assign(init)
     jobs, eval_results = {}, {}
+    if original is not None:
+        try:
+            jobs[ORIGINAL] = original_eval_job(original, init, (vaXp, vaMp, vaY), nbt, n_need)
+        except Exception as err:  # noqa: BLE001
+            eval_results[ORIGINAL] = fail(f'eval {ORIGINAL} (setup)', err)
     for v in EVAL_VARIANTS:
         try:
             jobs[v[0]] = eval_job(v, model, (vaXp, vaMp), va_packed, vaY, nbt, n_need)
@@ -708,44 +879,38 @@ def bench(args, tmp):
         if isinstance(eval_results[name], dict):
             eval_results[name]['logits'] = np.concatenate([job['logits'][i] for i in range(n_need)])
     del jobs
+    if original is not None:
+        original.close()
     rss.append(('evaluation', peak_rss_gb()))
     load.append(('evaluation', os.getloadavg()))
 
-    # ---- 4. matmul rate
-    progress('fp32 matmul rate')
-    a = tf.random.normal([2048, 2048])
-    b = tf.random.normal([2048, 2048])
-    mm = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    mm_times = []
-    for i in range(9):
-        t0 = time.perf_counter()
-        mm(a, b).numpy()
-        if i >= 2:
-            mm_times.append(time.perf_counter() - t0)
-    mm_gflops = 2 * 2048 ** 3 / statistics.median(mm_times) / 1e9
-
     # ---- tables
     med = statistics.median
-    base = timings.get(variants[0][0])
-    base_med = med(base['first']) if isinstance(base, dict) else None
-    base_seen = med(base['seen']) if isinstance(base, dict) else None
+    names = [ORIGINAL] + [v[0] for v in variants]
+    firsts = {n: med(timings[n]['first']) for n in names if isinstance(timings.get(n), dict)}
+    seens = {n: med(timings[n]['seen']) for n in names if isinstance(timings.get(n), dict)}
     rows = []
-    for v in variants:
-        r = timings[v[0]]
+    for name in names:
+        r = timings[name]
         if isinstance(r, str):
-            rows.append([v[0], r])
+            rows.append([name, r])
             continue
-        first, seen = med(r['first']), med(r['seen'])
-        rows.append([v[0], f'{first:.2f}', fmt(base_med and base_med / first, '.2f') + 'x',
+        first, seen = firsts[name], seens[name]
+        executed = med([f / s for f, s in zip(r['executed'], r['seen'])]) / 1e9
+        rows.append([name, f'{first:.2f}', ratio(firsts.get(ORIGINAL), first), ratio(firsts.get(PADDED), first),
                      f"{med(r['cpu_first']):.2f}", f"{med([t / s for t, s in zip(r['tok'], r['first'])]):.0f}",
-                     f'{seen:.2f}', fmt(base_seen and base_seen / seen, '.2f') + 'x', f"{med(r['cpu_seen']):.2f}",
+                     f'{seen:.2f}', ratio(seens.get(ORIGINAL), seen), ratio(seens.get(PADDED), seen),
                      f"{r['warm'][0]:.1f}", str(r['traces']), ','.join(str(T) for T in r['Ts']),
-                     f"{med([f / s for f, s in zip(r['useful'], r['seen'])]) / 1e9:.1f}",
-                     f"{med([f / s for f, s in zip(r['executed'], r['seen'])]) / 1e9:.1f}"])
-    print(f'TRAINING UPDATE (global batch {nbt}; dropout on; median over {args.steps} updates after {N_WARMUP} warm-up; '
-          'the variants interleaved)')
-    table(['variant', 's/update', 'speed-up', 'CPU s', 'real tok/s', 's/upd seen', 'speed-up', 'CPU s',
-           '1st upd s', 'retraces', 'T per batch', 'useful GF/s', 'exec GF/s'], rows)
+                     f"{med([f / s for f, s in zip(r['useful'], r['seen'])]) / 1e9:.1f}", f'{executed:.1f}',
+                     fmt(mm_rate[MATMUL] and 100 * executed / mm_rate[MATMUL], '.0f') + '%'])
+    print(f'TRAINING UPDATE (global batch {nbt} = {args.n_gpu} towers of {args.n_batch}; dropout on; median over '
+          f'{args.steps} updates after {N_WARMUP} warm-up; the variants interleaved)')
+    table(['variant', 's/update', 'vs orig', 'vs padded', 'CPU s', 'real tok/s', 's/upd seen', 'vs orig',
+           'vs padded', '1st upd s', 'retraces', 'T per batch', 'useful GF/s', 'exec GF/s', 'of matmul'], rows)
+    print(f"{ORIGINAL}: the original's train graph (bench_original.py: its model, towers and adam under "
+          "tf.compat.v1, in a Session), fed")
+    print("  the same weights and padded batches. vs orig, vs padded: speed-up over it and over --padded (time "
+          "ratio).")
     print("s/update: median wall time of the timed updates, each batch seen for the first time (a new shape's "
           "trace/compile included).")
     print("CPU s: process CPU time (all threads) of the same updates: less sensitive than wall time to other "
@@ -761,60 +926,77 @@ def bench(args, tmp):
           "(LM head on real")
     print("  predicted tokens), exec = FLOPs of the shapes computed (padding included; LM head on every position "
           "unless masked);")
-    print("  3x forward, forward = 24 L C^2 + 4 L T C per token + 2 C V per predicted token.")
-    print(f'fp32 matmul 2048x2048 (tf.function, median of 7): {mm_gflops:.1f} GFLOP/s')
+    print("  3x forward, forward = 24 L C^2 + 4 L T C per token + 2 C V per predicted token. of matmul: exec GF/s "
+          "over the rate below.")
+    print(f"matmul rate, timed in the same rounds (median): {fmt(mm_rate[MATMUL], '.1f')} GFLOP/s for a block's "
+          f"training matmuls at {mm_rows} rows")
+    print(f"  ((R, C) x (C, 3C), (C, C), (C, 4C), (4C, C), each forward, dy W^T and x^T dy; R = 2 x {nbt} x the "
+          f"default's median T), {fmt(mm_rate[MATMUL_2048], '.1f')} GFLOP/s at 2048x2048.")
     print()
 
+    if profiles:
+        print(f'PROFILE OF ONE UPDATE (batch {N_WARMUP + 1} again, after the timed rounds; TensorFlow\'s profiler)')
+        profile_table(profiles)
+        print("Seconds of the ops of each type (count in brackets), summed over the threads that ran them. "
+              "A function's ops are")
+        print("counted, not the call; an XLA program (the default's gelu, LayerNorm and Adam kernels; --xla's "
+              "whole step) counts as one op.")
+        print("Under a gradient scope: TF2's 'gradient_tape/...', TF1's 'gradients/...'.")
+        print()
+
     rows = []
-    ref = checks.get(variants[0][0])
-    for v in variants:
-        r = checks[v[0]]
+    for name in names:
+        r = checks.get(name)
         if isinstance(r, str):
-            rows.append([v[0], r])
-        elif v[0] == variants[0][0]:
-            rows.append([v[0], str(r['T']), f"{r['cost']:.6f}", 'reference', '', '', '', ''])
+            rows.append([name, r])
+        elif name == ORIGINAL:
+            rows.append([name, str(r['T']), f"{r['cost']:.6f}", 'reference', '', '', '', ''])
+        elif ref is None:
+            rows.append([name, str(r['T']), f"{r['cost']:.6f}", 'no reference'])
         else:
-            rows.append([v[0], str(r['T']), f"{r['cost']:.6f}", f"{r['d_clf']:.2e}", f"{r['d_lm']:.2e}",
+            rows.append([name, str(r['T']), f"{r['cost']:.6f}", f"{r['d_clf']:.2e}", f"{r['d_lm']:.2e}",
                          f"{r['d_cost']:.2e}", f"{r['d_p']:.2e}", str(r['n_flip'])])
-    print('AGREEMENT WITH THE BASELINE (batch 0, same weights, dropout off: a Model with every pdrop 0)')
+    print("AGREEMENT WITH THE ORIGINAL GRAPH (batch 0, same weights, dropout off: every pdrop 0)")
     table(['variant', 'T', 'clf cost', 'max|dclf_loss|', 'max|dlm_loss|', '|dcost|', 'max|dp| 1 upd',
            '#p off>upd/2'], rows)
-    print('dclf_loss, dlm_loss: the forward losses (train=False, the variant\'s masked_lm / XLA) at the loaded '
-          'weights; dcost, dp: the')
-    print('variant\'s train step from the same weights and a fresh Adam, one update.'
-          + (f" One baseline update moves a parameter by up to {ref['upd']:.2e}" if isinstance(ref, dict) else '')
-          + ';')
+    print("dclf_loss, dlm_loss: the forward losses (train=False; the variant's masked_lm / XLA) at the loaded "
+          "weights; dcost, dp: the")
+    print("variant's train step from the same weights and a fresh Adam, one update."
+          + (f" One update of the original moves a parameter by up to {ref['upd']:.2e};" if ref else ''))
     print("Adam's first update is about lr * sign(g), so a gradient near 0 whose sign flips by rounding moves its "
           "parameter by up to")
     print("twice that: '#p off>upd/2' counts parameters that differ by more than half the largest update.")
-    if isinstance(ref, dict):
-        print(f"Scale: the baseline's clf_losses lie in [{ref['clf'].min():.6f}, {ref['clf'].max():.6f}], its lm_losses in "
-              f"[{ref['lm'].min():.4f}, {ref['lm'].max():.4f}].")
+    if ref:
+        print(f"Scale: the original's clf_losses lie in [{ref['clf'].min():.6f}, {ref['clf'].max():.6f}], its "
+              f"lm_losses in [{ref['lm'].min():.4f}, {ref['lm'].max():.4f}].")
     print()
 
     rows = []
-    eref = eval_results.get(EVAL_VARIANTS[0][0])
-    e_med = med(eref['first']) if isinstance(eref, dict) else None
-    e_seen = med(eref['seen']) if isinstance(eref, dict) else None
-    for v in EVAL_VARIANTS:
-        r = eval_results[v[0]]
+    enames = [ORIGINAL] + [v[0] for v in EVAL_VARIANTS]
+    eref = eval_results.get(ORIGINAL) if isinstance(eval_results.get(ORIGINAL), dict) else None
+    e_first = {n: med(eval_results[n]['first']) for n in enames if isinstance(eval_results.get(n), dict)}
+    e_seen = {n: med(eval_results[n]['seen']) for n in enames if isinstance(eval_results.get(n), dict)}
+    for name in enames:
+        r = eval_results.get(name, 'not run')
         if isinstance(r, str):
-            rows.append([v[0], r])
+            rows.append([name, r])
             continue
-        first, seen = med(r['first']), med(r['seen'])
-        d = float(np.max(np.abs(r['logits'] - eref['logits']))) if isinstance(eref, dict) else None
-        rows.append([v[0], f'{first:.3f}', fmt(e_med and e_med / first, '.2f') + 'x', f"{med(r['cpu_first']):.3f}",
-                     f'{seen:.3f}', fmt(e_seen and e_seen / seen, '.2f') + 'x', f"{med(r['cpu_seen']):.3f}",
-                     f"{r['warm'][0]:.1f}", 'reference' if v is EVAL_VARIANTS[0] else fmt(d, '.2e')])
+        d = float(np.max(np.abs(r['logits'] - eref['logits']))) if eref else None
+        rows.append([name, f'{e_first[name]:.3f}', ratio(e_first.get(ORIGINAL), e_first[name]),
+                     f"{med(r['cpu_first']):.3f}", f'{e_seen[name]:.3f}', ratio(e_seen.get(ORIGINAL), e_seen[name]),
+                     f"{med(r['cpu_seen']):.3f}", f"{r['warm'][0]:.1f}",
+                     'reference' if name == ORIGINAL else fmt(d, '.2e')])
     print(f'EVALUATION BATCH ({nbt} examples of the valid split, no dropout; median over {args.steps} batches after '
           f'{N_WARMUP} warm-up; interleaved)')
-    table(['variant', 's/batch', 'speed-up', 'CPU s', 's/batch 2nd', 'speed-up', 'CPU s', '1st batch s',
+    table(['variant', 's/batch', 'vs orig', 'CPU s', 's/batch 2nd', 'vs orig', 'CPU s', '1st batch s',
            'max|dclf_logits|'], rows)
+    print(f"{ORIGINAL}: the original's mgpu_predict graph, fetching the logits and the mean classifier loss as "
+          "its evaluation did.")
     print(f'padded: transform_roc arrays ({nbt} x 2 sequences of n_ctx {n_ctx}); packed: pack_roc arrays (one '
           f'sequence per example, cut to the batch\'s longest, to a multiple of 8 for xla).')
-    print("max|dclf_logits| over all the batches scored, against the padded non-XLA evaluation. 's/batch 2nd': "
+    print("max|dclf_logits| over all the batches scored, against the original graph. 's/batch 2nd': "
           "the same batches again.")
-    if isinstance(eref, dict):
+    if eref:
         lg = eref['logits']
         print(f"Scale: the reference logits have max |clf_logits| {np.max(np.abs(lg)):.3e} and max |logit 1 - logit 2| "
               f"{np.max(np.abs(lg[:, 0] - lg[:, 1])):.3e}.")
@@ -829,7 +1011,8 @@ def bench(args, tmp):
           "own). Training holds")
     print(f"one dropout model and one Adam per variant ({n_params / 1e6:.1f}M parameters: {n_params * 4 / 1e9:.2f} GB "
           f"a model, {n_params * 8 / 1e9:.2f} GB an Adam) plus the initial arrays;")
-    print("the checks a dropout-off model and the baseline's parameters after one update. Load average: "
+    print("the original graph holds its own copy and Adam; the checks a dropout-off model and the original's "
+          "parameters after one update. Load average: "
           f"os.getloadavg() on {os.cpu_count()} CPUs.")
     print()
     print(f'total time {time.perf_counter() - t_start:.0f} s')

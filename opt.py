@@ -51,13 +51,14 @@ class Adam(tf.Module):
         lrt = self.lr * tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
         return lrt * self.schedule(t / self.t_total)
 
-    def apply(self, grads):
-        """One update of every parameter from its (replica-averaged) gradient; returns the lrt used.
+    def apply(self, grads, norm=None):
+        """One update of every parameter from its (replica-averaged) gradient; returns the lrt used. norm: the
+        gradient's global norm, tf.linalg.global_norm(grads), when the caller has it (computed here otherwise).
         Called in cross-replica context, it updates every replica's copy."""
         t = self.t.assign_add(1.)  # the schedule sees the counter after the increment, as the original's graph
         grads = [tf.convert_to_tensor(g) for g in grads]  # the embedding's gradient is dense, as the original's
         if self.max_grad_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=norm)
         lrt = self.learning_rate(t)
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             l2 = self.l2 if len(p.shape) > 1 or self.vector_l2 else 0.  # decay matrices, vectors on request

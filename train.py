@@ -147,12 +147,14 @@ def make_train_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=
         grads = [strategy.reduce(tf.distribute.ReduceOp.MEAN, g, axis=None) for g in grads]
         cost = strategy.reduce(tf.distribute.ReduceOp.MEAN, cost, axis=None)
         if loss_scale is None:
-            return cost, opt.apply(grads), tf.linalg.global_norm(grads)
+            norm = tf.linalg.global_norm(grads)  # once: logged, and the clipping's
+            return cost, opt.apply(grads, norm), norm
         grads = [g / loss_scale.scale for g in grads]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        lrt = tf.cond(finite, lambda: opt.apply(grads), opt.skip)
+        norm = tf.linalg.global_norm(grads)
+        lrt = tf.cond(finite, lambda: opt.apply(grads, norm), opt.skip)
         loss_scale.update(finite)
-        return cost, lrt, tf.linalg.global_norm(grads)
+        return cost, lrt, norm
 
     return train_step
 

@@ -55,7 +55,7 @@ MUTATIONS = [
      ['tests/test_opt.py']),
     ('Adam schedule counter before the increment', 'opt.py', 'lrt = self.learning_rate(t)', 'lrt = self.learning_rate(t - 1)',
      ['tests/test_opt.py']),
-    ('Adam clipping per tensor', 'opt.py', 'grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)',
+    ('Adam clipping per tensor', 'opt.py', 'grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm, use_norm=norm)',
      'grads = [tf.clip_by_norm(g, self.max_grad_norm) for g in grads]', ['tests/test_opt.py']),
     # --- layers: the data
     ('data split seed', 'datasets.py', 'SPLIT_SEED = 3535999445', 'SPLIT_SEED = 3535999444', ['tests/test_datasets.py']),
