@@ -131,7 +131,7 @@ MUTATIONS = [
      'else logits.shape[1] - 1 - np.argmax(logits[:, ::-1], 1)', [RUN_LEVEL, '-k', 'accuracy']),
     ('--analysis reports the last evaluation', 'analysis.py',
      'best = evaluations[int(np.argmax([e[first] for e in evaluations]))]', 'best = evaluations[-1]',
-     [RUN_LEVEL, '-k', 'the_submission_and_the_analysis']),
+     ['tests/test_analysis.py', '-k', 'report']),
     ('analysis reads the last evaluation', 'analysis.py',
      "valid_accuracy = logs[int(np.argmax([log['va_acc'] for log in logs]))]['va_acc']",
      "valid_accuracy = logs[-1]['va_acc']", ['tests/test_analysis.py', RUN_LEVEL, '-k', 'analysis or accuracy']),

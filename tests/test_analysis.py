@@ -7,6 +7,7 @@ import pytest
 
 import analysis
 from datasets import ROC_TEST, rocstories_csv
+from tasks import TASKS
 from tests.fixtures import write_rocstories
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -125,3 +126,23 @@ def test_incomplete_command_lines_are_refused(argv, capsys):
         analysis.main(argv)
     assert exit_info.value.code == 2
     assert 'error:' in capsys.readouterr().err
+
+
+def test_report_prints_the_first_best_evaluations_metrics_then_the_other_splits(tmp_path, capsys):
+    path = tmp_path / 'mrpc.jsonl'
+    records = [{'desc': 'mrpc', 'dataset': 'mrpc'}] + [
+        {'n_updates': k, 'tr_cost': 1., 'va_cost': 1., 'tr_F1': 0., 'va_F1': f1, 'tr_acc': 0., 'va_acc': acc}
+        for k, (f1, acc) in enumerate([(70., 60.), (81.25, 71.), (81.25, 75.), (80., 90.)], start=1)]
+    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+    lines = analysis.report(TASKS['mrpc'], str(path), {'test': {'F1': 66.666, 'acc': 50.}})
+    # the best by F1, the first of equal ones: neither the last evaluation nor the best accuracy
+    assert lines == {'MRPC Dev F1': 81.25, 'MRPC Dev Accuracy': 71., 'MRPC Test F1': 66.666,
+                     'MRPC Test Accuracy': 50.}
+    assert capsys.readouterr().out.splitlines() == ['MRPC Dev F1:        81.25', 'MRPC Dev Accuracy:  71.00',
+                                                    'MRPC Test F1:       66.67', 'MRPC Test Accuracy: 50.00']
+
+
+def test_report_gives_rocstories_the_originals_two_lines(submission, capsys):
+    analysis.report(TASKS['rocstories'], submission[2], {'test': {'acc': 75.}})
+    assert capsys.readouterr().out.splitlines() == ['ROCStories Valid Accuracy: 75.50',
+                                                    'ROCStories Test Accuracy:  75.00']
