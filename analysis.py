@@ -12,23 +12,19 @@ import numpy as np
 import pandas as pd
 
 from datasets import ROC_TEST, rocstories_csv
+from tasks import TASKS
 from utils import InputError, atomic_write, exit_on_input_error
 
 COSTS = ('cost', 'tr_cost', 'va_cost')  # the first panel; the second: the task's first metric (tr_acc, va_acc, ...)
 
 
 def rocstories(data_dir, pred_path, log_path):
-    """Print the va_acc of the first best evaluation in `log_path` and the accuracy of `pred_path` on the test
-    labels; return both (percent)."""
+    """Print (report) the va_acc of the first best evaluation in `log_path` and the accuracy of the submission
+    `pred_path` on the test labels; return both (percent)."""
     preds = pd.read_csv(pred_path, delimiter='\t')['prediction'].values.tolist()
     _, _, _, labels = rocstories_csv(os.path.join(data_dir, ROC_TEST))
     test_accuracy = np.mean(np.array(labels) == np.array(preds)) * 100.
-    with open(log_path) as f:
-        logs = [json.loads(line) for line in f][1:]
-    valid_accuracy = logs[int(np.argmax([log['va_acc'] for log in logs]))]['va_acc']
-    print('ROCStories Valid Accuracy: %.2f' % valid_accuracy)
-    print('ROCStories Test Accuracy:  %.2f' % test_accuracy)
-    return valid_accuracy, test_accuracy
+    return tuple(report(TASKS['rocstories'], log_path, {'test': {'acc': test_accuracy}}).values())
 
 
 def report(task, log_path, scores):
