@@ -9,7 +9,7 @@ from utils import HelpFormatter, InputError, download_command
 # The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
 # takes seconds); the tests check that they are the keys of the tables in tasks.py, train.py, model.py and opt.py.
 # Each task's default --data_dir: the folder its publisher's archive unpacks to, in data/ (the original's data/
-# for ROCStories); the tests check it against tasks.TASKS.
+# for ROCStories); tasks.Task.data_dir reads it here.
 DATA_DIRS = {'rocstories': 'data/', 'sst2': 'data/SST-2', 'cola': 'data/CoLA', 'mnli': 'data/MNLI', 'qnli': 'data/QNLI',
              'rte': 'data/RTE', 'snli': 'data/snli_1.0', 'scitail': 'data/SciTailV1.1', 'mrpc': 'data/MRPC',
              'qqp': 'data/QQP', 'stsb': 'data/STS-B', 'race': 'data/RACE'}

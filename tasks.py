@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 import datasets
+import flags
 import metrics
 from datasets import Examples
 
@@ -38,14 +39,14 @@ class Task(NamedTuple):
     best parameters on `valid`; `evals` more labelled splits to report; `tests` the splits to predict,
     `test_labels` whether their labels are public (scored by --analysis); `submissions` split -> file name;
     `truncate` multiple choice's truncation rule, 'roc' or 'context' (the other shapes have one rule each);
-    `title` the task's name in the --analysis lines."""
+    `title` the task's name in the --analysis lines. Its default folder is flags.DATA_DIRS[name] (there, so that
+    --help answers before this module's imports)."""
     name: str
     load: object
     paths: object
     shape: str
     labels: tuple
     metrics: tuple
-    data_dir: str
     url: str
     paper: str
     train: str = 'train'
@@ -58,6 +59,10 @@ class Task(NamedTuple):
     n_choices: int = 0
     n_context: int = 0
     title: str = None
+
+    @property
+    def data_dir(self):
+        return flags.DATA_DIRS[self.name]
 
     @property
     def n_seq(self):
@@ -88,11 +93,10 @@ def rocstories_splits(data_dir):
 
 
 def glue(name, folder, labels, metric, paper, submission, shape='entailment', max_skipped=0.0, **kwargs):
-    """A GLUE task's entry: its files in data/<folder>, test labels private, the submission GLUE scores."""
+    """A GLUE task's entry: its files in <folder> as unpacked, test labels private, the submission GLUE scores."""
     load, paths = datasets.tsv_task(datasets.GLUE_FILES[name], labels, datasets.GLUE_URL, max_skipped)
     kwargs.setdefault('submissions', {'test': submission})
-    return Task(name, load, paths, shape, labels, metric, f'data/{folder}', datasets.GLUE_URL, paper, title=folder,
-                **kwargs)
+    return Task(name, load, paths, shape, labels, metric, datasets.GLUE_URL, paper, title=folder, **kwargs)
 
 
 BINARY = ('0', '1')
@@ -104,7 +108,7 @@ scitail_load, scitail_paths = datasets.tsv_task(datasets.SCITAIL_FILES, ('entail
 
 TASKS = {task.name: task for task in [
     # The labels are the choices' indices: the original's submission writes the index of the chosen ending.
-    Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('0', '1'), ACC, 'data/',
+    Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('0', '1'), ACC,
          datasets.ROC_URL, '86.5 (test acc)', valid='valid', test_labels=True,
          submissions={'test': 'ROCStories.tsv'}, truncate='roc', n_choices=2, n_context=1, title='ROCStories'),
     glue('sst2', 'SST-2', BINARY, ACC, '91.3 (test acc)', 'SST-2.tsv', shape='classification'),
@@ -116,9 +120,9 @@ TASKS = {task.name: task for task in [
          submissions={'test_matched': 'MNLI-m.tsv', 'test_mismatched': 'MNLI-mm.tsv'}),
     glue('qnli', 'QNLI', NLI2, ACC, '88.1 (test acc)', 'QNLI.tsv'),
     glue('rte', 'RTE', NLI2, ACC, '56.0 (test acc)', 'RTE.tsv'),
-    Task('snli', datasets.snli, datasets.snli_paths, 'entailment', NLI3, ACC, 'data/snli_1.0', datasets.SNLI_URL,
+    Task('snli', datasets.snli, datasets.snli_paths, 'entailment', NLI3, ACC, datasets.SNLI_URL,
          '89.9 (test acc)', test_labels=True, submissions={'test': 'SNLI.tsv'}, title='SNLI'),
-    Task('scitail', scitail_load, scitail_paths, 'entailment', ('entails', 'neutral'), ACC, 'data/SciTailV1.1',
+    Task('scitail', scitail_load, scitail_paths, 'entailment', ('entails', 'neutral'), ACC,
          datasets.SCITAIL_URL, '88.3 (test acc)', test_labels=True, submissions={'test': 'SciTail.tsv'},
          title='SciTail'),
     glue('mrpc', 'MRPC', BINARY, F1_ACC, '82.3 (test F1)', 'MRPC.tsv', shape='similarity'),
@@ -129,7 +133,7 @@ TASKS = {task.name: task for task in [
          '82.0 (test Pearson)', 'STS-B.tsv', shape='similarity'),
     Task('race', datasets.race, datasets.race_paths, 'multiple_choice', ('A', 'B', 'C', 'D'),
          (Metric('all', metrics.accuracy), Metric('RACE-m', metrics.accuracy, 'middle', 'RACE-m Accuracy'),
-          Metric('RACE-h', metrics.accuracy, 'high', 'RACE-h Accuracy')), 'data/RACE', datasets.RACE_URL,
+          Metric('RACE-h', metrics.accuracy, 'high', 'RACE-h Accuracy')), datasets.RACE_URL,
          '62.9 / 57.4 / 59.0 (test acc, RACE-m / RACE-h / all)', test_labels=True, submissions={'test': 'RACE.tsv'},
          truncate='context', n_choices=4, n_context=2, title='RACE'),
 ]}

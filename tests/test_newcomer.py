@@ -88,6 +88,8 @@ def test_every_flag_has_a_help_line_and_its_default(capsys, monkeypatch):
 def test_the_choices_are_the_keys_of_the_tables():
     assert flags.CHOICES['dataset'] == tuple(train.TASKS)
     assert flags.DATA_DIRS == {name: task.data_dir for name, task in train.TASKS.items()}
+    glue = [task for task in train.TASKS.values() if task.url == train.datasets.GLUE_URL]
+    assert len(glue) == 8 and all(task.data_dir == f'data/{task.title}' for task in glue)  # GLUE's folder names
     assert set(flags.CHOICES['afn']) == set(model.act_fns)
     assert set(flags.CHOICES['lr_schedule']) == set(opt.schedules)
     assert set(flags.CHOICES['opt']) == set(train.opts)
