@@ -30,6 +30,15 @@ def source(split, texts_of):
     return (texts_of or {}).get(split, split)
 
 
+def replace_line(path, n, change):
+    """Line n (1-based) of a text file replaced by change(line), its line end kept: a damaged file for a test."""
+    with open(path, encoding='utf-8', newline='') as f:
+        lines = f.read().split('\n')
+    lines[n - 1] = change(lines[n - 1])
+    with open(path, 'w', encoding='utf-8', newline='') as f:
+        f.write('\n'.join(lines))
+
+
 def sentence(k, split, label=None):
     """A distinct sentence; every third holds literal double quotes, as GLUE's text does."""
     quote = ' he said " no " .' if k % 3 == 0 else ' .'

@@ -376,15 +376,6 @@ def test_best_params_are_the_evaluated_ones_when_the_metric_is_never_above_zero(
 
 # ---------------------------------------------------------------------------------------------------- bad input
 
-def replace_line(path, n, change):
-    """Line n (1-based) of a text file replaced by change(line), its line end kept."""
-    with open(path, encoding='utf-8', newline='') as f:
-        lines = f.read().split('\n')
-    lines[n - 1] = change(lines[n - 1])
-    with open(path, 'w', encoding='utf-8', newline='') as f:
-        f.write('\n'.join(lines))
-
-
 def other_tasks_folder(data, other):
     """--data_dir: the folder of another task."""
     task_files.WRITERS[other](str(data / TITLES[other]))
@@ -394,7 +385,7 @@ def other_tasks_folder(data, other):
 def damaged(data, name, file, line, change):
     """--data_dir: the task's folder with line `line` of `file` changed."""
     task_files.WRITERS[name](str(data / TITLES[name]))
-    replace_line(data / TITLES[name] / file, line, change)
+    task_files.replace_line(data / TITLES[name] / file, line, change)
     return data / TITLES[name]
 
 

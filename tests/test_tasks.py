@@ -102,7 +102,7 @@ def test_qqp_with_many_malformed_rows_is_an_input_error(tmp_path):
 def test_qqp_test_rows_are_never_skipped(tmp_path):
     folder = tmp_path / 'qqp'
     task_files.qqp(str(folder), n=6000)
-    rewrite_line(folder / 'test.tsv', 5, lambda line: line.replace('\t', ' ', 1))
+    task_files.replace_line(folder / 'test.tsv', 5, lambda line: line.replace('\t', ' ', 1))
     msg = error('qqp', folder)
     assert 'QQP/test.tsv'.lower() in msg.lower() and line_named(msg, 5) and 'expected 3' in msg, msg
 
@@ -110,7 +110,7 @@ def test_qqp_test_rows_are_never_skipped(tmp_path):
 def test_a_carriage_return_inside_a_field_stays_text(tmp_path):
     folder = tmp_path / 'RTE'
     task_files.rte(str(folder))
-    rewrite_line(folder / 'dev.tsv', 2, lambda line: line.replace('dev sentence', 'dev\rsentence', 1))
+    task_files.replace_line(folder / 'dev.tsv', 2, lambda line: line.replace('dev sentence', 'dev\rsentence', 1))
     dev = TASKS['rte'].load(str(folder))['dev']
     assert dev.texts[0][0] == task_files.sentence(0, 'dev-a').replace('dev sentence', 'dev\rsentence')
     assert len(dev.ids) == 6
@@ -460,14 +460,6 @@ def test_another_tasks_file_is_an_error_naming_file_and_header(tmp_path):
     assert 'CoLA/dev.tsv' in msg and line_named(msg, 1) and 'expected 4' in msg, msg
 
 
-def rewrite_line(path, n, fn):
-    with open(path, encoding='utf-8', newline='') as f:
-        text = f.read().split('\n')
-    text[n - 1] = fn(text[n - 1])
-    with open(path, 'w', encoding='utf-8', newline='') as f:
-        f.write('\n'.join(text))
-
-
 @pytest.mark.parametrize('name, file, change, expected', [
     ('mnli', 'dev_matched.tsv', lambda l: l.rsplit('\t', 1)[0], 'expected 16'),  # a missing column
     ('rte', 'train.tsv', lambda l: l + '\textra', 'expected 4'),
@@ -487,7 +479,7 @@ def test_bad_rows_are_an_error_naming_file_line_and_expectation(tmp_path, name, 
     line = 2 if name == 'scitail' else 3
     if name == 'snli' and 'train' in file:
         line = 2  # the second pair is neutral
-    rewrite_line(folder / file, line, change)
+    task_files.replace_line(folder / file, line, change)
     msg = error(name, folder)
     assert file in msg and line_named(msg, line) and expected in msg, msg
 
