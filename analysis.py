@@ -24,15 +24,15 @@ def rocstories(data_dir, pred_path, log_path):
     preds = pd.read_csv(pred_path, delimiter='\t')['prediction'].values.tolist()
     _, _, _, labels = rocstories_csv(os.path.join(data_dir, ROC_TEST))
     test_accuracy = np.mean(np.array(labels) == np.array(preds)) * 100.
-    return tuple(report(TASKS['rocstories'], log_path, {'test': {'acc': test_accuracy}}).values())
+    return tuple(report(TASKS['rocstories'], read_log(log_path)[1], {'test': {'acc': test_accuracy}}).values())
 
 
-def report(task, log_path, scores):
+def report(task, evaluations, scores):
     """Print the paper's metrics of a run in the paper's units (percent), one aligned line each, and return them
-    ({line's label: value}): the valid split's from the best evaluation in `log_path` (by the task's first metric,
-    the first of equal ones, as the original picks its best parameters), then each split of `scores` ({split:
-    {metric name: value}}: the other dev sets, the test sets whose labels are public)."""
-    _, evaluations = read_log(log_path)
+    ({line's label: value}): the valid split's from the best of the run's `evaluations` (its log's evaluation
+    lines; by the task's first metric, the first of equal ones, as the original picks its best parameters), then
+    each split of `scores` ({split: {metric name: value}}: the other dev sets, the test sets whose labels are
+    public)."""
     first = 'va_' + task.metrics[0].name
     best = evaluations[int(np.argmax([e[first] for e in evaluations]))]
     rows = [(task.valid, {m.name: best['va_' + m.name] for m in task.metrics})] + list(scores.items())

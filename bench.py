@@ -48,11 +48,12 @@ import tasks  # noqa: E402
 import train  # noqa: E402
 from datasets import context_length, pack_roc, rocstories, transform_roc  # noqa: E402
 from bench_original import OriginalGraph  # noqa: E402
-from model import LAYER_PARAMS, Head, Model, dropout, load_openai_params, transfer  # noqa: E402
+from model import Head, Model, dropout  # noqa: E402
 from opt import Adam, LossScale, warmup_linear  # noqa: E402
 from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories  # noqa: E402
 from text_utils import TextEncoder  # noqa: E402
 from utils import encode_dataset  # noqa: E402
+from weights import LAYER_PARAMS, load_openai_params, transfer  # noqa: E402
 
 N_SPECIAL = 3
 N_WARMUP = 2

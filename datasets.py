@@ -1,5 +1,5 @@
-"""ROCStories / Story Cloze Test 2016: reading, the original's train/valid split, and the model's input arrays; then
-the readers of the paper's other tasks' files (GLUE, SNLI, SciTail, RACE) as their publishers distribute them."""
+"""The readers of the paper's tasks' files as their publishers distribute them: ROCStories / Story Cloze Test 2016
+(with the original's train/valid split), GLUE, SNLI, SciTail, RACE. inputs.py makes the model's inputs of them."""
 import csv
 import io
 import json
@@ -77,68 +77,19 @@ def rocstories_paths(data_dir):
 
 def rocstories(data_dir, n_train=1497, n_valid=374):
     """The original's split of the val CSV (n_valid examples for validation, the rest, n_train on the real file,
-    for training) and the test CSV.
-    Returns (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3); X* lists of str, Y int32."""
+    for training) and the test CSV with its labels (which only the analysis reads).
+    Returns (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3, teY); X* lists of str, Y int32."""
     val_path, test_path = rocstories_paths(data_dir)
     storys, comps1, comps2, ys = rocstories_csv(val_path)
     if len(ys) <= n_valid:
         raise InputError(f"{val_path}: {len(ys)} stories, but the split needs more than {n_valid}: {n_valid} for "
                          f"validation and the rest for training; use the whole file from {ROC_URL}")
-    teX1, teX2, teX3, _ = rocstories_csv(test_path)
+    teX1, teX2, teX3, teY = rocstories_csv(test_path)
     (trX1, vaX1, trX2, vaX2, trX3, vaX3, trY, vaY) = train_test_split(
         storys, comps1, comps2, ys, test_size=n_valid, random_state=SPLIT_SEED)
     trY = np.asarray(trY, dtype=np.int32)
     vaY = np.asarray(vaY, dtype=np.int32)
-    return (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3)
-
-
-def context_length(X1, X2, X3, max_len):
-    """3 + the longest story[:max_len] + longer ending[:max_len] over the examples (the start, delimiter and
-    classify tokens make the 3)."""
-    return 3 + max(len(x1[:max_len]) + max(len(x2[:max_len]), len(x3[:max_len])) for x1, x2, x3 in zip(X1, X2, X3))
-
-
-def transform_roc(X1, X2, X3, n_vocab, n_ctx, max_len):
-    """The model's inputs: X int32 (n, 2, n_ctx, 2), token ids in [..., 0] (0-padded) and position ids
-    n_vocab + 3 + t in [..., 1]; M float32 (n, 2, n_ctx), 1 on real tokens. Special ids: _start_ = n_vocab,
-    _delimiter_ = n_vocab + 1, _classify_ = n_vocab + 2."""
-    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
-    xmb = np.zeros((len(X1), 2, n_ctx, 2), dtype=np.int32)
-    mmb = np.zeros((len(X1), 2, n_ctx), dtype=np.float32)
-    for i, (x1, x2, x3) in enumerate(zip(X1, X2, X3)):
-        x12 = [start] + x1[:max_len] + [delimiter] + x2[:max_len] + [clf_token]
-        x13 = [start] + x1[:max_len] + [delimiter] + x3[:max_len] + [clf_token]
-        xmb[i, 0, :len(x12), 0] = x12
-        xmb[i, 1, :len(x13), 0] = x13
-        mmb[i, 0, :len(x12)] = 1
-        mmb[i, 1, :len(x13)] = 1
-    xmb[:, :, :, 1] = np.arange(n_vocab + 3, n_vocab + 3 + n_ctx)
-    return xmb, mmb
-
-
-def pack_roc(X1, X2, X3, n_vocab, max_len):
-    """Both choices of each example in one sequence for evaluation (Model.score_packed):
-    [_start_] story [_delimiter_] ending1 [_classify_] ending2 [_classify_], ending2's positions restarting
-    where ending1's began. Returns X int32 (n, T, 2), seg int32 (n, T) (0 story, 1 and 2 the endings, 3 padding)
-    and clf_idx int32 (n, 2), T the longest packed example."""
-    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
-    rows = []
-    for x1, x2, x3 in zip(X1, X2, X3):
-        prefix = [start] + x1[:max_len] + [delimiter]
-        e1, e2 = x2[:max_len] + [clf_token], x3[:max_len] + [clf_token]
-        positions = list(range(len(prefix) + len(e1))) + list(range(len(prefix), len(prefix) + len(e2)))
-        rows.append((prefix + e1 + e2, positions, [0] * len(prefix) + [1] * len(e1) + [2] * len(e2)))
-    T = max(len(tokens) for tokens, _, _ in rows)
-    X = np.zeros((len(rows), T, 2), dtype=np.int32)
-    seg = np.full((len(rows), T), 3, dtype=np.int32)
-    clf_idx = np.zeros((len(rows), 2), dtype=np.int32)
-    for i, (tokens, positions, segments) in enumerate(rows):
-        X[i, :len(tokens), 0] = tokens
-        X[i, :len(tokens), 1] = n_vocab + 3 + np.array(positions)
-        seg[i, :len(tokens)] = segments
-        clf_idx[i] = [segments.index(2) - 1, len(tokens) - 1]
-    X[:, :, 1] = np.where(seg == 3, n_vocab + 3, X[:, :, 1])
-    return X, seg, clf_idx
+    return (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3, np.asarray(teY, dtype=np.int32))
 
 
 # ------------------------------------------------------------ the paper's other tasks, as their publishers ship them

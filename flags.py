@@ -21,91 +21,110 @@ RESUMABLE_CHANGES = ('resume', 'save_every', 'analysis', 'log_dir', 'save_dir', 
                      'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
 
 
-def parse_args(argv=None, description=None):
-    """The original's flags, names and defaults, then the port's own (from --model_dir on; train.py's docstring lists
-    them); `description` heads --help."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
-    parser.add_argument('--desc', type=str, help="name of the run's log and save folder (default: the dataset)")
-    parser.add_argument('--dataset', type=str, default='rocstories', help=choices_help('dataset'))
-    parser.add_argument('--log_dir', type=str, default='log/', help='the jsonl log and TensorBoard events go here')
-    parser.add_argument('--save_dir', type=str, default='save/', help='best parameters and checkpoints go here')
-    parser.add_argument('--data_dir', type=str,
-                        help="the task's files as their publisher unpacks them (default: data/ for rocstories, the two "
-                             "Story Cloze CSVs; data/<the publisher's folder> for the others, see README.md)")
-    parser.add_argument('--submission_dir', type=str, default='submission/',
-                        help="the test set's predictions and probabilities go here")
-    parser.add_argument('--submit', action='store_true', help='save the best parameters and predict the test set')
-    parser.add_argument('--analysis', action='store_true',
-                        help="with --submit: print the paper's metrics on the dev sets, and on the test set where its "
-                             "labels are public")
-    parser.add_argument('--seed', type=int, default=42,
-                        help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
-                             'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
-                             'update number and its tower')
-    parser.add_argument('--n_iter', type=int, default=3, help='epochs')
-    parser.add_argument('--n_batch', type=int, default=8, help='examples per tower (see --n_gpu)')
-    parser.add_argument('--max_grad_norm', type=int, default=1, help="clip the gradient's global norm to this")
-    parser.add_argument('--lr', type=float, default=6.25e-5, help='peak learning rate')
-    parser.add_argument('--lr_warmup', type=float, default=0.002, help='fraction of the updates spent warming up')
-    parser.add_argument('--n_ctx', type=int, default=512, help='longest context (cut to the longest example)')
-    parser.add_argument('--n_embd', type=int, default=768, help='width of the model')
-    parser.add_argument('--n_head', type=int, default=12, help='attention heads')
-    parser.add_argument('--n_layer', type=int, default=12, help='blocks')
-    parser.add_argument('--embd_pdrop', type=float, default=0.1, help='dropout on the embeddings')
-    parser.add_argument('--attn_pdrop', type=float, default=0.1, help='dropout on the attention weights')
-    parser.add_argument('--resid_pdrop', type=float, default=0.1, help='dropout on the residual branches')
-    parser.add_argument('--clf_pdrop', type=float, default=0.1, help="dropout before the classifier")
-    parser.add_argument('--l2', type=float, default=0.01, help='decoupled weight decay')
-    parser.add_argument('--vector_l2', action='store_true', help='decay the vectors (biases, gains) too')
-    parser.add_argument('--n_gpu', type=int, default=4,
-                        help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
-                             "with its own dropout masks, whatever the number of devices (one machine uses the "
-                             "largest count of its GPUs that divides n_gpu)")
-    parser.add_argument('--opt', type=str, default='adam', help=choices_help('opt'))
-    parser.add_argument('--afn', type=str, default='gelu', help='activation of the MLPs: ' + choices_help('afn'))
-    parser.add_argument('--lr_schedule', type=str, default='warmup_linear', help=choices_help('lr_schedule'))
-    parser.add_argument('--encoder_path', type=str,
-                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
-    parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
-    parser.add_argument('--n_transfer', type=int, default=12, help='pretrained layers to load; -1 loads nothing')
-    parser.add_argument('--lm_coef', type=float, default=0.5, help='weight of the LM loss in the training loss')
-    parser.add_argument('--b1', type=float, default=0.9, help="Adam's beta1")
-    parser.add_argument('--b2', type=float, default=0.999, help="Adam's beta2")
-    parser.add_argument('--e', type=float, default=1e-8, help="Adam's epsilon")
-    parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
-    parser.add_argument('--padded', action='store_true',
-                        help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
-                             "both choices of an example scored separately, every op and the Adam update op by op; "
-                             "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
-                             "have other shapes (padded vs trimmed): the same distribution, not the same values")
-    parser.add_argument('--xla', action='store_true', help='compile the train and evaluation steps with XLA')
-    parser.add_argument('--precision', type=str, default='fp32',
-                        help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '
-                             'in the 16-bit type, loss scaling for fp16), mainly for GPUs; changes the rounding')
-    parser.add_argument('--deterministic', action='store_true',
-                        help='deterministic ops: two runs with the same seed give bit-identical results')
-    parser.add_argument('--accum_steps', type=int, default=1,
-                        help="split each tower of n_batch examples into this many parts, accumulating gradients: "
-                             "the same update with dropout off, but each part draws its own dropout masks "
-                             "(ACCUM_STEPS times the original's masks)")
-    parser.add_argument('--save_every', type=int, default=0,
-                        help='checkpoint every N updates and at the end of each epoch (0: never)')
-    parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint of this --desc')
-    parser.add_argument('--restore', type=str, help='start from the parameters in this best_params.jl')
-    parser.add_argument('--cache_dir', type=str, default='cache/',
-                        help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)")
-    parser.add_argument('--eval_only', action='store_true',
-                        help='no training: score the valid set and predict the test set (with --restore)')
-    args = parser.parse_args(argv)
-    args.desc = args.desc or args.dataset
-    args.data_dir = args.data_dir or DATA_DIRS.get(args.dataset)
+def choices_help(flag):
+    return 'one of ' + ', '.join(CHOICES[flag])
+
+
+# train.py's flags, in the original's order (its log's first line keeps it), then the port's own (from model_dir on;
+# train.py's docstring lists them): name -> argparse's keywords. The other programs declare the flags they share
+# with train.py from here (add_flags), so that a flag has one name, meaning and default everywhere.
+FLAGS = {
+    'desc': dict(type=str, help="name of the run's log and save folder (default: the dataset)"),
+    'dataset': dict(type=str, default='rocstories', help=choices_help('dataset')),
+    'log_dir': dict(type=str, default='log/', help='the jsonl log and TensorBoard events go here'),
+    'save_dir': dict(type=str, default='save/', help='best parameters and checkpoints go here'),
+    'data_dir': dict(type=str,
+        help="the task's files as their publisher unpacks them (default: data/ for rocstories, the two "
+             "Story Cloze CSVs; data/<the publisher's folder> for the others, see README.md)"),
+    'submission_dir': dict(type=str, default='submission/',
+        help="the test set's predictions and probabilities go here"),
+    'submit': dict(action='store_true', help='save the best parameters and predict the test set'),
+    'analysis': dict(action='store_true',
+        help="with --submit: print the paper's metrics on the dev sets, and on the test set where its "
+             "labels are public"),
+    'seed': dict(type=int, default=42,
+        help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
+             'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
+             'update number and its tower'),
+    'n_iter': dict(type=int, default=3, help='epochs'),
+    'n_batch': dict(type=int, default=8, help='examples per tower (see --n_gpu)'),
+    'max_grad_norm': dict(type=int, default=1, help="clip the gradient's global norm to this"),
+    'lr': dict(type=float, default=6.25e-5, help='peak learning rate'),
+    'lr_warmup': dict(type=float, default=0.002, help='fraction of the updates spent warming up'),
+    'n_ctx': dict(type=int, default=512, help='longest context (cut to the longest example)'),
+    'n_embd': dict(type=int, default=768, help='width of the model'),
+    'n_head': dict(type=int, default=12, help='attention heads'),
+    'n_layer': dict(type=int, default=12, help='blocks'),
+    'embd_pdrop': dict(type=float, default=0.1, help='dropout on the embeddings'),
+    'attn_pdrop': dict(type=float, default=0.1, help='dropout on the attention weights'),
+    'resid_pdrop': dict(type=float, default=0.1, help='dropout on the residual branches'),
+    'clf_pdrop': dict(type=float, default=0.1, help="dropout before the classifier"),
+    'l2': dict(type=float, default=0.01, help='decoupled weight decay'),
+    'vector_l2': dict(action='store_true', help='decay the vectors (biases, gains) too'),
+    'n_gpu': dict(type=int, default=4,
+        help="the original's towers: the global batch is n_batch * n_gpu, each tower of n_batch "
+             "with its own dropout masks, whatever the number of devices (one machine uses the "
+             "largest count of its GPUs that divides n_gpu)"),
+    'opt': dict(type=str, default='adam', help=choices_help('opt')),
+    'afn': dict(type=str, default='gelu', help='activation of the MLPs: ' + choices_help('afn')),
+    'lr_schedule': dict(type=str, default='warmup_linear', help=choices_help('lr_schedule')),
+    'encoder_path': dict(type=str,
+        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)'),
+    'bpe_path': dict(type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)'),
+    'n_transfer': dict(type=int, default=12, help='pretrained layers to load; -1 loads nothing'),
+    'lm_coef': dict(type=float, default=0.5, help='weight of the LM loss in the training loss'),
+    'b1': dict(type=float, default=0.9, help="Adam's beta1"),
+    'b2': dict(type=float, default=0.999, help="Adam's beta2"),
+    'e': dict(type=float, default=1e-8, help="Adam's epsilon"),
+    'model_dir': dict(type=str, default='model/', help='pretrained weights and BPE files'),
+    'padded': dict(action='store_true',
+        help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
+             "both choices of an example scored separately, every op and the Adam update op by op; "
+             "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
+             "have other shapes (padded vs trimmed): the same distribution, not the same values"),
+    'xla': dict(action='store_true', help='compile the train and evaluation steps with XLA'),
+    'precision': dict(type=str, default='fp32',
+        help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '
+        'in the 16-bit type, loss scaling for fp16), mainly for GPUs; changes the rounding'),
+    'deterministic': dict(action='store_true',
+        help='deterministic ops: two runs with the same seed give bit-identical results'),
+    'accum_steps': dict(type=int, default=1,
+        help="split each tower of n_batch examples into this many parts, accumulating gradients: "
+             "the same update with dropout off, but each part draws its own dropout masks "
+             "(ACCUM_STEPS times the original's masks)"),
+    'save_every': dict(type=int, default=0,
+        help='checkpoint every N updates and at the end of each epoch (0: never)'),
+    'resume': dict(action='store_true', help='continue from the last checkpoint of this --desc'),
+    'restore': dict(type=str, help='start from the parameters in this best_params.jl'),
+    'cache_dir': dict(type=str, default='cache/',
+        help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)"),
+    'eval_only': dict(action='store_true',
+        help='no training: score the valid set and predict the test set (with --restore)'),
+}
+
+
+def add_flags(parser, names, **changes):
+    """Declare the flags `names` of FLAGS on `parser`; changes: {name: keywords that replace FLAGS'} (another
+    default or help for that program)."""
+    for name in names:
+        parser.add_argument('--' + name, **{**FLAGS[name], **changes.get(name, {})})
+
+
+def bpe_paths(args):
+    """args with --encoder_path and --bpe_path defaulting to the BPE files in --model_dir."""
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
     args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
     return args
 
 
-def choices_help(flag):
-    return 'one of ' + ', '.join(CHOICES[flag])
+def parse_args(argv=None, description=None):
+    """train.py's flags (FLAGS) of the command line `argv`; `description` heads --help."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    add_flags(parser, FLAGS)
+    args = parser.parse_args(argv)
+    args.desc = args.desc or args.dataset
+    args.data_dir = args.data_dir or DATA_DIRS.get(args.dataset)
+    return bpe_paths(args)
 
 
 def check_args(args):

@@ -4,9 +4,10 @@
     python generate.py --restore save/rocstories/best_params.jl --prompt "The cat sat on the mat."
 
 The LM head is h . we^T over every row of `we` (SPEC.md, "Model"); here the distribution over text is the
-softmax over the n_vocab token rows only: the special rows (`_start_`, `_delimiter_`, `_classify_`) and the
-position rows are never sampled nor counted. As in fine-tuning, every sequence begins with `_start_` (a fresh
-random row, drawn from numpy's generator seeded with --seed) and position t has id n_vocab + 3 + t.
+softmax over the n_vocab token rows only (Model.lm_logprobs): the special rows (`_start_`, `_delimiter_`,
+`_classify_`) and the position rows are never sampled nor counted. As in fine-tuning, every sequence begins with
+`_start_` (a fresh random row, drawn from numpy's generator seeded with --seed) and position t has the id of
+position t (vocab.Vocab).
 
 Zero-shot: each ending is scored by the log-likelihood of its tokens given `_start_ + story` (no delimiter: the
 pretrained model never saw one); the prediction is the ending with the higher mean log-prob per ending token; the
@@ -18,6 +19,7 @@ import os
 import random
 import sys
 
+from flags import add_flags, bpe_paths
 from utils import HelpFormatter, download_command, tensorflow_start_up_hidden
 
 with tensorflow_start_up_hidden():
@@ -25,11 +27,11 @@ with tensorflow_start_up_hidden():
     import tensorflow as tf
 
 from datasets import ROC_TEST, rocstories, rocstories_csv
-from model import LAYER_PARAMS, Model, causal_mask, check_shapes, load_openai_params, load_params, transfer
+from model import Model
 from text_utils import TextEncoder
-from utils import InputError, exit_on_input_error, iter_data
-
-N_SPECIAL = 3
+from utils import InputError, batches_of, exit_on_input_error
+from vocab import N_SPECIAL, Vocab
+from weights import LAYER_PARAMS, check_shapes, load_openai_params, load_params, transfer
 
 
 def parse_args(argv=None):
@@ -40,26 +42,19 @@ def parse_args(argv=None):
     parser.add_argument('--n_tokens', type=int, default=40, help='tokens to generate (fewer if n_ctx is reached)')
     parser.add_argument('--temperature', type=float, default=1.0, help='0: greedy (argmax)')
     parser.add_argument('--top_k', type=int, default=40, help='sample among the k likeliest tokens; 0: all')
-    parser.add_argument('--seed', type=int, default=42, help='seeds the special rows and the sampling')
+    add_flags(parser, ['seed'], seed=dict(help='seeds the special rows and the sampling'))
     parser.add_argument('--data_dir', type=str, default='data/', help='the two Story Cloze CSVs')
     parser.add_argument('--split', type=str, default='valid', choices=['valid', 'test'],
                         help="valid: the 374 stories of train.py's split; test: the test file with its labels")
     parser.add_argument('--n_batch', type=int, default=32, help='zero-shot examples scored at a time')
-    parser.add_argument('--n_ctx', type=int, default=512, help='longest sequence (the pretrained model has 512)')
-    parser.add_argument('--n_embd', type=int, default=768, help='width of the pretrained model')
-    parser.add_argument('--n_head', type=int, default=12, help='attention heads')
-    parser.add_argument('--n_layer', type=int, default=12, help='blocks')
-    parser.add_argument('--model_dir', type=str, default='model/', help='pretrained weights and BPE files')
+    add_flags(parser, ['n_ctx', 'n_embd', 'n_head', 'n_layer', 'model_dir'],
+              n_ctx=dict(help='longest sequence (the pretrained model has 512)'),
+              n_embd=dict(help='width of the pretrained model'))
     parser.add_argument('--restore', type=str,
                         help="a fine-tuned model: train.py's best_params.jl (its n_ctx, n_embd and n_layer are the "
                              "file's) instead of the pretrained weights")
-    parser.add_argument('--encoder_path', type=str,
-                        help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)')
-    parser.add_argument('--bpe_path', type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)')
-    args = parser.parse_args(argv)
-    args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
-    args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
-    return args
+    add_flags(parser, ['encoder_path', 'bpe_path'])
+    return bpe_paths(parser.parse_args(argv))
 
 
 def check_args(args):
@@ -83,30 +78,23 @@ def check_args(args):
 
 
 def positions(model, T):
-    """Position ids (T,) of a sequence: n_vocab + n_special + t."""
-    return model.n_vocab + model.n_special + np.arange(T, dtype=np.int32)
+    """Position ids (T,) of a sequence."""
+    return Vocab(model.n_vocab).position(np.arange(T, dtype=np.int32))
 
 
-def lm_logits(model, X):
-    """LM logits (B, T, rows of we) of X int32 (B, T, 2), without dropout: h . we^T over every row of `we`
-    (tokens, specials, positions), as the LM loss sees them; row t predicts token t + 1."""
-    X = tf.convert_to_tensor(X, tf.int32)
-    h = model.transformer(X, model.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
-    return tf.einsum('btc,vc->btv', h, model.we)
-
-
-def make_next_logits(model, n_vocab):
-    """A tf.function: X int32 (B, T, 2) -> logits (B, n_vocab) of the token after the last, token rows only."""
+def make_next_logprobs(model, n_vocab):
+    """A tf.function: X int32 (B, T, 2) -> log-probabilities (B, n_vocab) of the token after the last, over the
+    token rows only."""
     @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.int32)])
-    def next_logits(X):
-        h = model.transformer(X, model.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
-        return tf.matmul(h[:, -1], model.we[:n_vocab], transpose_b=True)              # (B, n_vocab)
-    return next_logits
+    def next_logprobs(X):
+        B, T = tf.shape(X)[0], tf.shape(X)[1]
+        return model.lm_logprobs(X, at=tf.stack([tf.range(B), tf.fill([B], T - 1)], 1), n_rows=n_vocab)
+    return next_logprobs
 
 
 def pick(logits, temperature, top_k, rng):
-    """One id from logits (V,): argmax when temperature is 0, else a draw from softmax(logits / temperature)
-    restricted to the top_k likeliest (top_k 0: all)."""
+    """One id from logits (V,) (or log-probabilities: the same softmax): argmax when temperature is 0, else a draw
+    from softmax(logits / temperature) restricted to the top_k likeliest (top_k 0: all)."""
     if temperature == 0:
         return int(np.argmax(logits))
     logits = np.asarray(logits, np.float64) / temperature
@@ -122,13 +110,13 @@ def pick(logits, temperature, top_k, rng):
 def sample(model, tokens, n_tokens, n_vocab, temperature=1.0, top_k=40, seed=42):
     """Ids of up to n_tokens tokens continuing `tokens` (which should begin with `_start_`), one at a time, among
     the n_vocab token rows; it stops when the sequence fills the model's n_ctx positions."""
-    next_logits = make_next_logits(model, n_vocab)
+    next_logprobs = make_next_logprobs(model, n_vocab)
     rng = np.random.RandomState(seed)
     tokens = list(tokens)
     new = []
     for _ in range(max(0, min(n_tokens, model.n_ctx - len(tokens)))):
         X = np.stack([np.asarray(tokens, np.int32), positions(model, len(tokens))], -1)[None]   # (1, T, 2)
-        new.append(pick(next_logits(X)[0].numpy(), temperature, top_k, rng))
+        new.append(pick(next_logprobs(X)[0].numpy(), temperature, top_k, rng))
         tokens.append(new[-1])
     return new
 
@@ -147,10 +135,9 @@ def make_scorer(model, n_vocab):
     where W is 1."""
     @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.int32), tf.TensorSpec([None, None], tf.float32)])
     def score(X, W):
-        h = model.transformer(X, model.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
-        idx = tf.where(W[:, 1:] > 0)                                                   # (K, 2): row, t - 1
-        logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), model.we[:n_vocab], transpose_b=True)   # (K, n_vocab)
-        logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(X[:, 1:, 0], idx), logits=logits)
+        idx = tf.where(W[:, 1:] > 0)                                                  # (K, 2): row, t - 1
+        logp = model.lm_logprobs(X, at=tf.cast(idx, tf.int32), n_rows=n_vocab)         # (K, n_vocab)
+        logp = tf.gather(logp, tf.gather_nd(X[:, 1:, 0], idx), batch_dims=1)           # (K,) of the targets
         return tf.math.unsorted_segment_sum(logp * tf.gather_nd(W[:, 1:], idx), idx[:, 0], tf.shape(X)[0])
     return score
 
@@ -159,7 +146,7 @@ def ending_logprobs(model, stories, endings, n_vocab, max_len, n_batch=32):
     """Log-likelihood of each ending given `_start_ + story`: stories and endings lists of id lists, each cut to
     max_len. Returns float64 (n, 2): column 0 the total log-prob of the ending's tokens, column 1 the mean per
     ending token (0 for an empty ending)."""
-    start = n_vocab
+    start = Vocab(n_vocab).start
     seqs = [[start] + s[:max_len] + e[:max_len] for s, e in zip(stories, endings)]
     n_ending = np.array([len(e[:max_len]) for e in endings])
     if seqs and max(map(len, seqs)) > model.n_ctx:
@@ -167,7 +154,8 @@ def ending_logprobs(model, stories, endings, n_vocab, max_len, n_batch=32):
                          f"{model.n_ctx}: raise --n_ctx (at most 512) or cut them shorter")
     score = make_scorer(model, n_vocab)
     totals = []
-    for batch, counts in iter_data(seqs, n_ending, n_batch=n_batch):
+    for rows in batches_of(np.arange(len(seqs)), n_batch):
+        batch, counts = [seqs[i] for i in rows], n_ending[rows]
         T = max(map(len, batch))
         X = np.zeros((len(batch), T, 2), np.int32)
         W = np.zeros((len(batch), T), np.float32)
@@ -200,7 +188,7 @@ def zero_shot_accuracy(model, stories, endings1, endings2, labels, n_vocab, max_
 
 def pretrained_model(args, n_vocab):
     """Model(n_vocab, 3, n_ctx) holding the pretrained weights (every layer of --n_layer)."""
-    model = Model(n_vocab, N_SPECIAL, args.n_ctx, n_vocab + 2, n_embd=args.n_embd, n_head=args.n_head,
+    model = Model(n_vocab, N_SPECIAL, args.n_ctx, Vocab(n_vocab).classify, n_embd=args.n_embd, n_head=args.n_head,
                   n_layer=args.n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
     model.assign(transfer(load_openai_params(args.model_dir, args.n_ctx, N_SPECIAL), args.n_layer))
     return model
@@ -213,10 +201,10 @@ def finetuned_model(args, n_vocab):
     params = load_params(args.restore)
     we = params[0]
     n_layer, rest = divmod(len(params) - 3, len(LAYER_PARAMS))
-    if rest or n_layer < 1 or we.ndim != 2 or we.shape[0] <= n_vocab + N_SPECIAL:
+    if rest or n_layer < 1 or we.ndim != 2 or we.shape[0] <= Vocab(n_vocab).rows(0):
         raise InputError(f"{args.restore!r} holds {len(params)} arrays, the first of shape {we.shape}: not the "
                          f"parameters of a model with this vocabulary of {n_vocab} pieces (--encoder_path)")
-    model = Model(n_vocab, N_SPECIAL, we.shape[0] - n_vocab - N_SPECIAL, n_vocab + 2, n_embd=we.shape[1],
+    model = Model(n_vocab, N_SPECIAL, we.shape[0] - Vocab(n_vocab).rows(0), Vocab(n_vocab).classify, n_embd=we.shape[1],
                   n_head=args.n_head, n_layer=n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
     check_shapes(args.restore, params, [p.shape for p in model.params])
     model.assign(params)
@@ -248,7 +236,7 @@ def generate(args):
         print('ROCStories zero-shot %s Accuracy: %.2f (mean log-prob per ending token)' % (name, acc_mean))
         print('ROCStories zero-shot %s Accuracy: %.2f (total log-prob of the ending)' % (name, acc_total))
         return
-    tokens = [n_vocab] + text_encoder.encode([args.prompt], verbose=False)[0]
+    tokens = [Vocab(n_vocab).start] + text_encoder.encode([args.prompt], verbose=False)[0]
     if len(tokens) >= args.n_ctx and not args.restore:
         raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the --n_ctx "
                          f"{args.n_ctx} positions and leaves none to generate: shorten it or raise --n_ctx (at most 512)")

@@ -2,8 +2,7 @@
 held as (n, n_ctx) arrays), the input transformations of the paper's section 3.3, batches padded to their own
 longest sequence, and the exact packing of multiple choice for evaluation.
 
-Input transformations, with the special ids start = n_vocab, delimiter = n_vocab + 1, extract (_classify_) =
-n_vocab + 2:
+Input transformations, with the special tokens of vocab.Vocab (start, delim, extract = _classify_):
     classification   [start] text [extract]                                      1 sequence per example
     entailment       [start] premise [delim] hypothesis [extract]                1
     similarity       [start] a [delim] b [extract], [start] b [delim] a [extract] 2
@@ -24,12 +23,22 @@ How train.py uses it:
     X, M, Y = batch_inputs(task, split, rows, n_vocab, n_ctx_model, multiple)   # one batch of examples `rows`
     (with split.packed: X, seg, clf_idx, Y for Model.score_packed)
 """
+import hashlib
+import os
+import sys
 from typing import NamedTuple
 
+import ftfy
 import numpy as np
+import spacy
 from tqdm import tqdm
 
+import datasets
+import tasks
+import text_utils
 from datasets import Examples
+from utils import InputError, atomic_write, batches_of, round_up
+from vocab import Vocab
 
 
 # ----------------------------------------------------------------------------------------------- ragged token ids
@@ -100,6 +109,42 @@ def encode_examples(encoder, examples, desc, chunk=2048):
 def encode_splits(encoder, splits, name):
     """{split: Examples with Ragged fields} of a task's {split: Examples}."""
     return {split: encode_examples(encoder, examples, f'encoding {name} {split}') for split, examples in splits.items()}
+
+
+def encoded_dataset(args, task, text_encoder):
+    """The task's splits ({split: Examples}) with every text field encoded (a Ragged of token ids), and a function
+    that caches them (call it once every input is checked). They are read from --cache_dir when the data files,
+    the BPE files, the code that reads and encodes them and its libraries are those that wrote the cache; a cache
+    that cannot be read, or that does not fit the data, is encoded again (with a warning) and replaced."""
+    splits = task.load(args.data_dir)  # read and checked on every run: the cache holds only the encodings
+    n_vocab = len(text_encoder.encoder)
+    if not args.cache_dir:
+        return encode_splits(text_encoder, splits, task.name), lambda: None
+    digest = hashlib.sha256(f'{ftfy.__version__} {spacy.__version__}'.encode())
+    for path in task.paths(args.data_dir) + [args.encoder_path, args.bpe_path, text_utils.__file__,
+                                             datasets.__file__, tasks.__file__, __file__]:
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    cache_path = os.path.join(args.cache_dir, f'{task.name}-{digest.hexdigest()[:20]}.npz')
+    if os.path.isfile(cache_path):
+        try:
+            return load_encoded(cache_path, splits, n_vocab), lambda: None
+        except Exception as err:  # whatever a damaged file makes numpy raise: the cache is only a shortcut
+            print(f"warning: the cache {cache_path!r} is damaged ({type(err).__name__}: {err}): encoding the data "
+                  "set again", file=sys.stderr)
+    encoded = encode_splits(text_encoder, splits, task.name)
+    return encoded, lambda: save_cache(cache_path, encoded)
+
+
+def save_cache(path, splits):
+    """save_encoded, atomically; a failure (full disk, read-only folder) a warning: the cache only saves
+    time."""
+    try:
+        with atomic_write(path, 'wb') as f:
+            save_encoded(f, splits)
+    except (OSError, InputError) as err:
+        print(f"warning: could not cache the encoded data set in {path!r} ({err}): the next run encodes it again",
+              file=sys.stderr)
 
 
 def save_encoded(f, splits):
@@ -192,7 +237,8 @@ def build(pieces, n):
 def sequences(task, texts, n_vocab, n_ctx):
     """The model's input sequences of one split, as a Ragged of n * task.n_seq sequences (example i's at rows
     i * n_seq ...): `texts` the split's Ragged fields, n_ctx the most tokens a sequence may have (the flag)."""
-    start, delim, clf = n_vocab, n_vocab + 1, n_vocab + 2
+    vocab = Vocab(n_vocab)
+    start, delim, clf = vocab.start, vocab.delimiter, vocab.classify
     n = len(texts[0])
     rows = np.arange(n)
     lengths = [field.lengths for field in texts]
@@ -235,18 +281,18 @@ def choice_lengths(task, texts, n_ctx):
 
 def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1, n_ctx=None):
     """The model's inputs for examples `rows` of `seqs` (from `sequences`): X int32 (n, n_seq, T, 2), token ids in
-    [..., 0] (0-padded) and position ids n_vocab + 3 + t in [..., 1]; M float32 (n, n_seq, T), 1 on real tokens.
+    [..., 0] (0-padded) and the ids of positions t in [..., 1]; M float32 (n, n_seq, T), 1 on real tokens.
     T is the batch's longest sequence, rounded up to a multiple of `multiple`, at most n_ctx (multiple = n_ctx pads
     to n_ctx, as the original)."""
     rows = np.asarray(rows, dtype=np.int64)
     batch = seqs.take((rows[:, None] * n_seq + np.arange(n_seq)).ravel())
     lengths = batch.lengths
-    T = -(-int(lengths.max(initial=1)) // multiple) * multiple
+    T = round_up(int(lengths.max(initial=1)), multiple)
     T = T if n_ctx is None else min(T, n_ctx)
     M = (np.arange(T) < lengths[:, None]).reshape(len(rows), n_seq, T)
     X = np.zeros((len(rows), n_seq, T, 2), dtype=np.int32)
     X[..., 0][M] = batch.ids
-    X[..., 1] = np.arange(n_vocab + 3, n_vocab + 3 + T, dtype=np.int32)
+    X[..., 1] = Vocab(n_vocab).position(np.arange(T, dtype=np.int32))
     return X, M.astype(np.float32)
 
 
@@ -266,7 +312,8 @@ class Packed(NamedTuple):
 def pack_choices(task, texts, n_vocab, n_ctx):
     """The examples of a multiple-choice split (`texts` its Ragged fields) packed, each cut exactly as `sequences`
     cuts it, so that scoring the packed sequence gives the n_choices sequences' logits."""
-    start, delim, clf = n_vocab, n_vocab + 1, n_vocab + 2
+    vocab = Vocab(n_vocab)
+    start, delim, clf = vocab.start, vocab.delimiter, vocab.classify
     n, m = len(texts[0]), task.n_context
     rows = np.arange(n)
     context_cut, answer_cut = choice_lengths(task, texts, n_ctx)
@@ -278,7 +325,7 @@ def pack_choices(task, texts, n_vocab, n_ctx):
 
 def packed_batch(packed, rows, multiple=1):
     """The inputs of Model.score_packed for examples `rows` of `packed`: X int32 (n, T, 2), token ids in [..., 0]
-    and position ids n_vocab + 3 + position in [..., 1], each answer's positions restarting right after the
+    and the ids of the positions in [..., 1], each answer's positions restarting right after the
     delimiter; seg int32 (n, T), 0 the shared prefix, c + 1 answer c, k + 1 padding (token 0, position 0);
     clf_idx int32 (n, k) the _classify_ positions. T is the batch's longest packed example, rounded up to a
     multiple of `multiple`."""
@@ -286,7 +333,7 @@ def packed_batch(packed, rows, multiple=1):
     batch = packed.seqs.take(rows)
     prefix, answers = packed.prefix[rows, None], packed.answers[rows]        # (n, 1), (n, k)
     lengths = batch.lengths
-    T = -(-int(lengths.max(initial=1)) // multiple) * multiple
+    T = round_up(int(lengths.max(initial=1)), multiple)
     t = np.arange(T)
     ends = prefix + np.cumsum(answers, axis=1)                                # (n, k) where each answer ends
     starts = np.concatenate([np.zeros_like(prefix), prefix, ends[:, :-1]], axis=1)  # (n, k + 1) each segment's start
@@ -295,7 +342,7 @@ def packed_batch(packed, rows, multiple=1):
     shift = np.take_along_axis(starts, np.minimum(seg, answers.shape[1]), axis=1) - np.where(seg > 0, prefix, 0)
     X = np.zeros((len(rows), T, 2), dtype=np.int32)
     X[..., 0][real] = batch.ids
-    X[..., 1] = packed.n_vocab + 3 + np.where(real, t - shift, 0)
+    X[..., 1] = Vocab(packed.n_vocab).position(np.where(real, t - shift, 0))
     return X, seg.astype(np.int32), (ends - 1).astype(np.int32)
 
 
@@ -339,5 +386,4 @@ def batch_inputs(task, split, rows, n_vocab, n_ctx, multiple):
 
 def epoch_batches(batch, order, n_batch_train):
     """The full batches of one epoch: batch(rows) for consecutive runs of n_batch_train of `order`."""
-    for i in range(0, len(order) - n_batch_train + 1, n_batch_train):
-        yield batch(order[i:i + n_batch_train])
+    return (batch(rows) for rows in batches_of(order, n_batch_train, full_only=True))

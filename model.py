@@ -1,21 +1,12 @@
 """GPT-1 (Radford et al. 2018) as the original finetune-transformer-lm computes it: a 12-layer post-LayerNorm
-decoder with a tied LM head and a linear classifier on the `_classify_` token; and its pretrained weights."""
-import glob
-import json
+decoder with a tied LM head and a linear classifier on the `_classify_` token. The weight files are weights.py's."""
 import math
-import os
-import pickle
-import re
 from typing import NamedTuple
 
-import numpy as np
 import tensorflow as tf
-from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
-from utils import InputError, download_command
-
-LAYER_PARAMS = ['attn/c_attn/w', 'attn/c_attn/b', 'attn/c_proj/w', 'attn/c_proj/b', 'ln_1/g', 'ln_1/b',
-                'mlp/c_fc/w', 'mlp/c_fc/b', 'mlp/c_proj/w', 'mlp/c_proj/b', 'ln_2/g', 'ln_2/b']
+from utils import InputError
+from weights import LAYER_PARAMS
 
 
 def gelu(x):
@@ -189,6 +180,39 @@ def embed(X, we):
     return tf.reduce_sum(tf.gather(we, X), axis=2)
 
 
+class Path(NamedTuple):
+    """How a run computes the same numbers (with dropout off): one value that the model, the train and evaluation
+    steps, the optimiser and the batches read. `masked_lm`: the LM head only on real tokens; `fused`: gelu and
+    LayerNorm as XLA kernels; `fused_adam`: Adam's update of a parameter one XLA kernel (opt.Adam's fused);
+    `jit_compile`: the whole train and evaluation steps compiled by XLA; `packed`: multiple choice evaluated with
+    each context once (Model.score_packed); `multiple`: batches padded to their longest sequence rounded up to a
+    multiple of this, 0 to n_ctx (the original's padding)."""
+    name: str
+    masked_lm: bool
+    fused: bool
+    fused_adam: bool
+    jit_compile: bool
+    packed: bool
+    multiple: int
+
+    def pad_to(self, n_ctx):
+        """The `multiple` a batch of the model's n_ctx is padded to (n_ctx: every batch padded to n_ctx)."""
+        return self.multiple or n_ctx
+
+
+PADDED = Path('padded', masked_lm=False, fused=False, fused_adam=False, jit_compile=False, packed=False,
+              multiple=0)  # the original's computation, op by op
+DEFAULT = Path('default', masked_lm=True, fused=True, fused_adam=True, jit_compile=False, packed=True, multiple=1)
+XLA = Path('xla', masked_lm=False, fused=True, fused_adam=True, jit_compile=True, packed=True,
+           multiple=8)  # few shapes to compile
+PATHS = {path.name: path for path in (PADDED, DEFAULT, XLA)}
+
+
+def path_of(padded, xla):
+    """The Path of train.py's --padded and --xla: --padded the original's computation (compiled by XLA with both)."""
+    return PADDED._replace(jit_compile=xla) if padded else XLA if xla else DEFAULT
+
+
 class Head(NamedTuple):
     """The task's head on the `_classify_` (extract) token's hidden states, the paper's section 3.3: an example is
     n_seq sequences; `pool` 'choices' scores each sequence with one output (clf/w (C, 1)) and takes the softmax over
@@ -247,12 +271,11 @@ class Model(tf.Module):
         self.clf_b = var(tf.zeros([n_out]), 'clf/b')
         self.params = [self.we] + [p[k] for p in self.h for k in LAYER_PARAMS] + [self.clf_w, self.clf_b]
 
-    def __call__(self, X, M, Y, train=False, seed=None, masked_lm=False, fused=False):
+    def __call__(self, X, M, Y, train=False, seed=None, path=PADDED):
         """X int32 (n, n_seq, T, 2), M float32 (n, n_seq, T), Y (n) int32 class ids (float32 scores for a 'squared'
         head) with T <= n_ctx -> clf_logits (n, head.n_logits), clf_losses (n), lm_losses (n * n_seq). `seed`
-        (int32 (2,)) seeds the dropout masks.
-        The same losses with less work: masked_lm computes the LM head only where M is 1, fused uses the XLA
-        kernels of gelu and LayerNorm."""
+        (int32 (2,)) seeds the dropout masks. `path` (Path) computes the same losses with less work:
+        path.masked_lm the LM head only where M is 1, path.fused the XLA kernels of gelu and LayerNorm."""
         if train and seed is None:
             seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
         seeds = Seeds(seed)
@@ -260,8 +283,8 @@ class Model(tf.Module):
         T = tf.shape(X)[2]
         X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = n * n_seq
         M = tf.reshape(M, [-1, T])
-        h = self.transformer(X, we, causal_mask(T), train, seeds, fused)   # (B, T, C)
-        lm_losses = self.lm_losses(h, we, X, M, masked_lm)           # (B)
+        h = self.transformer(X, we, causal_mask(T), train, seeds, path.fused)   # (B, T, C)
+        lm_losses = self.lm_losses(h, we, X, M, path.masked_lm)      # (B)
         pool_idx = tf.argmax(tf.cast(tf.equal(X[:, :, 0], self.clf_token), tf.float32), 1, output_type=tf.int32)
         clf_h = tf.gather(h, pool_idx, batch_dims=1)                 # (B, C)
         clf_logits = self.clf(tf.reshape(clf_h, [-1, self.head.n_seq, self.n_embd]), train, seeds)
@@ -276,6 +299,19 @@ class Model(tf.Module):
         h = self.transformer(X, self.we, packed_mask(seg), False, None, fused)       # (n, T, C)
         clf_logits = self.clf(tf.gather(h, clf_idx, batch_dims=1), False, None)       # (n, n_seq)
         return clf_logits, self.clf_losses(clf_logits, Y)
+
+    def lm_logits(self, X, at=None, n_rows=None):
+        """The LM head without dropout: h . we^T of X int32 (B, T, 2) over the first n_rows rows of `we` (default
+        every row: tokens, specials and positions, as the LM loss sees them) -> (B, T, n_rows) float32; or only at
+        the positions `at` int (K, 2) of (sequence, t) -> (K, n_rows). Row t predicts token t + 1."""
+        h = self.transformer(X, self.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
+        h = h if at is None else tf.gather_nd(h, at)
+        return tf.cast(tf.einsum('...c,vc->...v', h, tf.cast(self.we[:n_rows], h.dtype)), tf.float32)
+
+    def lm_logprobs(self, X, at=None, n_rows=None):
+        """log p(token t + 1 | tokens up to t): the log-softmax of lm_logits(X, at, n_rows), the distribution over
+        its n_rows rows (generation and zero-shot scoring take n_rows = n_vocab, the text's tokens alone)."""
+        return tf.nn.log_softmax(self.lm_logits(X, at, n_rows))
 
     def transformer(self, X, we, b, train, seeds, fused=False):
         """Hidden states (B, T, C) of X (B, T, 2) under the attention mask b."""
@@ -331,156 +367,36 @@ class Model(tf.Module):
             p.assign(a)
 
 
-def special_embeddings(n_special, n_embd):
-    """The rows of the special tokens, drawn from numpy's global generator exactly as the original (float64
-    normal times 0.02, then cast): a run seeded with --seed gets the original's rows."""
-    return (np.random.randn(n_special, n_embd) * 0.02).astype(np.float32)
+# -------------------------------------------------------------------------- what a run computes with the network
+
+def tower_loss(clf_losses, lm_losses, lm_coef):
+    """The fine-tuning objective of one tower (the paper's L3 = L2 + lambda L1): the mean classifier loss plus
+    lm_coef times the mean LM loss; the classifier loss alone when lm_coef is 0."""
+    if lm_coef > 0:
+        return tf.reduce_mean(clf_losses) + lm_coef * tf.reduce_mean(lm_losses)
+    return tf.reduce_mean(clf_losses)
 
 
-def shard_paths(model_dir):
-    """params_0.npy, params_1.npy, ... in `model_dir`: however many there are, numbered without a gap."""
-    found = {int(m.group(1)): path for path in glob.glob(os.path.join(model_dir, 'params_*.npy'))
-             if (m := re.fullmatch(r'params_(\d+)\.npy', os.path.basename(path)))}
-    if not found:
-        raise InputError(f"no weight shards params_0.npy, params_1.npy, ... in {model_dir!r}: "
-                         f"run `{download_command(model_dir)}`")
-    missing = sorted(set(range(max(found) + 1)) - set(found))
-    if missing:
-        raise InputError(f"weight shard {os.path.join(model_dir, f'params_{missing[0]}.npy')!r} is missing "
-                         f"(shards are numbered from 0 without a gap): run `{download_command(model_dir)}`")
-    return [found[i] for i in range(len(found))]
+def finetune_objective(model, lm_coef, path):
+    """Fine-tuning's objective for loop.make_train_step: (X, M, Y), a dropout seed -> (tower_loss, the mean
+    classifier loss that the run reports), computed along `path`."""
+    def objective(batch, seed):
+        X, M, Y = batch
+        _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=seed, path=path)
+        return tower_loss(clf_losses, lm_losses, lm_coef), tf.reduce_mean(clf_losses)
+    return objective
 
 
-def load_shard(path):
-    """One shard: a flat float32 array; InputError when the file is truncated or of another kind."""
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as err:
-        raise InputError(f"weight shard {path!r} is truncated or not a .npy file ({err}): "
-                         f"run `{download_command(os.path.dirname(path))}` (it replaces a damaged file)") from err
-    if a.dtype != np.float32 or a.ndim != 1:
-        raise InputError(f"weight shard {path!r} holds a {a.dtype} array of shape {a.shape}, expected a flat "
-                         f"float32 array: run `{download_command(os.path.dirname(path))}` (it replaces a damaged file)")
-    return a
-
-
-def load_openai_params(model_dir, n_ctx, n_special):
-    """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
-    we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
-    if not os.path.isdir(model_dir):
-        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
-                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
-    shapes_path = os.path.join(model_dir, 'params_shapes.json')
-    if not os.path.isfile(shapes_path):
-        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
-    try:
-        with open(shapes_path, encoding='utf-8') as f:
-            shapes = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{shapes_path!r} is not a JSON file ({err}): "
-                         f"run `{download_command(model_dir)}`") from err
-    if not (isinstance(shapes, list) and len(shapes) > 2 and (len(shapes) - 2) % len(LAYER_PARAMS) == 0 and all(
-            isinstance(shape, list) and all(type(n) is int and n > 0 for n in shape) for shape in shapes)
-            and len(shapes[0]) == len(shapes[1]) == 2 and shapes[0][1] == shapes[1][1]):
-        raise InputError(f"{shapes_path!r} is not the list of the pretrained arrays' shapes (positions, tokens, then "
-                         f"{len(LAYER_PARAMS)} per layer): run `{download_command(model_dir)}`")
-    flat = np.concatenate([load_shard(path) for path in shard_paths(model_dir)], 0)
-    offsets = np.cumsum([np.prod(shape) for shape in shapes])
-    if len(flat) != offsets[-1]:
-        raise InputError(f"the shards in {model_dir!r} hold {len(flat)} values but params_shapes.json describes "
-                         f"{offsets[-1]}: a shard is missing or from another model; "
-                         f"run `{download_command(model_dir)}`")
-    params = [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
-    positions, tokens = params[0], params[1]
-    if n_ctx > len(positions):
-        raise InputError(f"n_ctx {n_ctx} is larger than the {len(positions)} positions of the pretrained weights: "
-                         f"pass --n_ctx {len(positions)} or less")
-    we = np.concatenate([tokens, special_embeddings(n_special, tokens.shape[1]), positions[:n_ctx]], 0)
-    return [we] + params[2:]
-
-
-def transfer(init_params, n_transfer):
-    """The arrays that --n_transfer loads: none for -1, else we and the first n_transfer layers."""
-    if n_transfer == -1:
-        return []
-    n_layers = (len(init_params) - 1) // len(LAYER_PARAMS)
-    if not 0 <= n_transfer <= n_layers:
-        raise InputError(f"--n_transfer {n_transfer} asks for more layers than the {n_layers} of the pretrained "
-                         f"weights: pass --n_transfer {n_layers} or less (-1 loads nothing)")
-    return init_params[:1 + len(LAYER_PARAMS) * n_transfer]
-
-
-class _Float32ArrayWrapper(NumpyArrayWrapper):
-    """joblib's placeholder of an array in its pickle, read only when it describes a float32 array that the rest
-    of the file can hold (an object array would be read with pickle)."""
-
-    def read(self, unpickler, *args, **kwargs):
-        shape = getattr(self, 'shape', None)
-        if not (isinstance(getattr(self, 'dtype', None), np.dtype) and self.dtype.newbyteorder('=') == np.float32
-                and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
-                and getattr(self, 'subclass', None) is np.ndarray and getattr(self, 'order', None) in ('C', 'F')):
-            raise pickle.UnpicklingError('an array that is not a plain float32 array')
-        f = unpickler.file_handle
-        if np.prod(shape, dtype=np.float64) * 4 > os.fstat(f.fileno()).st_size - f.tell():
-            raise pickle.UnpicklingError(f'an array of shape {shape} larger than the file')
-        return super().read(unpickler, *args, **kwargs)
-
-
-class _ParamsUnpickler(NumpyUnpickler):
-    """joblib's unpickler that builds nothing but what `joblib.dump` of a list of float32 arrays holds: lists,
-    joblib's array placeholders, numpy's dtype and ndarray (the placeholders' class). numpy 1 and 2 both write
-    them as `numpy.dtype` and `numpy.ndarray` (GLOBALS); their homes in numpy 1 (`numpy.core`) and 2
-    (`numpy._core`) are accepted too. Any other global, the path by which a pickle runs code, is refused before
-    its module is imported."""
-    GLOBALS = {('joblib.numpy_pickle', 'NumpyArrayWrapper'): NumpyArrayWrapper,
-               ('numpy', 'dtype'): np.dtype, ('numpy', 'ndarray'): np.ndarray}
-    ALIASES = {(core, name): obj for core in ('numpy.core.multiarray', 'numpy._core.multiarray')
-               for name, obj in [('dtype', np.dtype), ('ndarray', np.ndarray)]}
-
-    def find_class(self, module, name):
-        allowed = {**self.GLOBALS, **self.ALIASES}
-        if (module, name) not in allowed:
-            raise pickle.UnpicklingError(f'it refers to {module}.{name}')
-        found = super().find_class(module, name)
-        if found is not allowed[module, name]:
-            raise pickle.UnpicklingError(f'{module}.{name} is not what it should be')
-        return _Float32ArrayWrapper if found is NumpyArrayWrapper else found
-
-
-def load_params(path, shapes=None):
-    """The list of float32 arrays in the best_params.jl `path` (a joblib dump, as the original saved it), read
-    without running any code the file could hold; InputError when it is anything else, or, given `shapes`
-    (the model's parameter shapes, in order), holds other arrays."""
-    what = ("a best_params.jl that train.py wrote: a list of float32 arrays saved with joblib (no compression), "
-            "the model's parameters in order")
-    if not os.path.isfile(path):
-        raise InputError(f"{path!r} not found: give the path of {what}")
-    try:
-        with open(path, 'rb') as f:
-            if f.read(1) != b'\x80':
-                raise pickle.UnpicklingError('it is not a pickle of protocol 2 or more')
-            f.seek(0)
-            params = _ParamsUnpickler(path, f, ensure_native_byte_order=True).load()
-    except Exception as err:  # whatever a damaged or hostile file makes the unpickler raise
-        raise InputError(f"{path!r} is not {what} ({type(err).__name__}: {err}); nothing in it was run") from err
-    if not (isinstance(params, list) and params and all(isinstance(p, np.ndarray) for p in params)):
-        held = type(params).__name__
-        if isinstance(params, list):
-            held = f"list of {', '.join(sorted({type(p).__name__ for p in params})) or 'nothing'}"
-        raise InputError(f"{path!r} holds a {held}, not {what}")
-    if shapes is not None:
-        check_shapes(path, params, shapes)
-    return params
-
-
-def check_shapes(path, params, shapes):
-    """InputError unless the arrays `params` read from `path` have the model's parameter shapes `shapes`."""
-    shapes = [tuple(s) for s in shapes]
-    if len(params) != len(shapes):
-        raise InputError(f"{path!r} holds {len(params)} arrays but the model has {len(shapes)} parameters: "
-                         "give a best_params.jl of a model built with the same --n_layer")
-    for k, (p, shape) in enumerate(zip(params, shapes)):
-        if p.shape != shape:
-            raise InputError(f"{path!r}: array {k} has shape {p.shape} but the model's parameter {k} has {shape}: "
-                             "build the model with the flags (--n_embd, --n_layer, --n_ctx, the vocabulary) of the "
-                             "run that saved it")
+def make_eval_step(model, packed, jit_compile=False):
+    """A tf.function scoring a batch of any size without dropout -> (clf_logits, clf_losses). packed: the batch is
+    inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice, Model.score_packed), else pad_batch's (X, M, Y)."""
+    head = model.head
+    Y_spec = tf.TensorSpec([None], tf.float32 if head.loss == 'squared' else tf.int32)
+    if packed:
+        return tf.function(model.score_packed, jit_compile=jit_compile,
+                           input_signature=[tf.TensorSpec([None, None, 2], tf.int32),
+                                            tf.TensorSpec([None, None], tf.int32),
+                                            tf.TensorSpec([None, head.n_seq], tf.int32), Y_spec])
+    return tf.function(lambda X, M, Y: model(X, M, Y, train=False)[:2], jit_compile=jit_compile,
+                       input_signature=[tf.TensorSpec([None, head.n_seq, None, 2], tf.int32),
+                                        tf.TensorSpec([None, head.n_seq, None], tf.float32), Y_spec])

@@ -80,14 +80,15 @@ def restore_checkpoint(checkpoint):
                          ) from err
 
 
-def save_checkpoint(checkpoint, n_updates, model):
-    """checkpoint.save(n_updates); InputError naming the folder when the disk is full."""
+def save_checkpoint(checkpoint, n_updates, params):
+    """checkpoint.save(n_updates); InputError naming the folder when the disk is full (`params` the model's
+    variables, for the size it needs)."""
     try:
         checkpoint.save(n_updates)
     except (tf.errors.ResourceExhaustedError, tf.errors.UnknownError, OSError) as err:
         if not isinstance(err, tf.errors.ResourceExhaustedError) and 'No space left' not in str(err):
             raise
-        needed = 3 * sum(p.numpy().nbytes for p in model.params)  # the parameters and Adam's two moments
+        needed = 3 * sum(p.numpy().nbytes for p in params)  # the parameters and Adam's two moments
         raise InputError(no_space(os.path.join(checkpoint.directory, f'ckpt-{n_updates}'), needed)) from err
 
 
@@ -156,12 +157,12 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-def at_boundary(control, checkpoint, n_updates, model, summaries, save):
+def at_boundary(control, checkpoint, n_updates, params, summaries, save):
     """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, say how to
     resume and exit with 128 + the signal's number."""
     signum = control.signum  # read once: a signal that comes during the save stops the run at the next boundary
     if save or signum:
-        save_checkpoint(checkpoint, n_updates, model)
+        save_checkpoint(checkpoint, n_updates, params)
     if signum:
         summaries.flush()
         tqdm.write(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
@@ -184,9 +185,10 @@ def lock_run(control, args):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def resume_command(argv):
-    """The command line that resumes the run of train.py's arguments `argv`."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')  # beside this file
+def resume_command(argv, program='train.py'):
+    """The command line that resumes the run of `program`'s (a training program beside this file) arguments
+    `argv`."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), program)
     script = os.path.relpath(path)
     script = path if script.startswith('..') else script
     return 'python ' + shlex.join([script] + list(argv) + ([] if '--resume' in argv else ['--resume']))

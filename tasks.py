@@ -9,7 +9,6 @@ How a training script uses it (train.py):
     ... the model's inputs and logits (inputs.py, model.Model(head=Head(**task.head))) ...
     score(task, predictions(task, logits), splits[task.valid])[task.metrics[0].name]   # selects the best parameters
 """
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -83,10 +82,9 @@ class Task(NamedTuple):
 
 
 def rocstories_splits(data_dir):
-    """ROCStories' splits as Examples, from the existing functions: 'train' and 'valid' the original's split of
-    the val CSV, 'test' the test CSV with its public labels; fields (story, ending 1, ending 2)."""
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = datasets.rocstories(data_dir)
-    teY = np.asarray(datasets.rocstories_csv(os.path.join(data_dir, datasets.ROC_TEST))[3], dtype=np.int32)
+    """ROCStories' splits as Examples: 'train' and 'valid' the original's split of the val CSV, 'test' the test CSV
+    with its public labels; fields (story, ending 1, ending 2)."""
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3, teY) = datasets.rocstories(data_dir)
     return {name: Examples(tuple(map(list, texts)), y, [str(i) for i in range(len(y))])
             for name, texts, y in [('train', (trX1, trX2, trX3), trY), ('valid', (vaX1, vaX2, vaX3), vaY),
                                    ('test', (teX1, teX2, teX3), teY)]}

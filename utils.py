@@ -1,5 +1,5 @@
 """Small helpers shared by more than one file: errors, paths, atomic writes, batching, logging,
-start-up."""
+start-up. The standard library alone."""
 import argparse
 import contextlib
 import errno
@@ -9,8 +9,6 @@ import shlex
 import sys
 import tempfile
 import time
-
-from tqdm import tqdm
 
 
 class InputError(Exception):
@@ -68,6 +66,11 @@ def download_command(model_dir, only=None):
                     ['--model_dir', shlex.quote(model_dir or '.')])
 
 
+def round_up(n, multiple):
+    """The smallest multiple of `multiple` that is at least n."""
+    return -(-n // multiple) * multiple
+
+
 def make_path(f):
     """Create the parent folder of `f` and return `f`."""
     d = os.path.dirname(f)
@@ -118,39 +121,11 @@ def no_space(path, needed):
             f"{os.path.dirname(os.path.abspath(path))!r} or choose another folder for it")
 
 
-def encode_dataset(splits, encoder, names=('train', 'valid', 'test')):
-    """Encode every field of `splits` (a nested tuple of splits, each a tuple of fields) that is a list of str
-    with `encoder.encode`, its bar labelled with the split's name from `names`; other fields (labels) pass
-    through."""
-    encoded_splits = []
-    for name, split in zip(names, splits):
-        fields = []
-        for k, field in enumerate(split):
-            if len(field) and isinstance(field[0], str):
-                field = encoder.encode(field, desc=f'encoding {name} {k + 1}/{len(split)}')
-            fields.append(field)
-        encoded_splits.append(fields)
-    return encoded_splits
-
-
-def iter_data(*datas, n_batch=128, truncate=False, verbose=False, max_batches=float('inf'), desc=None):
-    """Yield consecutive slices of n_batch rows of each array in `datas` (a tuple of slices when there are
-    several); with truncate, only full batches. verbose: a bar labelled `desc`, counting examples."""
-    n = len(datas[0])
-    if truncate:
-        n = (n // n_batch) * n_batch
-    n = min(n, max_batches * n_batch)
-    n_batches = 0
-    with tqdm(total=n, desc=desc, unit='ex', file=sys.stderr, ncols=80, leave=False, disable=not verbose) as bar:
-        for i in range(0, n, n_batch):
-            if n_batches >= max_batches:
-                return
-            if len(datas) == 1:
-                yield datas[0][i:i + n_batch]
-            else:
-                yield tuple(d[i:i + n_batch] for d in datas)
-            n_batches += 1
-            bar.update(min(n_batch, n - i))
+def batches_of(rows, n_batch, full_only=False):
+    """Consecutive runs of n_batch of the array `rows` (the last one shorter, unless full_only)."""
+    end = len(rows) - len(rows) % n_batch if full_only else len(rows)
+    for i in range(0, end, n_batch):
+        yield rows[i:i + n_batch]
 
 
 class ResultLogger:
@@ -173,6 +148,11 @@ class ResultLogger:
             raise InputError(f"--resume: the run's log {path!r} has {len(logger.lines) - 1} results but its checkpoint "
                              f"{n_logged}: it is cut or from another run; start the run again without --resume")
         return logger
+
+    @property
+    def records(self):
+        """The lines after the first (the results), as dicts."""
+        return [json.loads(line) for line in self.lines[1:]]
 
     def log(self, **kwargs):
         kwargs.setdefault('time', time.time())

@@ -71,3 +71,33 @@ def write_rocstories(data_dir, n_val=40, n_test=12, seed=0):
             rows.append(','.join([f'id{i}'] + [sentence() for _ in range(6)] + [str(rng.randint(1, 3))]))
         with open(os.path.join(data_dir, name), 'w', encoding='utf-8') as f:
             f.write('\n'.join(rows) + '\n')
+
+
+# ------------------------------------------------------------------- the original's padded arrays through the steps
+
+def finetune_step(model, opt, strategy, lm_coef, seed, masked_lm=False, fused=False, **kwargs):
+    """train.py's update (loop.make_train_step of the fine-tuning objective) along the padded path with its
+    masked LM head and XLA kernels switched by masked_lm and fused; kwargs: make_train_step's (jit_compile,
+    accum_steps, loss_scale, n_towers)."""
+    import loop
+    from model import PADDED, finetune_objective
+    path = PADDED._replace(masked_lm=masked_lm, fused=fused)
+    return loop.make_train_step(finetune_objective(model, lm_coef, path), model.params, opt, strategy, seed, **kwargs)
+
+
+def trim(X, M, Y, multiple=1):
+    """A batch of arrays cut to its longest sequence (rounded up to a multiple of `multiple`, at most its length):
+    with causal attention the positions after the last real token change nothing."""
+    import tensorflow as tf
+    T = tf.cast(tf.reduce_max(tf.reduce_sum(M, -1)), tf.int32)
+    T = tf.minimum((T + multiple - 1) // multiple * multiple, tf.shape(M)[-1])
+    return X[:, :, :T], M[:, :, :T], Y
+
+
+def train_batches(strategy, X, M, Y, n_batch_train, trimmed=False, multiple=1):
+    """The full batches of arrays X (n, n_seq, T, 2), M, Y in order, each split over the replicas
+    (loop.distribute); trimmed: each cut to its longest sequence."""
+    import loop
+    batches = ((X[i:i + n_batch_train], M[i:i + n_batch_train], Y[i:i + n_batch_train])
+               for i in range(0, len(Y) - n_batch_train + 1, n_batch_train))
+    return loop.distribute(strategy, (trim(*b, multiple) if trimmed else b for b in batches))

@@ -15,9 +15,10 @@ os.environ['CUDA_VISIBLE_DEVICES'] = ''
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import train  # noqa: E402
+import loop  # noqa: E402
 from opt import Adam, warmup_linear  # noqa: E402
 from tests.test_train import HP, batches, new_model, random_arrays  # noqa: E402
+from tests.fixtures import finetune_step, train_batches  # noqa: E402
 
 N_STEPS, N_BATCH = 3, 4
 
@@ -25,13 +26,13 @@ N_STEPS, N_BATCH = 3, 4
 def main(out_path):
     if 'TF_CONFIG' not in os.environ:
         sys.exit('error: TF_CONFIG is not set: this script is one worker of a cluster')
-    strategy = train.make_strategy()  # first: it starts this worker's server before any other TensorFlow work
+    strategy = loop.make_strategy()  # first: it starts this worker's server before any other TensorFlow work
     with strategy.scope():
         model = new_model()
         opt = Adam(model.params, schedule=warmup_linear, **HP)
     model.assign(random_arrays(model))
-    step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0)
-    costs = [float(step(*batch)[0]) for batch in train.train_batches(strategy, *batches(N_STEPS, N_BATCH), N_BATCH)]
+    step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=0)
+    costs = [float(step(*batch)[0]) for batch in train_batches(strategy, *batches(N_STEPS, N_BATCH), N_BATCH)]
     np.savez(out_path, *[p.numpy() for p in model.params], names=np.array([p.name for p in model.params]),
              costs=np.array(costs), t=opt.t.numpy(), replicas=strategy.num_replicas_in_sync,
              multi_worker=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),

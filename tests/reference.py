@@ -10,6 +10,9 @@ example is `n_seq` sequences; `pool` 'choices' gives each sequence one score (n_
 sequences (multiple choice); 'sum' adds the extract-token hidden states of the example's sequences element-wise
 (similarity's two orders; one sequence for classification and entailment) and feeds that sum to the linear layer
 of n_out outputs; `loss` 'softmax' is the cross-entropy against class ids, 'squared' (output - score)^2.
+
+Last, the original's ROCStories input arrays (SPEC.md, "ROCStories data"), padded to n_ctx as its code made them,
+and their packing for evaluation: the tests check inputs.py's ragged sequences and packing against them.
 """
 import math
 
@@ -338,3 +341,54 @@ def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu', 
     np.add.at(grads[0], x[..., 0].ravel(), dh.reshape(-1, C))
     np.add.at(grads[0], x[..., 1].ravel(), dh.reshape(-1, C))
     return loss, clf_losses.mean(), grads
+
+
+# ------------------------------------------------------------------------- the original's ROCStories input arrays
+
+def context_length(X1, X2, X3, max_len):
+    """3 + the longest story[:max_len] + longer ending[:max_len] over the examples (the start, delimiter and
+    classify tokens make the 3)."""
+    return 3 + max(len(x1[:max_len]) + max(len(x2[:max_len]), len(x3[:max_len])) for x1, x2, x3 in zip(X1, X2, X3))
+
+
+def transform_roc(X1, X2, X3, n_vocab, n_ctx, max_len):
+    """The model's inputs: X int32 (n, 2, n_ctx, 2), token ids in [..., 0] (0-padded) and position ids
+    n_vocab + 3 + t in [..., 1]; M float32 (n, 2, n_ctx), 1 on real tokens. Special ids: _start_ = n_vocab,
+    _delimiter_ = n_vocab + 1, _classify_ = n_vocab + 2."""
+    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
+    xmb = np.zeros((len(X1), 2, n_ctx, 2), dtype=np.int32)
+    mmb = np.zeros((len(X1), 2, n_ctx), dtype=np.float32)
+    for i, (x1, x2, x3) in enumerate(zip(X1, X2, X3)):
+        x12 = [start] + x1[:max_len] + [delimiter] + x2[:max_len] + [clf_token]
+        x13 = [start] + x1[:max_len] + [delimiter] + x3[:max_len] + [clf_token]
+        xmb[i, 0, :len(x12), 0] = x12
+        xmb[i, 1, :len(x13), 0] = x13
+        mmb[i, 0, :len(x12)] = 1
+        mmb[i, 1, :len(x13)] = 1
+    xmb[:, :, :, 1] = np.arange(n_vocab + 3, n_vocab + 3 + n_ctx)
+    return xmb, mmb
+
+
+def pack_roc(X1, X2, X3, n_vocab, max_len):
+    """Both choices of each example in one sequence for evaluation (Model.score_packed):
+    [_start_] story [_delimiter_] ending1 [_classify_] ending2 [_classify_], ending2's positions restarting
+    where ending1's began. Returns X int32 (n, T, 2), seg int32 (n, T) (0 story, 1 and 2 the endings, 3 padding)
+    and clf_idx int32 (n, 2), T the longest packed example."""
+    start, delimiter, clf_token = n_vocab, n_vocab + 1, n_vocab + 2
+    rows = []
+    for x1, x2, x3 in zip(X1, X2, X3):
+        prefix = [start] + x1[:max_len] + [delimiter]
+        e1, e2 = x2[:max_len] + [clf_token], x3[:max_len] + [clf_token]
+        positions = list(range(len(prefix) + len(e1))) + list(range(len(prefix), len(prefix) + len(e2)))
+        rows.append((prefix + e1 + e2, positions, [0] * len(prefix) + [1] * len(e1) + [2] * len(e2)))
+    T = max(len(tokens) for tokens, _, _ in rows)
+    X = np.zeros((len(rows), T, 2), dtype=np.int32)
+    seg = np.full((len(rows), T), 3, dtype=np.int32)
+    clf_idx = np.zeros((len(rows), 2), dtype=np.int32)
+    for i, (tokens, positions, segments) in enumerate(rows):
+        X[i, :len(tokens), 0] = tokens
+        X[i, :len(tokens), 1] = n_vocab + 3 + np.array(positions)
+        seg[i, :len(tokens)] = segments
+        clf_idx[i] = [segments.index(2) - 1, len(tokens) - 1]
+    X[:, :, 1] = np.where(seg == 3, n_vocab + 3, X[:, :, 1])
+    return X, seg, clf_idx

@@ -134,7 +134,7 @@ def test_report_prints_the_first_best_evaluations_metrics_then_the_other_splits(
         {'n_updates': k, 'tr_cost': 1., 'va_cost': 1., 'tr_F1': 0., 'va_F1': f1, 'tr_acc': 0., 'va_acc': acc}
         for k, (f1, acc) in enumerate([(70., 60.), (81.25, 71.), (81.25, 75.), (80., 90.)], start=1)]
     path.write_text(''.join(json.dumps(r) + '\n' for r in records))
-    lines = analysis.report(TASKS['mrpc'], str(path), {'test': {'F1': 66.666, 'acc': 50.}})
+    lines = analysis.report(TASKS['mrpc'], analysis.read_log(str(path))[1], {'test': {'F1': 66.666, 'acc': 50.}})
     # the best by F1, the first of equal ones: neither the last evaluation nor the best accuracy
     assert lines == {'MRPC Dev F1': 81.25, 'MRPC Dev Accuracy': 71., 'MRPC Test F1': 66.666,
                      'MRPC Test Accuracy': 50.}
@@ -143,6 +143,6 @@ def test_report_prints_the_first_best_evaluations_metrics_then_the_other_splits(
 
 
 def test_report_gives_rocstories_the_originals_two_lines(submission, capsys):
-    analysis.report(TASKS['rocstories'], submission[2], {'test': {'acc': 75.}})
+    analysis.report(TASKS['rocstories'], analysis.read_log(submission[2])[1], {'test': {'acc': 75.}})
     assert capsys.readouterr().out.splitlines() == ['ROCStories Valid Accuracy: 75.50',
                                                     'ROCStories Test Accuracy:  75.00']

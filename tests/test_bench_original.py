@@ -4,10 +4,10 @@ is TensorFlow 1.4's (kept values scaled by 1 / keep)."""
 import numpy as np
 import tensorflow as tf
 
-import train
 from bench_original import OriginalGraph, dropout, v1
 from opt import Adam, warmup_linear
 from tests import reference
+from tests.fixtures import finetune_step
 from tests.test_train import (CLF, HP, N_CTX, N_EMBD, N_HEAD, N_LAYER, N_VOCAB, assert_params_close, batches,
                               new_model, random_arrays)
 
@@ -61,7 +61,7 @@ def test_port_padded_path_gives_the_original_graphs_numbers():
     model = new_model()
     model.assign(arrays)
     opt = Adam(model.params, schedule=warmup_linear, fused=False, **HP)
-    step = train.make_train_step(model, opt, tf.distribute.get_strategy(), lm_coef=0.5, seed=0, n_towers=N_GPU)
+    step = finetune_step(model, opt, tf.distribute.get_strategy(), lm_coef=0.5, seed=0, n_towers=N_GPU)
     n = N_GPU * N_BATCH
     for i in range(0, len(X), n):
         want = graph.train(X[i:i + n], M[i:i + n], Y[i:i + n])

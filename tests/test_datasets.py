@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from datasets import ROC_TEST, ROC_VAL, context_length, rocstories, rocstories_csv, transform_roc
+from datasets import ROC_TEST, ROC_VAL, rocstories, rocstories_csv
+from tests.reference import context_length, transform_roc
 from tests.fixtures import REAL_FILES_HINT, real_path
 from utils import InputError
 
@@ -68,7 +69,7 @@ def test_rocstories_split_is_the_original_train_test_split(small):
     tr_s, va_s, tr_1, va_1, tr_2, va_2, tr_y, va_y = train_test_split(
         stories, e1, e2, labels, test_size=10, random_state=SPLIT_SEED)
 
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = rocstories(
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3, _) = rocstories(
         str(data_dir), n_train=20, n_valid=10)
     assert (list(trX1), list(trX2), list(trX3)) == (tr_s, tr_1, tr_2)
     assert (list(vaX1), list(vaX2), list(vaX3)) == (va_s, va_1, va_2)
@@ -86,7 +87,7 @@ def test_rocstories_on_the_real_files():
     data_dir = real_path('data')
     if data_dir is None:
         pytest.skip(REAL_FILES_HINT)
-    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3) = rocstories(str(data_dir))
+    (trX1, trX2, trX3, trY), (vaX1, vaX2, vaX3, vaY), (teX1, teX2, teX3, _) = rocstories(str(data_dir))
     assert [len(x) for x in (trX1, trX2, trX3, trY)] == [1497] * 4
     assert [len(x) for x in (vaX1, vaX2, vaX3, vaY)] == [374] * 4
     assert [len(x) for x in (teX1, teX2, teX3)] == [1871] * 3

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import loop
 import train
 import utils
+import weights
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
 from tests.fixtures import openai_shapes, write_random_weights, write_rocstories
 
@@ -245,7 +247,8 @@ def test_context_longer_than_the_pretrained_position_table(run, tmp_path):
 
 def test_towers_that_a_cluster_cannot_share(run, monkeypatch):
     # a cluster of workers has a fixed number of replicas (one machine picks a count that divides n_gpu)
-    monkeypatch.setattr(train, 'make_strategy', lambda n_gpu=None: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
+    monkeypatch.setattr(loop, 'make_strategy',
+                        lambda n_towers=None: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']))
     msg = run(n_batch=3, n_gpu=3)
     assert '2 replicas' in msg and '--n_gpu 3' in msg
 
@@ -349,15 +352,15 @@ class FakeModel:
 def test_saved_params_survive_a_crash_in_joblib_dump(tmp_path, monkeypatch, error):
     path = tmp_path / 'save' / 'tiny' / 'best_params.jl'
     good = FakeModel(0)
-    train.save_params(good, str(path))
+    weights.save_params(good.params, str(path))
 
     def dump(value, f, *args, **kwargs):
         f.write(b'\x80\x04 half a pickle')
         raise error()
 
-    monkeypatch.setattr(train.joblib, 'dump', dump)
+    monkeypatch.setattr(weights.joblib, 'dump', dump)
     with pytest.raises(error):
-        train.save_params(FakeModel(1), str(path))
+        weights.save_params(FakeModel(1).params, str(path))
     monkeypatch.undo()
     for saved, p in zip(joblib.load(path), good.params):
         np.testing.assert_array_equal(saved, p.numpy())
@@ -367,10 +370,10 @@ def test_saved_params_survive_a_crash_in_joblib_dump(tmp_path, monkeypatch, erro
 def test_saved_params_survive_a_crash_while_writing(tmp_path, monkeypatch):
     path = tmp_path / 'best_params.jl'
     good = FakeModel(0)
-    train.save_params(good, str(path))
+    weights.save_params(good.params, str(path))
     crash_midway(monkeypatch)
     with pytest.raises(Crash):
-        train.save_params(FakeModel(1), str(path))
+        weights.save_params(FakeModel(1).params, str(path))
     monkeypatch.undo()
     for saved, p in zip(joblib.load(path), good.params):
         np.testing.assert_array_equal(saved, p.numpy())

@@ -9,20 +9,22 @@ import pytest
 import tensorflow as tf
 
 import train
-from datasets import pack_roc, transform_roc
+from inputs import encoded_dataset
 from flags import parse_args
 from opt import Adam, warmup_linear
 from tests import reference
-from model import fused_gelu, fused_norm, gelu, norm
+from tests.reference import pack_roc, transform_roc
+from model import PADDED, fused_gelu, fused_norm, gelu, norm
 from tests.test_model import (CLF_TOKEN, N_HEAD, N_VOCAB, TOL, Y0, M0, X0, make_model, random_examples,
                               random_params, run)
 from tests.test_train import tiny_run_files
+from tests.fixtures import finetune_step, train_batches, trim
 
 
 def test_masked_lm_head_gives_the_original_losses():
     model = make_model()
     full = model(X0, M0, Y0)
-    masked = model(X0, M0, Y0, masked_lm=True)
+    masked = model(X0, M0, Y0, path=PADDED._replace(masked_lm=True))
     np.testing.assert_allclose(masked[2], full[2], rtol=1e-5)
     np.testing.assert_allclose(masked[2], reference.forward(random_params(), X0, M0, Y0, N_HEAD, CLF_TOKEN)[2],
                                rtol=1e-5, atol=1e-5)
@@ -73,7 +75,7 @@ def test_fused_kernels_gradients_match_finite_differences_and_autodiff():
 def test_fused_forward_matches_the_reference():
     params = random_params()
     want = reference.forward(params, X0, M0, Y0, N_HEAD, CLF_TOKEN)
-    for name, g, w in zip(['clf_logits', 'clf_losses', 'lm_losses'], run(make_model(params), X0, M0, Y0, fused=True), want):
+    for name, g, w in zip(['clf_logits', 'clf_losses', 'lm_losses'], run(make_model(params), X0, M0, Y0, path=PADDED._replace(fused=True)), want):
         np.testing.assert_allclose(g, w, **TOL, err_msg=name)
 
 
@@ -101,7 +103,7 @@ def test_packed_evaluation_scores_both_choices_as_two_sequences():
 
 def test_packed_mask_keeps_the_endings_apart():
     seg = tf.constant([[0, 0, 1, 1, 2, 2, 3]])
-    b = train.tf.squeeze(__import__('model').packed_mask(seg)).numpy()
+    b = tf.squeeze(__import__('model').packed_mask(seg)).numpy()
     assert b[4, 2] == 0 and b[4, 3] == 0       # ending 2 does not see ending 1
     assert b[4, 0] == 1 and b[4, 1] == 1 and b[5, 4] == 1 and b[4, 5] == 0  # it sees the story and its own past
     assert b[3, 2] == 1 and b[3, 4] == 0       # ending 1 is causal
@@ -112,11 +114,11 @@ def test_trim_cuts_a_batch_to_its_longest_sequence():
     M = np.zeros((2, 2, 10), np.float32)
     M[0, 1, :6] = 1
     M[1, 0, :3] = 1
-    Xt, Mt, _ = train.trim(X, M, np.zeros(2, np.int32))
+    Xt, Mt, _ = trim(X, M, np.zeros(2, np.int32))
     assert Xt.shape == (2, 2, 6, 2) and Mt.shape == (2, 2, 6)
-    assert train.trim(X, M, None, multiple=4)[1].shape[-1] == 8
+    assert trim(X, M, None, multiple=4)[1].shape[-1] == 8
     M[1, 1, :9] = 1
-    assert train.trim(X, M, None, multiple=8)[1].shape[-1] == 10  # 9 rounds up to 16, but never past n_ctx
+    assert trim(X, M, None, multiple=8)[1].shape[-1] == 10  # 9 rounds up to 16, but never past n_ctx
 
 
 @pytest.mark.parametrize('fused', [False, True])
@@ -131,10 +133,10 @@ def test_trimmed_masked_steps_match_padded_steps(fused):
         model = new_model()
         model.assign(random_params_for(model))
         opt = Adam(model.params, schedule=warmup_linear, **HP, **kw)
-        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0, masked_lm=trimmed,
+        step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=0, masked_lm=trimmed,
                                      fused=kw['fused'])
         shapes = []
-        for xmb, mmb, ymb in train.train_batches(strategy, X, M, Y, 4, trimmed=trimmed):
+        for xmb, mmb, ymb in train_batches(strategy, X, M, Y, 4, trimmed=trimmed):
             shapes.append(xmb.shape[2])
             step(xmb, mmb, ymb)
         results.append((model.params, shapes))
@@ -191,16 +193,16 @@ def test_encoded_data_set_is_cached_by_its_inputs(tmp_path, monkeypatch):
                       '--cache_dir', str(tmp_path / 'cache')])
     encoder = train.TextEncoder(encoder_path, bpe_path)
     task = train.TASKS['rocstories']
-    first, write_cache = train.encoded_dataset(args, task, encoder)
+    first, write_cache = encoded_dataset(args, task, encoder)
     write_cache()
     assert len(os.listdir(tmp_path / 'cache')) == 1
     monkeypatch.setattr(encoder, 'encode', lambda *a, **k: pytest.fail('encoded again despite the cache'))
-    second, _ = train.encoded_dataset(args, task, encoder)
+    second, _ = encoded_dataset(args, task, encoder)
     assert [f.tolist() for f in second['train'].texts] == [f.tolist() for f in first['train'].texts]
     assert (second['valid'].y == first['valid'].y).all()
     with open(task.paths(data_dir)[1], 'a') as f:
         f.write('id999,A b.,C d.,E f.,G h.,I j.,K l.,1\n')  # another test file: another key, encoded anew
     monkeypatch.undo()
-    third, write_cache = train.encoded_dataset(args, task, train.TextEncoder(encoder_path, bpe_path))
+    third, write_cache = encoded_dataset(args, task, train.TextEncoder(encoder_path, bpe_path))
     write_cache()
     assert len(third['test'].ids) == len(first['test'].ids) + 1 and len(os.listdir(tmp_path / 'cache')) == 2

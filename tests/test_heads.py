@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import datasets
 from inputs import Ragged, pack_choices, packed_batch, pad_batch, sequences
 from model import Head, Model
 from tasks import TASKS
@@ -215,7 +214,7 @@ def test_packed_rocstories_is_pack_roc(n_ctx):
     rng = np.random.RandomState(0)
     X1, X2, X3 = roc_lists(rng, 20), roc_lists(rng, 20), roc_lists(rng, 20)
     packed = pack_choices(TASKS['rocstories'], tuple(Ragged.from_lists(x) for x in (X1, X2, X3)), N_VOCAB, n_ctx)
-    want = datasets.pack_roc(X1, X2, X3, N_VOCAB, max_len=n_ctx // 2 - 2)
+    want = reference.pack_roc(X1, X2, X3, N_VOCAB, max_len=n_ctx // 2 - 2)
     got = packed_batch(packed, np.arange(20))
     for g, w in zip(got, want):
         assert g.dtype == w.dtype == np.int32 and g.shape == w.shape

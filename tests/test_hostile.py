@@ -22,11 +22,13 @@ import tensorflow as tf
 
 import datasets
 import generate
-import model
+import loop
 import train
 import utils
+import weights
 from datasets import ROC_TEST, ROC_VAL
 from flags import parse_args
+from inputs import encoded_dataset
 from model import Model
 from text_utils import TextEncoder
 from tests.fixtures import write_rocstories
@@ -115,7 +117,7 @@ def assert_same_splits(a, b):
 def test_a_damaged_cache_runs_nothing_and_is_encoded_again(inputs, tmp_path, monkeypatch, capsys, damage):
     args, encoder = encoder_args(inputs, tmp_path, tmp_path / 'cache')
     task = train.TASKS['rocstories']
-    good, write_cache = train.encoded_dataset(args, task, encoder)
+    good, write_cache = encoded_dataset(args, task, encoder)
     write_cache()
     (cache,) = (tmp_path / 'cache').iterdir()
     assert cache.suffix == '.npz'
@@ -137,7 +139,7 @@ def test_a_damaged_cache_runs_nothing_and_is_encoded_again(inputs, tmp_path, mon
     else:
         cache.write_text('not a cache\n')
     capsys.readouterr()
-    again, write_cache = train.encoded_dataset(args, task, encoder)
+    again, write_cache = encoded_dataset(args, task, encoder)
     err = capsys.readouterr().err
     assert not marker.exists()
     assert_same_splits(again, good)
@@ -145,7 +147,7 @@ def test_a_damaged_cache_runs_nothing_and_is_encoded_again(inputs, tmp_path, mon
     assert str(cache) in warning and 'encoding the data set again' in warning
     write_cache()  # replaced by a good one, read without encoding
     monkeypatch.setattr(encoder, 'encode', lambda *a, **k: pytest.fail('encoded again despite the cache'))
-    assert_same_splits(train.encoded_dataset(args, task, encoder)[0], good)
+    assert_same_splits(encoded_dataset(args, task, encoder)[0], good)
     assert 'warning' not in capsys.readouterr().err
 
 
@@ -154,7 +156,7 @@ def test_a_cache_that_cannot_be_written_is_a_warning(inputs, tmp_path, monkeypat
     afile = tmp_path / 'afile'
     afile.write_text('not a folder\n')
     args, encoder = encoder_args(inputs, tmp_path, afile / 'cache' if how == 'not a folder' else tmp_path / 'cache')
-    splits, write_cache = train.encoded_dataset(args, train.TASKS['rocstories'], encoder)
+    splits, write_cache = encoded_dataset(args, train.TASKS['rocstories'], encoder)
     if how == 'disk full':
         def full(*a, **k):
             raise OSError(errno.ENOSPC, 'No space left on device')
@@ -186,11 +188,11 @@ def test_load_params_allows_exactly_what_save_params_writes(tmp_path):
     arrays = [np.random.RandomState(0).randn(3, 4).astype(np.float32), np.arange(5, dtype=np.float32)]
     holder = type('M', (), {'params': [tf.Variable(a) for a in arrays]})()
     path = tmp_path / 'best_params.jl'
-    train.save_params(holder, str(path))
+    weights.save_params(holder.params, str(path))
     # joblib writes a pickle of placeholders, each followed by its array's bytes: the pickle's globals are these
     # three, and the restricted unpickler allows no other.
-    assert pickle_globals(path) == set(model._ParamsUnpickler.GLOBALS)
-    loaded = model.load_params(str(path), [(3, 4), (5,)])
+    assert pickle_globals(path) == set(weights._ParamsUnpickler.GLOBALS)
+    loaded = weights.load_params(str(path), [(3, 4), (5,)])
     assert all(a.dtype == np.float32 and np.array_equal(a, b) for a, b in zip(loaded, arrays))
 
 
@@ -360,7 +362,7 @@ def test_a_loss_that_is_not_finite_stops_the_run_keeping_the_last_good_outputs(t
     assert tf.train.latest_checkpoint(str(save / 'checkpoints')).endswith('ckpt-1')
     with open(tmp_path / 'out' / 'log' / 'tiny.jsonl') as f:
         assert [json.loads(line)['n_updates'] for line in f.readlines()[1:]] == [1]
-    assert len(model.load_params(str(save / 'best_params.jl'))) == 27
+    assert len(weights.load_params(str(save / 'best_params.jl'))) == 27
 
 
 @pytest.mark.parametrize('where', ['log', 'checkpoint'])
@@ -402,7 +404,7 @@ def results(out):
     """What a run leaves: its evaluations (without their times), best parameters and submission files."""
     with open(out / 'log' / 'tiny.jsonl') as f:
         evaluations = [{k: v for k, v in json.loads(line).items() if k != 'time'} for line in f][1:]
-    params = model.load_params(str(out / 'save' / 'tiny' / 'best_params.jl'))
+    params = weights.load_params(str(out / 'save' / 'tiny' / 'best_params.jl'))
     return evaluations, params, snapshot(out / 'submission')
 
 
@@ -431,7 +433,7 @@ def resume_line(err):
 
 def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_the_uninterrupted_run(
         inputs, tiny, tmp_path, monkeypatch, reference):
-    make_train_step = train.make_train_step
+    make_train_step = loop.make_train_step
     second_signal = []
 
     def signalling(*args, **kwargs):
@@ -445,10 +447,10 @@ def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_t
             return step(*batch)
         return step_
 
-    monkeypatch.setattr(train, 'make_train_step', signalling)
+    monkeypatch.setattr(loop, 'make_train_step', signalling)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     err = tiny(code=143, **RUN)  # no --save_every: the signal saves anyway
-    monkeypatch.setattr(train, 'make_train_step', make_train_step)
+    monkeypatch.setattr(loop, 'make_train_step', make_train_step)
     assert second_signal == [signal.SIG_DFL]  # a second one stops the program at once
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # given back
     checkpoints = tmp_path / 'out' / 'save' / 'tiny' / 'checkpoints'
@@ -463,13 +465,13 @@ def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_t
 
 
 def test_a_signal_outside_the_training_loop_stops_with_one_line(tiny, tmp_path, monkeypatch):
-    make_strategy = train.make_strategy
+    make_strategy = loop.make_strategy
 
     def interrupted(*args):
         os.kill(os.getpid(), signal.SIGINT)
         return make_strategy(*args)
 
-    monkeypatch.setattr(train, 'make_strategy', interrupted)
+    monkeypatch.setattr(loop, 'make_strategy', interrupted)
     err = tiny(code=130, **RUN)
     assert err.strip().splitlines()[-1] == 'SIGINT: stopped outside the training loop, where a run saves nothing'
     assert files_under(tmp_path / 'out') == [] and files_under(tmp_path / 'cache') == []
@@ -508,7 +510,7 @@ def test_generate_continues_a_prompt_with_a_finetuned_model(inputs, tmp_path, ca
     rng = np.random.RandomState(0)
     model.assign([(rng.randn(*p.shape) * 0.5).astype(np.float32) for p in model.params])
     path = tmp_path / 'best_params.jl'
-    train.save_params(model, str(path))
+    weights.save_params(model.params, str(path))
     argv = ['--prompt', 'the cat sat.', '--n_tokens', '5', '--temperature', '0', '--n_head', '2',
             '--encoder_path', str(inputs['encoder_path']), '--bpe_path', str(inputs['bpe_path'])]
     generate.main(argv + ['--restore', str(path)])  # n_ctx 20, n_embd 16 and 1 layer come from the file
@@ -530,7 +532,7 @@ def test_generate_refuses_a_negative_seed_and_a_prompt_longer_than_the_restored_
     n_vocab = len(json.loads(inputs['encoder_path'].read_text()))
     model = Model(n_vocab, 3, 8, n_vocab + 2, n_embd=16, n_head=2, n_layer=1)
     path = tmp_path / 'best_params.jl'
-    train.save_params(model, str(path))
+    weights.save_params(model.params, str(path))
     argv = ['--n_head', '2', '--encoder_path', str(inputs['encoder_path']), '--bpe_path', str(inputs['bpe_path']),
             '--restore', str(path)]
     for flags, message in [(['--prompt', 'the cat.', '--seed', '-1'], '--seed must be in [0, 2**32), got -1'),

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from model import Model, load_openai_params, transfer
+from model import Model
+from weights import load_openai_params, transfer
 from tests.fixtures import REAL_FILES_HINT, real_path
 from utils import InputError
 

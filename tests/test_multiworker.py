@@ -11,9 +11,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import train
 from opt import Adam, warmup_linear
 from tests.test_train import HP, assert_params_close, batches, new_model, random_arrays
+from tests.fixtures import finetune_step, train_batches
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, 'tests', 'multiworker_worker.py')
@@ -83,8 +83,8 @@ def test_two_workers_give_the_numbers_of_one_process(tmp_path):
             opt = Adam(model.params, schedule=warmup_linear, **HP)
         arrays = random_arrays(model)
         model.assign(arrays)
-        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0)
-        costs = [float(step(*b)[0]) for b in train.train_batches(strategy, *batches(3, 4), 4)]
+        step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=0)
+        costs = [float(step(*b)[0]) for b in train_batches(strategy, *batches(3, 4), 4)]
         results = wait()
 
     for w in results:

@@ -7,14 +7,17 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+import tensorflow as tf
 from tqdm import tqdm
 
+import datasets
 import flags
 import inputs
+import loop
 import model
 import opt
+import weights
 import text_utils
 import train
 import utils
@@ -88,7 +91,7 @@ def test_every_flag_has_a_help_line_and_its_default(capsys, monkeypatch):
 def test_the_choices_are_the_keys_of_the_tables():
     assert flags.CHOICES['dataset'] == tuple(train.TASKS)
     assert flags.DATA_DIRS == {name: task.data_dir for name, task in train.TASKS.items()}
-    glue = [task for task in train.TASKS.values() if task.url == train.datasets.GLUE_URL]
+    glue = [task for task in train.TASKS.values() if task.url == datasets.GLUE_URL]
     assert len(glue) == 8 and all(task.data_dir == f'data/{task.title}' for task in glue)  # GLUE's folder names
     assert set(flags.CHOICES['afn']) == set(model.act_fns)
     assert set(flags.CHOICES['lr_schedule']) == set(opt.schedules)
@@ -166,7 +169,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def bars(monkeypatch):
-    """Every progress bar that train.py, utils and text_utils open, as they stand when closed."""
+    """Every progress bar that train.py, loop.py, text_utils and inputs open, as they stand when closed."""
     opened = []
 
     class Bar(tqdm):
@@ -174,7 +177,7 @@ def bars(monkeypatch):
             super().__init__(*args, **kwargs)
             opened.append(self)
 
-    for module in [train, utils, text_utils, inputs]:
+    for module in [train, loop, text_utils, inputs]:
         monkeypatch.setattr(module, 'tqdm', Bar)
     return opened
 
@@ -219,7 +222,12 @@ def test_a_run_says_what_it_computes_shows_labelled_progress_and_lists_its_outpu
 
 
 def test_evaluation_bars_count_every_example_of_a_partial_last_batch(bars):
-    batches = list(utils.iter_data(np.arange(10), n_batch=4, verbose=True, desc='evaluating valid'))
+    batches = []
+
+    def eval_step(rows):
+        batches.append(rows)
+        return tf.zeros((len(rows), 2)), tf.zeros(len(rows))
+    loop.iter_apply(eval_step, lambda rows: (rows,), 10, n_batch=4, desc='evaluating valid')
     assert [len(b) for b in batches] == [4, 4, 2]
     assert [(bar.desc, bar.n, bar.total) for bar in bars] == [('evaluating valid', 10, 10)]
 
@@ -241,12 +249,12 @@ def test_missing_bpe_files_suggest_downloading_them_into_the_folder_used(tmp_pat
 
 def test_missing_weights_suggest_downloading_them_into_the_folder_used(tmp_path):
     with pytest.raises(utils.InputError, match=re.escape(f"python download.py --model_dir {tmp_path / 'w'}`")):
-        model.load_openai_params(str(tmp_path / 'w'), 16, 3)
+        weights.load_openai_params(str(tmp_path / 'w'), 16, 3)
     (tmp_path / 'w').mkdir()
     (tmp_path / 'w' / 'params_shapes.json').write_text('[[4, 2]]')
     (tmp_path / 'w' / 'params_0.npy').write_bytes(b'not a numpy file')
     with pytest.raises(utils.InputError, match=re.escape(f"python download.py --model_dir {tmp_path / 'w'}`")):
-        model.load_openai_params(str(tmp_path / 'w'), 16, 3)
+        weights.load_openai_params(str(tmp_path / 'w'), 16, 3)
 
 
 # --- the real files, where users put them ------------------------------------------------------------------

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 import train
-from model import Model
+from model import PADDED, Model
 from opt import Adam, LossScale, warmup_linear
 from tests.test_model import CLF_TOKEN, N_CTX, N_EMBD, N_HEAD, N_LAYER, N_VOCAB, Y0, M0, X0, random_params
 from tests.test_train import tiny_run_files
+from tests.fixtures import finetune_step
 
 
 def model_in(precision):
@@ -23,7 +24,7 @@ def model_in(precision):
 
 def losses_and_grads(model, fused):
     with tf.GradientTape() as tape:
-        logits, clf_losses, lm_losses = model(X0, M0, Y0, masked_lm=fused, fused=fused)
+        logits, clf_losses, lm_losses = model(X0, M0, Y0, path=PADDED._replace(masked_lm=fused, fused=fused))
         loss = tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)
     return [logits, clf_losses, lm_losses], [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)]
 
@@ -48,7 +49,7 @@ def test_mixed_precision_stays_near_float32(precision, tol, fused):
 def fp16_step(loss_scale):
     model = model_in('fp16')
     opt = Adam(model.params, 1e-3, warmup_linear, 10)
-    step = train.make_train_step(model, opt, tf.distribute.get_strategy(), 0.5, seed=0, loss_scale=loss_scale)
+    step = finetune_step(model, opt, tf.distribute.get_strategy(), 0.5, seed=0, loss_scale=loss_scale)
     return model, opt, step
 
 
@@ -83,7 +84,7 @@ def test_fp16_scaled_step_reports_the_float32_cost_and_gradient_norm():
     float32 step's, to float16 rounding."""
     model = model_in('fp32')
     opt = Adam(model.params, 1e-3, warmup_linear, 10)
-    cost32, _, norm32 = train.make_train_step(model, opt, tf.distribute.get_strategy(), 0.5, seed=0)(X0, M0, Y0)
+    cost32, _, norm32 = finetune_step(model, opt, tf.distribute.get_strategy(), 0.5, seed=0)(X0, M0, Y0)
     cost16, _, norm16 = fp16_step(LossScale(initial=2. ** 8))[2](X0, M0, Y0)
     assert float(cost16) == pytest.approx(float(cost32), rel=1e-2)
     assert float(norm16) == pytest.approx(float(norm32), rel=1e-2)

@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+import loop
 import train
 from opt import Adam, warmup_linear
 from tests import test_train
 from tests.test_train import HP, assert_params_close, batches, new_model
+from tests.fixtures import finetune_step, train_batches
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +69,7 @@ def test_deterministic_runs_are_bit_identical(files, reference_run):
 
 
 def test_a_resumed_run_ends_as_the_uninterrupted_one(files, reference_run, monkeypatch):
-    make_train_step = train.make_train_step
+    make_train_step = loop.make_train_step
 
     def interrupted(*args, **kwargs):  # the 5th update dies, after the checkpoint of update 4
         step = make_train_step(*args, **kwargs)
@@ -80,10 +82,10 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(files, reference_run, monke
             return step(*batch)
         return dying_step
 
-    monkeypatch.setattr(train, 'make_train_step', interrupted)
+    monkeypatch.setattr(loop, 'make_train_step', interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(files, 'c', *RUN)
-    monkeypatch.setattr(train, 'make_train_step', make_train_step)
+    monkeypatch.setattr(loop, 'make_train_step', make_train_step)
     out = run(files, 'c', *RUN, '--resume')
     evaluations, variables = results(reference_run)
     resumed, resumed_variables = results(out)
@@ -130,8 +132,8 @@ def test_accumulated_gradients_make_the_same_update(n_replicas):
             model = new_model()
             opt = Adam(model.params, schedule=warmup_linear, **HP)
         model.assign(test_train.random_arrays(model))
-        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0, accum_steps=accum_steps)
-        for batch in train.train_batches(strategy, X, M, Y, 8):
+        step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=0, accum_steps=accum_steps)
+        for batch in train_batches(strategy, X, M, Y, 8):
             step(*batch)
         params.append(model.params)
     assert_params_close(params[1], [p.numpy() for p in params[0]])
@@ -139,4 +141,4 @@ def test_accumulated_gradients_make_the_same_update(n_replicas):
 
 def test_accumulation_that_cannot_split_a_tower_is_refused():
     with pytest.raises(train.InputError, match='--accum_steps 3 .* --n_batch 8'):
-        train.check_replicas(8, 4, 2, accum_steps=3)
+        loop.check_replicas(8, 4, 2, accum_steps=3)

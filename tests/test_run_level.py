@@ -16,11 +16,13 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle
 
+import datasets
 import model as model_module
 import train
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
-from model import Model
+from model import PADDED, Model
 from tests import reference
+from tests.fixtures import finetune_step, train_batches
 
 WORDS = ['the', 'cat', 'sat', 'on', 'mat', 'dog', 'ran', 'home', 'and', 'was', 'happy', 'sad', 'it', 'rained']
 SYMBOLS = sorted(set('abcdefghijklmnopqrstuvwxyz.'))
@@ -341,7 +343,7 @@ def test_accuracy_takes_the_larger_logit_and_a_tie_goes_to_choice_0():
     logits = np.array([[1., 1.], [0., 2.], [3., 1.], [-1., -1.]], np.float32)
     task = train.TASKS['rocstories']
     for labels, accuracy in [([0, 1, 0, 0], 100.), ([1, 1, 1, 1], 25.)]:
-        examples = train.datasets.Examples((), np.array(labels, np.int32), list('abcd'))
+        examples = datasets.Examples((), np.array(labels, np.int32), list('abcd'))
         assert train.tasks.score(task, train.tasks.predictions(task, logits), examples) == {'acc': accuracy}
 
 
@@ -464,7 +466,7 @@ def test_mixed_precision_takes_the_attention_softmax_in_float32(precision, dtype
     X[..., 0], X[..., 1] = CLF, N_VOCAB + 3 + np.arange(12)
     spec = [tf.TensorSpec(X.shape, tf.int32), tf.TensorSpec((2, 2, 12), tf.float32), tf.TensorSpec((2,), tf.int32)]
     for fused in [False, True]:
-        graph = tf.function(lambda X, M, Y: m(X, M, Y, train=True, seed=tf.constant([1, 2]), fused=fused)
+        graph = tf.function(lambda X, M, Y: m(X, M, Y, train=True, seed=tf.constant([1, 2]), path=PADDED._replace(fused=fused))
                             ).get_concrete_function(*spec).graph
         ops = graph.get_operations()
         assert [op.get_attr('T') for op in ops if op.type == 'Softmax'] == [tf.float32] * 2
@@ -514,8 +516,8 @@ def test_each_replica_part_and_update_draws_its_own_dropout_masks(monkeypatch):
     monkeypatch.setattr(model_module, 'dropout', recording)
     tf.config.run_functions_eagerly(True)  # the masks as values
     try:
-        step = train.make_train_step(m, adam, strategy, lm_coef=0.5, seed=0, accum_steps=2)
-        for batch in train.train_batches(strategy, X, M, np.zeros(16, np.int32), 8):
+        step = finetune_step(m, adam, strategy, lm_coef=0.5, seed=0, accum_steps=2)
+        for batch in train_batches(strategy, X, M, np.zeros(16, np.int32), 8):
             step(*batch)
     finally:
         tf.config.run_functions_eagerly(False)

@@ -12,7 +12,8 @@ import datasets
 import inputs
 import metrics
 import tasks
-from datasets import ROC_TEST, ROC_VAL, context_length, transform_roc
+from datasets import ROC_TEST, ROC_VAL
+from tests.reference import context_length, transform_roc
 from inputs import Ragged, pad_batch, sequences
 from tasks import TASKS
 from tests import task_files
@@ -195,7 +196,7 @@ def test_registry_entries_follow_the_paper():
 def test_rocstories_entry_is_the_existing_split(tmp_path):
     write_rocstories(str(tmp_path), n_val=400, n_test=12)
     splits = TASKS['rocstories'].load(str(tmp_path))
-    (trX1, trX2, trX3, trY), (vaX1, _, _, vaY), (teX1, teX2, _) = datasets.rocstories(str(tmp_path))
+    (trX1, trX2, trX3, trY), (vaX1, _, _, vaY), (teX1, teX2, _, _) = datasets.rocstories(str(tmp_path))
     assert splits['train'].texts == (list(trX1), list(trX2), list(trX3)) and splits['train'].y.tolist() == trY.tolist()
     assert splits['valid'].texts[0] == list(vaX1) and splits['valid'].y.tolist() == vaY.tolist()
     assert splits['test'].texts[1] == list(teX2)

@@ -228,9 +228,10 @@ def test_real_rocstories_encoding(real):
     data_dir = real_path('data')
     if data_dir is None:
         pytest.skip(REAL_FILES_HINT)
-    from datasets import context_length, rocstories
+    from datasets import rocstories
+    from tests.reference import context_length
 
-    (trX1, trX2, trX3, _), (vaX1, vaX2, vaX3, _), (teX1, teX2, teX3) = rocstories(str(data_dir))
+    (trX1, trX2, trX3, _), (vaX1, vaX2, vaX3, _), (teX1, teX2, teX3, _) = rocstories(str(data_dir))
     fields = [trX1, trX2, trX3, vaX1, vaX2, vaX3, teX1, teX2, teX3]
     enc = [real.encode(f, verbose=False) for f in fields]
     max_len = 512 // 2 - 2

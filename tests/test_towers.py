@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import loop
 import model as model_module
-import train
-from model import Model
+from model import DEFAULT, PADDED, Model
 from opt import Adam, warmup_linear
 from tests import reference
+from tests.fixtures import finetune_step, train_batches, trim
 from tests.test_train import (CLF, HP, N_CTX, N_EMBD, N_HEAD, N_LAYER, N_SPECIAL, N_VOCAB, assert_params_close,
                               batches, random_arrays)
 
@@ -72,9 +73,9 @@ def test_each_tower_draws_its_own_we_mask_on_any_number_of_devices(n_replicas, a
         opt = Adam(model.params, schedule=warmup_linear, **HP)
     arrays = random_arrays(model)
     model.assign(arrays)
-    step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=SEED, accum_steps=accum_steps,
+    step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=SEED, accum_steps=accum_steps,
                                  n_towers=N_GPU)
-    for batch in train.train_batches(strategy, X, M, Y, N_GPU * N_BATCH):
+    for batch in train_batches(strategy, X, M, Y, N_GPU * N_BATCH):
         step(*batch)
     assert strategy.num_replicas_in_sync == n_replicas and opt.t.numpy() == 2
     want = expected_params(arrays, X, M, Y, accum_steps)
@@ -93,27 +94,27 @@ def test_one_device_and_two_make_the_same_update_with_dropout_on():
                           embd_pdrop=0.1, attn_pdrop=0.2, resid_pdrop=0.3, clf_pdrop=0.4)  # every site on
             opt = Adam(model.params, schedule=warmup_linear, **HP)
         model.assign(random_arrays(model))
-        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=SEED, n_towers=N_GPU)
-        costs = [float(step(*batch)[0]) for batch in train.train_batches(strategy, X, M, Y, N_GPU * N_BATCH)]
+        step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=SEED, n_towers=N_GPU)
+        costs = [float(step(*batch)[0]) for batch in train_batches(strategy, X, M, Y, N_GPU * N_BATCH)]
         results.append((costs, model.params))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
     assert_params_close(results[1][1], [p.numpy() for p in results[0][1]])
 
 
 def test_devices_used_are_the_largest_count_that_divides_n_gpu():
-    assert [train.tower_devices(4, n) for n in [0, 1, 2, 3, 4, 8]] == [1, 1, 2, 2, 4, 4]
-    assert train.tower_devices(6, 5) == 3 and train.tower_devices(3, 2) == 1
-    train.check_replicas(8, 4, 2, accum_steps=8)  # every count that divides n_gpu runs
+    assert [loop.tower_devices(4, n) for n in [0, 1, 2, 3, 4, 8]] == [1, 1, 2, 2, 4, 4]
+    assert loop.tower_devices(6, 5) == 3 and loop.tower_devices(3, 2) == 1
+    loop.check_replicas(8, 4, 2, accum_steps=8)  # every count that divides n_gpu runs
 
 
 def test_gpus_that_do_not_divide_n_gpu_leave_some_idle_and_say_so(monkeypatch, capsys):
     gpus = [SimpleNamespace(name=f'/device:GPU:{i}') for i in range(3)]
     monkeypatch.setattr(tf.config, 'list_logical_devices', lambda kind=None: gpus if kind == 'GPU' else [])
     monkeypatch.setattr(tf.distribute, 'MirroredStrategy', lambda devices: devices)  # the devices it would mirror
-    assert train.make_strategy(4) == ['/device:GPU:0', '/device:GPU:1']
+    assert loop.make_strategy(4) == ['/device:GPU:0', '/device:GPU:1']
     assert capsys.readouterr().out.strip().splitlines() == [
         'using 2 of the 3 GPUs: the largest count that divides the n_gpu 4 towers (2 each)']
-    assert train.make_strategy(3) == [gpu.name for gpu in gpus] and capsys.readouterr().out == ''
+    assert loop.make_strategy(3) == [gpu.name for gpu in gpus] and capsys.readouterr().out == ''
 
 
 def recorded_dropout(monkeypatch):
@@ -142,8 +143,8 @@ def test_padded_and_default_paths_drop_out_alike_in_distribution_not_in_value(mo
     X, M, Y = batches(n_steps=1, n=48)
     seed = tf.constant([SEED, 0], tf.int32)
     paths = {}
-    for name, inputs, kw in [('padded', (X, M, Y), dict(masked_lm=False, fused=False)),
-                             ('default', train.trim(X, M, Y), dict(masked_lm=True, fused=True))]:
+    for name, inputs, kw in [('padded', (X, M, Y), dict(path=PADDED)),
+                             ('default', trim(X, M, Y), dict(path=DEFAULT))]:
         calls = recorded_dropout(monkeypatch)
         outputs = model(*inputs, train=True, seed=seed, **kw)
         monkeypatch.undo()

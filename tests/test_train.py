@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+import loop
 import train
-from model import Model
+from model import Model, tower_loss
 from opt import Adam, warmup_linear
 from tests import reference
-from tests.fixtures import openai_shapes, real_path, write_random_weights, write_rocstories
+from tests.fixtures import finetune_step, openai_shapes, real_path, train_batches, write_random_weights, write_rocstories
 
 N_VOCAB, N_SPECIAL, N_CTX, N_EMBD, N_HEAD, N_LAYER = 50, 3, 12, 16, 2, 2
 CLF = N_VOCAB + 2
@@ -85,8 +86,8 @@ def test_train_steps_match_gradient_tape_and_numpy_adam(n_replicas):
     arrays = random_arrays(model)
     model.assign(arrays)
     X, M, Y = batches()
-    step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0)
-    for xmb, mmb, ymb in train.train_batches(strategy, X, M, Y, 4):
+    step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=0)
+    for xmb, mmb, ymb in train_batches(strategy, X, M, Y, 4):
         step(xmb, mmb, ymb)
     assert strategy.num_replicas_in_sync == n_replicas
     assert opt.t.numpy() == 3
@@ -101,8 +102,8 @@ def test_two_replicas_give_the_numbers_of_one():
             model = new_model()
             opt = Adam(model.params, schedule=warmup_linear, **HP)
         model.assign(random_arrays(model))
-        step = train.make_train_step(model, opt, strategy, lm_coef=0.5, seed=0)
-        costs = [float(step(*b)[0]) for b in train.train_batches(strategy, *batches(), 4)]
+        step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=0)
+        costs = [float(step(*b)[0]) for b in train_batches(strategy, *batches(), 4)]
         results.append((costs, model.params))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
     assert_params_close(results[1][1], [p.numpy() for p in results[0][1]])
@@ -110,13 +111,13 @@ def test_two_replicas_give_the_numbers_of_one():
 
 def test_towers_that_replicas_cannot_share_are_refused():
     with pytest.raises(train.InputError, match='3 replicas .* --n_gpu 4'):
-        train.check_replicas(8, 4, 3)
+        loop.check_replicas(8, 4, 3)
 
 
 def test_lm_coef_zero_trains_the_classifier_alone():
     clf, lm = tf.constant([1., 3.]), tf.constant([10., 20., 30., 40.])
-    assert float(train.tower_loss(clf, lm, 0.5)) == pytest.approx(2 + 0.5 * 25)
-    assert float(train.tower_loss(clf, lm, 0.)) == pytest.approx(2)
+    assert float(tower_loss(clf, lm, 0.5)) == pytest.approx(2 + 0.5 * 25)
+    assert float(tower_loss(clf, lm, 0.)) == pytest.approx(2)
 
 
 def tiny_run_files(tmp_path):

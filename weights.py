@@ -1,0 +1,181 @@
+"""GPT-1's weight files, for every program and without the network: the original's layout (params_shapes.json and
+the flat shards params_0.npy ..., read as the original reads them), the special-token rows drawn as the original
+draws them, --n_transfer's choice of arrays, and best_params.jl (written with joblib as the original; read without
+running any code the file could hold)."""
+import glob
+import json
+import os
+import pickle
+import re
+
+import joblib
+import numpy as np
+from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
+
+from utils import InputError, atomic_write, download_command
+
+# The 12 arrays of a layer, in the original's order (params_shapes.json, best_params.jl, Model.params).
+LAYER_PARAMS = ['attn/c_attn/w', 'attn/c_attn/b', 'attn/c_proj/w', 'attn/c_proj/b', 'ln_1/g', 'ln_1/b',
+                'mlp/c_fc/w', 'mlp/c_fc/b', 'mlp/c_proj/w', 'mlp/c_proj/b', 'ln_2/g', 'ln_2/b']
+
+
+def special_embeddings(n_special, n_embd):
+    """The rows of the special tokens, drawn from numpy's global generator exactly as the original (float64
+    normal times 0.02, then cast): a run seeded with --seed gets the original's rows."""
+    return (np.random.randn(n_special, n_embd) * 0.02).astype(np.float32)
+
+
+def shard_paths(model_dir):
+    """params_0.npy, params_1.npy, ... in `model_dir`: however many there are, numbered without a gap."""
+    found = {int(m.group(1)): path for path in glob.glob(os.path.join(model_dir, 'params_*.npy'))
+             if (m := re.fullmatch(r'params_(\d+)\.npy', os.path.basename(path)))}
+    if not found:
+        raise InputError(f"no weight shards params_0.npy, params_1.npy, ... in {model_dir!r}: "
+                         f"run `{download_command(model_dir)}`")
+    missing = sorted(set(range(max(found) + 1)) - set(found))
+    if missing:
+        raise InputError(f"weight shard {os.path.join(model_dir, f'params_{missing[0]}.npy')!r} is missing "
+                         f"(shards are numbered from 0 without a gap): run `{download_command(model_dir)}`")
+    return [found[i] for i in range(len(found))]
+
+
+def load_shard(path):
+    """One shard: a flat float32 array; InputError when the file is truncated or of another kind."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:
+        raise InputError(f"weight shard {path!r} is truncated or not a .npy file ({err}): "
+                         f"run `{download_command(os.path.dirname(path))}` (it replaces a damaged file)") from err
+    if a.dtype != np.float32 or a.ndim != 1:
+        raise InputError(f"weight shard {path!r} holds a {a.dtype} array of shape {a.shape}, expected a flat "
+                         f"float32 array: run `{download_command(os.path.dirname(path))}` (it replaces a damaged file)")
+    return a
+
+
+def load_openai_params(model_dir, n_ctx, n_special):
+    """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
+    we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
+    if not os.path.isdir(model_dir):
+        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
+                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
+    shapes_path = os.path.join(model_dir, 'params_shapes.json')
+    if not os.path.isfile(shapes_path):
+        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
+    try:
+        with open(shapes_path, encoding='utf-8') as f:
+            shapes = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{shapes_path!r} is not a JSON file ({err}): "
+                         f"run `{download_command(model_dir)}`") from err
+    if not (isinstance(shapes, list) and len(shapes) > 2 and (len(shapes) - 2) % len(LAYER_PARAMS) == 0 and all(
+            isinstance(shape, list) and all(type(n) is int and n > 0 for n in shape) for shape in shapes)
+            and len(shapes[0]) == len(shapes[1]) == 2 and shapes[0][1] == shapes[1][1]):
+        raise InputError(f"{shapes_path!r} is not the list of the pretrained arrays' shapes (positions, tokens, then "
+                         f"{len(LAYER_PARAMS)} per layer): run `{download_command(model_dir)}`")
+    flat = np.concatenate([load_shard(path) for path in shard_paths(model_dir)], 0)
+    offsets = np.cumsum([np.prod(shape) for shape in shapes])
+    if len(flat) != offsets[-1]:
+        raise InputError(f"the shards in {model_dir!r} hold {len(flat)} values but params_shapes.json describes "
+                         f"{offsets[-1]}: a shard is missing or from another model; "
+                         f"run `{download_command(model_dir)}`")
+    params = [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
+    positions, tokens = params[0], params[1]
+    if n_ctx > len(positions):
+        raise InputError(f"n_ctx {n_ctx} is larger than the {len(positions)} positions of the pretrained weights: "
+                         f"pass --n_ctx {len(positions)} or less")
+    we = np.concatenate([tokens, special_embeddings(n_special, tokens.shape[1]), positions[:n_ctx]], 0)
+    return [we] + params[2:]
+
+
+def transfer(init_params, n_transfer):
+    """The arrays that --n_transfer loads: none for -1, else we and the first n_transfer layers."""
+    if n_transfer == -1:
+        return []
+    n_layers = (len(init_params) - 1) // len(LAYER_PARAMS)
+    if not 0 <= n_transfer <= n_layers:
+        raise InputError(f"--n_transfer {n_transfer} asks for more layers than the {n_layers} of the pretrained "
+                         f"weights: pass --n_transfer {n_layers} or less (-1 loads nothing)")
+    return init_params[:1 + len(LAYER_PARAMS) * n_transfer]
+
+
+class _Float32ArrayWrapper(NumpyArrayWrapper):
+    """joblib's placeholder of an array in its pickle, read only when it describes a float32 array that the rest
+    of the file can hold (an object array would be read with pickle)."""
+
+    def read(self, unpickler, *args, **kwargs):
+        shape = getattr(self, 'shape', None)
+        if not (isinstance(getattr(self, 'dtype', None), np.dtype) and self.dtype.newbyteorder('=') == np.float32
+                and isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
+                and getattr(self, 'subclass', None) is np.ndarray and getattr(self, 'order', None) in ('C', 'F')):
+            raise pickle.UnpicklingError('an array that is not a plain float32 array')
+        f = unpickler.file_handle
+        if np.prod(shape, dtype=np.float64) * 4 > os.fstat(f.fileno()).st_size - f.tell():
+            raise pickle.UnpicklingError(f'an array of shape {shape} larger than the file')
+        return super().read(unpickler, *args, **kwargs)
+
+
+class _ParamsUnpickler(NumpyUnpickler):
+    """joblib's unpickler that builds nothing but what `joblib.dump` of a list of float32 arrays holds: lists,
+    joblib's array placeholders, numpy's dtype and ndarray (the placeholders' class). numpy 1 and 2 both write
+    them as `numpy.dtype` and `numpy.ndarray` (GLOBALS); their homes in numpy 1 (`numpy.core`) and 2
+    (`numpy._core`) are accepted too. Any other global, the path by which a pickle runs code, is refused before
+    its module is imported."""
+    GLOBALS = {('joblib.numpy_pickle', 'NumpyArrayWrapper'): NumpyArrayWrapper,
+               ('numpy', 'dtype'): np.dtype, ('numpy', 'ndarray'): np.ndarray}
+    ALIASES = {(core, name): obj for core in ('numpy.core.multiarray', 'numpy._core.multiarray')
+               for name, obj in [('dtype', np.dtype), ('ndarray', np.ndarray)]}
+
+    def find_class(self, module, name):
+        allowed = {**self.GLOBALS, **self.ALIASES}
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f'it refers to {module}.{name}')
+        found = super().find_class(module, name)
+        if found is not allowed[module, name]:
+            raise pickle.UnpicklingError(f'{module}.{name} is not what it should be')
+        return _Float32ArrayWrapper if found is NumpyArrayWrapper else found
+
+
+def save_params(params, path):
+    """best_params.jl as the original wrote it: a joblib dump of the list of float32 arrays `params` (numpy arrays
+    or variables, in the original's order), written atomically."""
+    with atomic_write(path, 'wb') as f:
+        joblib.dump([p.numpy() if hasattr(p, 'numpy') else np.asarray(p) for p in params], f)
+
+
+def load_params(path, shapes=None):
+    """The list of float32 arrays in the best_params.jl `path` (a joblib dump, as the original saved it), read
+    without running any code the file could hold; InputError when it is anything else, or, given `shapes`
+    (the model's parameter shapes, in order), holds other arrays."""
+    what = ("a best_params.jl that train.py wrote: a list of float32 arrays saved with joblib (no compression), "
+            "the model's parameters in order")
+    if not os.path.isfile(path):
+        raise InputError(f"{path!r} not found: give the path of {what}")
+    try:
+        with open(path, 'rb') as f:
+            if f.read(1) != b'\x80':
+                raise pickle.UnpicklingError('it is not a pickle of protocol 2 or more')
+            f.seek(0)
+            params = _ParamsUnpickler(path, f, ensure_native_byte_order=True).load()
+    except Exception as err:  # whatever a damaged or hostile file makes the unpickler raise
+        raise InputError(f"{path!r} is not {what} ({type(err).__name__}: {err}); nothing in it was run") from err
+    if not (isinstance(params, list) and params and all(isinstance(p, np.ndarray) for p in params)):
+        held = type(params).__name__
+        if isinstance(params, list):
+            held = f"list of {', '.join(sorted({type(p).__name__ for p in params})) or 'nothing'}"
+        raise InputError(f"{path!r} holds a {held}, not {what}")
+    if shapes is not None:
+        check_shapes(path, params, shapes)
+    return params
+
+
+def check_shapes(path, params, shapes):
+    """InputError unless the arrays `params` read from `path` have the model's parameter shapes `shapes`."""
+    shapes = [tuple(s) for s in shapes]
+    if len(params) != len(shapes):
+        raise InputError(f"{path!r} holds {len(params)} arrays but the model has {len(shapes)} parameters: "
+                         "give a best_params.jl of a model built with the same --n_layer")
+    for k, (p, shape) in enumerate(zip(params, shapes)):
+        if p.shape != shape:
+            raise InputError(f"{path!r}: array {k} has shape {p.shape} but the model's parameter {k} has {shape}: "
+                             "build the model with the flags (--n_embd, --n_layer, --n_ctx, the vocabulary) of the "
+                             "run that saved it")
