@@ -2,11 +2,13 @@
 the flat shards params_0.npy ..., read as the original reads them), the special-token rows drawn as the original
 draws them, --n_transfer's choice of arrays, and best_params.jl (written with joblib as the original; read without
 running any code the file could hold)."""
+import contextlib
 import glob
 import json
 import os
 import pickle
 import re
+import sys
 
 import joblib
 import numpy as np
@@ -85,6 +87,42 @@ def load_openai_params(model_dir, n_ctx, n_special):
                          f"pass --n_ctx {len(positions)} or less")
     we = np.concatenate([tokens, special_embeddings(n_special, tokens.shape[1]), positions[:n_ctx]], 0)
     return [we] + params[2:]
+
+
+def openai_shapes(n_vocab, n_embd, n_layer, n_pos=512):
+    """params_shapes.json of the original's layout: positions (n_pos, n_embd), tokens (n_vocab, n_embd), then the 12
+    arrays of each layer (LAYER_PARAMS), the weights of its 1x1 convolutions as (1, nx, nf)."""
+    shapes = [[n_pos, n_embd], [n_vocab, n_embd]]
+    for _ in range(n_layer):
+        shapes += [[1, n_embd, 3 * n_embd], [3 * n_embd], [1, n_embd, n_embd], [n_embd], [n_embd], [n_embd],
+                   [1, n_embd, 4 * n_embd], [4 * n_embd], [1, 4 * n_embd, n_embd], [n_embd], [n_embd], [n_embd]]
+    return shapes
+
+
+def save_openai_params(model_dir, arrays, n_shards=10):
+    """Write `arrays` (float32, in params_shapes.json's order: positions, tokens, then 12 per layer) as the
+    original's files in `model_dir`: params_shapes.json and their concatenation cut into n_shards flat shards
+    params_0.npy ... (load_openai_params reads any number). Every file is written to a temporary file first and the
+    files are renamed into place only when all are written, so that a failure leaves the folder's previous files
+    whole. Shards of an earlier save beyond n_shards are removed."""
+    shapes = [list(a.shape) for a in arrays]
+    flat = np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays])
+    writes = [contextlib.ExitStack() for _ in range(n_shards + 1)]
+    try:
+        files = [stack.enter_context(atomic_write(os.path.join(model_dir, name), mode))
+                 for stack, (name, mode) in zip(writes, [('params_shapes.json', 'w')] +
+                                                [(f'params_{i}.npy', 'wb') for i in range(n_shards)])]
+        json.dump(shapes, files[0])
+        for f, part in zip(files[1:], np.array_split(flat, n_shards)):
+            np.save(f, part)
+    except BaseException:
+        for stack in writes:  # each removes its temporary file: nothing is renamed
+            stack.__exit__(*sys.exc_info())
+        raise
+    for stack in writes:
+        stack.close()  # renames into place
+    for path in shard_paths(model_dir)[n_shards:]:
+        os.remove(path)
 
 
 def transfer(init_params, n_transfer):

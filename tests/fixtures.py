@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
+from weights import openai_shapes  # noqa: F401 (the tests' layout of random weights)
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_FILES = {'data': (ROC_VAL, ROC_TEST), 'model': ('encoder_bpe_40000.json', 'vocab_40000.bpe')}
@@ -30,15 +31,6 @@ def real_path(kind, name=None):
         if name is not None and os.path.isfile(os.path.join(folder, name)):
             return os.path.join(folder, name)
     return None
-
-
-def openai_shapes(n_vocab, n_embd, n_layer, n_pos=512):
-    """params_shapes.json of the original's layout: positions, tokens, then 12 arrays per layer."""
-    shapes = [[n_pos, n_embd], [n_vocab, n_embd]]
-    for _ in range(n_layer):
-        shapes += [[1, n_embd, 3 * n_embd], [3 * n_embd], [1, n_embd, n_embd], [n_embd], [n_embd], [n_embd],
-                   [1, n_embd, 4 * n_embd], [4 * n_embd], [1, 4 * n_embd, n_embd], [n_embd], [n_embd], [n_embd]]
-    return shapes
 
 
 def write_random_weights(model_dir, shapes, n_shards=10, seed=0, std=0.02):
