@@ -146,6 +146,26 @@ MUTATIONS = [
      'part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads',
      'part_grads = tf.function(lambda b, s, f=part_grads: f((b[0], b[1], 1 - b[2]), s), jit_compile=True) '
      'if jit_compile else part_grads', [RUN_LEVEL, '-k', 'xla']),
+    # --- the benchmarks
+    ('bench: attention FLOPs halved', 'bench_harness.py',
+     'blocks = len(lengths) * T * (24 * n_layer * n_embd ** 2 + 4 * n_layer * T * n_embd)',
+     'blocks = len(lengths) * T * (24 * n_layer * n_embd ** 2 + 2 * n_layer * T * n_embd)',
+     ['tests/test_bench.py', '-k', 'flops']),
+    ('bench: the LM head over padding counted as masked', 'bench_harness.py',
+     'lm_rows = M[:, 1:].sum() if masked else M.shape[0] * (T - 1)', 'lm_rows = M[:, 1:].sum()',
+     ['tests/test_bench.py', '-k', 'flops']),
+    ('bench: rounds in the same order', 'bench_harness.py',
+     'return names[r % len(names):] + names[:r % len(names)]', 'return names',
+     ['tests/test_bench.py', '-k', 'interleaved']),
+    ('bench: retraced jobs not timed again', 'bench_harness.py',
+     "(out[n]['traces'] or jobs[n].get('always_again'))", "jobs[n].get('always_again')",
+     ['tests/test_bench.py', '-k', 'interleaved']),
+    ('bench: the original fed trimmed batches', 'bench_setup.py',
+     'self.n_vocab, self.n_ctx, path.pad_to(self.n_ctx))', 'self.n_vocab, self.n_ctx, path.multiple or 1)',
+     ['tests/test_bench.py', '-k', 'original']),
+    ('bench: the hand-over keeps its switch', 'bench.py',
+     '*[a for a in argv if a != asked[0]]', '*argv',
+     ['tests/test_bench.py', '-k', 'hands or refuses']),
 ]
 
 
