@@ -241,14 +241,6 @@ def write_probabilities(path, ids, logits):
             f.write('\t'.join([str(i)] + [f'{x:.6f}' for x in p]) + '\n')
 
 
-def trim(X, M, Y, multiple=1):
-    """A batch cut to its longest sequence (rounded up to a multiple of `multiple`): with causal attention the
-    positions after the last real token change nothing."""
-    T = tf.cast(tf.reduce_max(tf.reduce_sum(M, -1)), tf.int32)
-    T = tf.minimum((T + multiple - 1) // multiple * multiple, tf.shape(M)[-1])
-    return X[:, :, :T], M[:, :, :T], Y
-
-
 def run_plan(args, n_batches, n_batch_train, n_evaluated, n_test):
     """One line: the work the run will do (what its time is made of); n_evaluated: (train, valid) examples scored
     by an evaluation."""
