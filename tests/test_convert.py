@@ -551,3 +551,16 @@ def test_to_hf_gives_the_port_s_classifier_logits_as_mc_logits(tmp_path, capsys)
     assert np.abs(hf['mc_logits'] - clf_logits).max() < 1e-5
     lm = model.lm_logits(tf.constant(X.reshape(-1, T, 2)), n_rows=N_VOCAB + 3).numpy()
     assert np.abs(hf['logits'].reshape(lm.shape) - lm).max() < 1e-5 * np.abs(lm).max()
+
+
+def test_the_command_line_is_checked_before_numpy_is_imported(tmp_path):
+    code = ("import sys, convert, utils\n"
+            "args = convert.parse_args(['--from_hf', sys.argv[1], '--out', sys.argv[2]])\n"
+            "try:\n    convert.check_args(args)\nexcept utils.InputError as err:\n    print('refused:', err)\n"
+            "print('numpy' in sys.modules, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'nowhere'), str(tmp_path / 'out')],
+                          capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.stdout.splitlines() == [f"refused: --from_hf {str(tmp_path / 'nowhere')!r} not found", 'False False']
+    help_ = subprocess.run([sys.executable, 'convert.py', '--help'], capture_output=True, text=True,
+                           cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert help_.returncode == 0 and '--from_hf HF_DIR' in help_.stdout and '--to_hf PARAMS' in help_.stdout
