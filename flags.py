@@ -95,7 +95,7 @@ FLAGS = {
     'save_every': dict(type=int, default=0,
         help='checkpoint every N updates and at the end of each epoch (0: never)'),
     'resume': dict(action='store_true', help='continue from the last checkpoint of this --desc'),
-    'restore': dict(type=str, help='start from the parameters in this best_params.jl'),
+    'restore': dict(type=str, help='start from the parameters in this best_params.jl or best_params.safetensors'),
     'cache_dir': dict(type=str, default='cache/',
         help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)"),
     'eval_only': dict(action='store_true',
@@ -144,7 +144,8 @@ def check_args(args):
     if args.accum_steps < 1 or args.save_every < 0:
         raise InputError("--accum_steps must be at least 1 and --save_every at least 0")
     if args.restore and not os.path.isfile(args.restore):
-        raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
+        raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl or "
+                         "best_params.safetensors")
     check_output_dir('--log_dir', args.log_dir)
     check_output_dir('--save_dir', os.path.join(args.save_dir, args.desc))  # an interrupted run saves there
     if args.submit or args.eval_only:

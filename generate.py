@@ -51,8 +51,8 @@ def parse_args(argv=None):
               n_ctx=dict(help='longest sequence (the pretrained model has 512)'),
               n_embd=dict(help='width of the pretrained model'))
     parser.add_argument('--restore', type=str,
-                        help="a fine-tuned model: train.py's best_params.jl (its n_ctx, n_embd and n_layer are the "
-                             "file's) instead of the pretrained weights")
+                        help="a fine-tuned model: train.py's best_params.jl or best_params.safetensors (its n_ctx, "
+                             "n_embd and n_layer are the file's) instead of the pretrained weights")
     add_flags(parser, ['encoder_path', 'bpe_path'])
     return bpe_paths(parser.parse_args(argv))
 

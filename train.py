@@ -48,7 +48,7 @@ with tensorflow_start_up_hidden():
     from text_utils import TextEncoder
     from utils import InputError, atomic_write
     from vocab import N_SPECIAL, Vocab
-    from weights import load_openai_params, load_params, save_params, special_embeddings, transfer
+    from weights import load_openai_params, load_params, save_best_params, special_embeddings, transfer
 
 opts = {'adam': Adam}
 EVAL_UPDATES = (1000, 2000, 4000, 8000, 16000, 32000)  # evaluations inside the first epoch, as the original
@@ -81,7 +81,7 @@ def train(args, control):
     saved = dict(model=model, opt=opt, **({} if loss_scale is None else {'loss_scale': loss_scale}))
     run = loop.start_run(args, control, saved, log_path, model.params, before_writing=data.write_cache)
     if args.submit and not args.resume:
-        save_params(model.params, params_path)
+        save_best_params(model.params, params_path)
     log = evaluation_log(args, task, run, model, eval_step, batch, data.evaluated, n_batch_train, params_path)
     print(f"evaluations (classifier loss, then {', '.join(m.name for m in task.metrics)} in % on the first "
           f"{len(data.evaluated['tr'].Y)} train and the {len(data.evaluated['va'].Y)} {task.valid} examples):")
@@ -148,7 +148,7 @@ def evaluation_log(args, task, run, model, eval_step, batch, evaluated, n_batch,
                 tf.summary.scalar('eval/' + name, value)
         if args.submit and record['va_' + task.metrics[0].name] > state.best_score:
             state.best_score = record['va_' + task.metrics[0].name]
-            save_params(model.params, params_path)
+            save_best_params(model.params, params_path)
     return log
 
 

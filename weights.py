@@ -1,7 +1,7 @@
 """GPT-1's weight files, for every program and without the network: the original's layout (params_shapes.json and
 the flat shards params_0.npy ..., read as the original reads them), the special-token rows drawn as the original
-draws them, --n_transfer's choice of arrays, and best_params.jl (written with joblib as the original; read without
-running any code the file could hold)."""
+draws them, --n_transfer's choice of arrays, and the best parameters: best_params.jl (written with joblib as the
+original; read without running any code the file could hold) and the same arrays as best_params.safetensors."""
 import contextlib
 import glob
 import json
@@ -12,6 +12,7 @@ import sys
 
 import joblib
 import numpy as np
+import safetensors.numpy
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
 from utils import InputError, atomic_write, download_command
@@ -54,9 +55,9 @@ def load_shard(path):
     return a
 
 
-def load_openai_params(model_dir, n_ctx, n_special):
-    """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
-    we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
+def read_openai_params(model_dir):
+    """The arrays of a model folder in the original's layout as they are stored, in params_shapes.json's order:
+    positions (n_pos, n_embd), tokens (n_vocab, n_embd), then 12 per layer (LAYER_PARAMS)."""
     if not os.path.isdir(model_dir):
         raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
                          "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
@@ -80,7 +81,13 @@ def load_openai_params(model_dir, n_ctx, n_special):
         raise InputError(f"the shards in {model_dir!r} hold {len(flat)} values but params_shapes.json describes "
                          f"{offsets[-1]}: a shard is missing or from another model; "
                          f"run `{download_command(model_dir)}`")
-    params = [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
+    return [p.reshape(shape) for p, shape in zip(np.split(flat, offsets)[:-1], shapes)]
+
+
+def load_openai_params(model_dir, n_ctx, n_special):
+    """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
+    we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
+    params = read_openai_params(model_dir)
     positions, tokens = params[0], params[1]
     if n_ctx > len(positions):
         raise InputError(f"n_ctx {n_ctx} is larger than the {len(positions)} positions of the pretrained weights: "
@@ -102,27 +109,33 @@ def openai_shapes(n_vocab, n_embd, n_layer, n_pos=512):
 def save_openai_params(model_dir, arrays, n_shards=10):
     """Write `arrays` (float32, in params_shapes.json's order: positions, tokens, then 12 per layer) as the
     original's files in `model_dir`: params_shapes.json and their concatenation cut into n_shards flat shards
-    params_0.npy ... (load_openai_params reads any number). Every file is written to a temporary file first and the
-    files are renamed into place only when all are written, so that a failure leaves the folder's previous files
-    whole. Shards of an earlier save beyond n_shards are removed."""
+    params_0.npy ... (load_openai_params reads any number). The files are renamed into place only when all are
+    written (write_together), so that a failure leaves the folder's previous files whole. Shards of an earlier save
+    beyond n_shards are removed."""
     shapes = [list(a.shape) for a in arrays]
     flat = np.concatenate([np.asarray(a, np.float32).ravel() for a in arrays])
-    writes = [contextlib.ExitStack() for _ in range(n_shards + 1)]
-    try:
-        files = [stack.enter_context(atomic_write(os.path.join(model_dir, name), mode))
-                 for stack, (name, mode) in zip(writes, [('params_shapes.json', 'w')] +
-                                                [(f'params_{i}.npy', 'wb') for i in range(n_shards)])]
-        json.dump(shapes, files[0])
-        for f, part in zip(files[1:], np.array_split(flat, n_shards)):
-            np.save(f, part)
-    except BaseException:
-        for stack in writes:  # each removes its temporary file: nothing is renamed
-            stack.__exit__(*sys.exc_info())
-        raise
-    for stack in writes:
-        stack.close()  # renames into place
+    parts = np.array_split(flat, n_shards)
+    write_together([(os.path.join(model_dir, 'params_shapes.json'), 'w', lambda f: json.dump(shapes, f))] +
+                   [(os.path.join(model_dir, f'params_{i}.npy'), 'wb', lambda f, part=part: np.save(f, part))
+                    for i, part in enumerate(parts)])
     for path in shard_paths(model_dir)[n_shards:]:
         os.remove(path)
+
+
+def write_together(writes):
+    """Write several files as one: `writes` is a list of (path, mode, write(f)); each is written to a temporary
+    file beside its path (utils.atomic_write) and all are renamed into place only when every one is written, so
+    that a failure (or Ctrl-C) leaves every previous file whole and no temporary file behind."""
+    stacks = [contextlib.ExitStack() for _ in writes]
+    try:
+        for stack, (path, mode, write) in zip(stacks, writes):
+            write(stack.enter_context(atomic_write(path, mode)))
+    except BaseException:
+        for stack in stacks:  # each removes its temporary file: nothing is renamed
+            stack.__exit__(*sys.exc_info())
+        raise
+    for stack in stacks:
+        stack.close()  # renames into place
 
 
 def transfer(init_params, n_transfer):
@@ -177,17 +190,91 @@ def save_params(params, path):
     """best_params.jl as the original wrote it: a joblib dump of the list of float32 arrays `params` (numpy arrays
     or variables, in the original's order), written atomically."""
     with atomic_write(path, 'wb') as f:
-        joblib.dump([p.numpy() if hasattr(p, 'numpy') else np.asarray(p) for p in params], f)
+        _dump_joblib(params, f)
+
+
+def _dump_joblib(params, f):
+    joblib.dump([as_array(p) for p in params], f)
+
+
+def as_array(p):
+    """A numpy array of a numpy array or a variable."""
+    return p.numpy() if hasattr(p, 'numpy') else np.asarray(p)
+
+
+def save_best_params(params, path):
+    """The best parameters at `path` (best_params.jl, as the original) and, beside it, the same arrays as
+    best_params.safetensors (save_safetensors_params), the two renamed into place together."""
+    arrays = [as_array(p) for p in params]
+    write_together([(path, 'wb', lambda f: _dump_joblib(arrays, f)),
+                    (safetensors_path(path), 'wb', lambda f: f.write(safetensors_bytes(arrays)))])
+
+
+def safetensors_path(path):
+    """best_params.safetensors beside best_params.jl `path`."""
+    return os.path.splitext(path)[0] + '.safetensors'
+
+
+def param_names(n_params):
+    """The original's variable names of a model's n_params parameters, in its order: model/we, then
+    model/h{l}/<LAYER_PARAMS> for each layer l, then model/clf/w, model/clf/b when n_params = 1 + 12 n_layer + 2
+    (without them when n_params = 1 + 12 n_layer)."""
+    n_layer, rest = divmod(n_params - 1, len(LAYER_PARAMS))
+    if rest == 2:
+        return param_names(n_params - 2) + ['model/clf/w', 'model/clf/b']
+    if rest or n_layer < 1:
+        raise ValueError(f"{n_params} arrays are not a model's parameters (1 + {len(LAYER_PARAMS)} per layer, + 2)")
+    return ['model/we'] + [f'model/h{l}/{k}' for l in range(n_layer) for k in LAYER_PARAMS]
+
+
+def safetensors_bytes(arrays):
+    """A safetensors file of the parameter arrays, each named by param_names; the metadata repeats the order."""
+    names = param_names(len(arrays))
+    return safetensors.numpy.save({name: np.ascontiguousarray(a, np.float32) for name, a in zip(names, arrays)},
+                                  metadata={'format': 'np', 'order': ' '.join(names)})
+
+
+def load_safetensors_params(path):
+    """The arrays of a best_params.safetensors, in the original's order (recovered from their names), read with
+    safetensors.numpy: the file holds a JSON header and raw numbers, nothing that can run."""
+    what = "a best_params.safetensors that train.py wrote (float32 arrays named model/we, model/h0/..., model/clf/w)"
+    try:
+        with open(path, 'rb') as f:
+            tensors = safetensors.numpy.load(f.read())
+    except Exception as err:  # safetensors' own error on a damaged file, or the file system's
+        raise InputError(f"{path!r} is not {what} ({type(err).__name__}: {err})") from err
+    try:
+        names = param_names(len(tensors))
+    except ValueError:
+        names = []
+    if sorted(names) != sorted(tensors):
+        odd = sorted(set(tensors) - set(names)) or sorted(set(names) - set(tensors))
+        raise InputError(f"{path!r} holds {len(tensors)} arrays, not {what}: {odd[0] if odd else 'none'!r} "
+                         "is unexpected or missing")
+    for name in names:
+        if tensors[name].dtype != np.float32:
+            raise InputError(f"{path!r}: {name} is {tensors[name].dtype}, not {what}")
+    return [tensors[name] for name in names]
 
 
 def load_params(path, shapes=None):
-    """The list of float32 arrays in the best_params.jl `path` (a joblib dump, as the original saved it), read
-    without running any code the file could hold; InputError when it is anything else, or, given `shapes`
-    (the model's parameter shapes, in order), holds other arrays."""
+    """The list of float32 arrays in the best parameters `path`: a best_params.jl (a joblib dump, as the original
+    saved it) or, by its extension, a best_params.safetensors; read without running any code the file could hold.
+    InputError when it is anything else, or, given `shapes` (the model's parameter shapes, in order), holds other
+    arrays."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path!r} not found: give the path of a best_params.jl or best_params.safetensors "
+                         "that train.py wrote")
+    params = load_safetensors_params(path) if path.endswith('.safetensors') else load_joblib_params(path)
+    if shapes is not None:
+        check_shapes(path, params, shapes)
+    return params
+
+
+def load_joblib_params(path):
+    """The list of float32 arrays in the best_params.jl `path` (a joblib dump), read by a restricted unpickler."""
     what = ("a best_params.jl that train.py wrote: a list of float32 arrays saved with joblib (no compression), "
             "the model's parameters in order")
-    if not os.path.isfile(path):
-        raise InputError(f"{path!r} not found: give the path of {what}")
     try:
         with open(path, 'rb') as f:
             if f.read(1) != b'\x80':
@@ -201,8 +288,6 @@ def load_params(path, shapes=None):
         if isinstance(params, list):
             held = f"list of {', '.join(sorted({type(p).__name__ for p in params})) or 'nothing'}"
         raise InputError(f"{path!r} holds a {held}, not {what}")
-    if shapes is not None:
-        check_shapes(path, params, shapes)
     return params
 
 

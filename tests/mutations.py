@@ -108,7 +108,7 @@ MUTATIONS = [
      [RUN_LEVEL, '-k', 'determinism']),
     ('--max_grad_norm not passed to the optimiser', 'train.py', 'max_grad_norm=args.max_grad_norm,', 'max_grad_norm=-1,',
      [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
-    ('default learning rate', 'flags.py', "'--lr', type=float, default=6.25e-5", "'--lr', type=float, default=6.25e-4",
+    ('default learning rate', 'flags.py', "'lr': dict(type=float, default=6.25e-5,", "'lr': dict(type=float, default=6.25e-4,",
      [RUN_LEVEL, '-k', 'default']),
     ('the same dropout seed at every update', 'loop.py', 'tf.cast(opt.t, tf.int32)', 'tf.constant(0, tf.int32)',
      [RUN_LEVEL, '-k', 'masks_change']),
@@ -166,6 +166,42 @@ MUTATIONS = [
     ('bench: the hand-over keeps its switch', 'bench.py',
      '*[a for a in argv if a != asked[0]]', '*argv',
      ['tests/test_bench.py', '-k', 'hands or refuses']),
+    # --- Hugging Face's layout and best_params.safetensors (issue 21; the tests need the real BPE files, which
+    # real_files_env points the copies at)
+    ('convert: Conv1D weights transposed in --to_hf', 'convert.py',
+     "arrays[f'transformer.h.{l}.{HF_LAYER[k]}'] = a[0] if k.endswith('/w') else a",
+     "arrays[f'transformer.h.{l}.{HF_LAYER[k]}'] = a[0].T if k.endswith('/w') else a",
+     ['tests/test_convert.py', '-k', 'multiple_choice_best_params']),
+    ('convert: special rows left out of tokens_embed', 'convert.py',
+     'tokens, positions = we[:n_vocab + 3], we[n_vocab + 3:]', 'tokens, positions = we[:n_vocab], we[n_vocab + 3:]',
+     ['tests/test_convert.py', '-k', 'multiple_choice_best_params']),
+    ('convert: the classifier not transposed', 'convert.py', "'multiple_choice_head.summary.weight': clf_w.T,",
+     "'multiple_choice_head.summary.weight': clf_w,", ['tests/test_convert.py', '-k', 'multiple_choice_best_params']),
+    ('convert: summary dropout from resid_pdrop', 'convert.py', "summary_first_dropout=flags['clf_pdrop'])",
+     "summary_first_dropout=flags['resid_pdrop'])", ['tests/test_convert.py', '-k', 'multiple_choice_best_params']),
+    ('convert: the run log ignored', 'convert.py', "(getattr(args, k), logged.get(k), FLAGS[k].get('default'))",
+     "(getattr(args, k), FLAGS[k].get('default'))", ['tests/test_convert.py', '-k', 'from_its_log']),
+    ('convert: any vocabulary accepted', 'convert.py',
+     'if any(hashlib.sha256(data).hexdigest() != ORIGINAL_BPE[name] for name, data in files.items()):', 'if False:',
+     ['tests/test_convert.py', '-k', 'bad_input']),
+    ('convert: --from_hf positions and tokens swapped', 'convert.py',
+     "params = [arrays['positions_embed.weight'], arrays['tokens_embed.weight']]",
+     "params = [arrays['tokens_embed.weight'], arrays['positions_embed.weight']]",
+     ['tests/test_convert.py', '-k', 'original_layout']),
+    ('convert: an untied lm_head accepted', 'convert.py',
+     'if tokens.shape != head.shape or not np.array_equal(tokens, head):', 'if tokens.shape != head.shape:',
+     ['tests/test_convert.py', '-k', 'bad_input']),
+    ('convert: a half-written --out left behind', 'convert.py', '        shutil.rmtree(tmp, ignore_errors=True)',
+     '        pass', ['tests/test_convert.py', '-k', 'while_writing']),
+    ('safetensors: arrays in the order of their names', 'weights.py', '    return [tensors[name] for name in names]',
+     '    return [tensors[name] for name in sorted(names)]', ['tests/test_convert.py', '-k', 'safetensors']),
+    ('safetensors: not written beside best_params.jl', 'weights.py',
+     "                    (safetensors_path(path), 'wb', lambda f: f.write(safetensors_bytes(arrays)))])",
+     "                    ])", ['tests/test_convert.py', '-k', 'safetensors']),
+    ('safetensors: --restore reads the .jl beside it', 'weights.py',
+     "load_safetensors_params(path) if path.endswith('.safetensors') else load_joblib_params(path)",
+     "load_joblib_params(path[:-len('safetensors')] + 'jl' if path.endswith('.safetensors') else path)",
+     ['tests/test_convert.py', '-k', 'refuses_other_files']),
 ]
 
 
@@ -182,12 +218,24 @@ def copy_project(dst):
         shutil.copy2(os.path.join(ROOT, path), os.path.join(dst, path))
 
 
+def real_files_env():
+    """The environment of the copies' test runs: GPT1_DATA_DIR and GPT1_MODEL_DIR set to where this project finds
+    the real files (a copy has no ../shared beside it), so that the tests that need them run rather than skip."""
+    sys.path.insert(0, ROOT)
+    from sample_files import real_path
+    env = dict(os.environ)
+    for kind in ('data', 'model'):
+        if f'GPT1_{kind.upper()}_DIR' not in env and real_path(kind):
+            env[f'GPT1_{kind.upper()}_DIR'] = os.path.abspath(real_path(kind))
+    return env
+
+
 def run_tests(where, tests, timeout):
     """(status, how): status 0 when the selected tests pass in `where`, else pytest's (124 on a timeout); how, the
     first failure as pytest's summary names it (test and exception)."""
     try:
         done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-x', '-p', 'no:cacheprovider', '-rfE'] + tests,
-                              cwd=where, capture_output=True, text=True, timeout=timeout)
+                              cwd=where, capture_output=True, text=True, timeout=timeout, env=real_files_env())
     except subprocess.TimeoutExpired:
         return 124, 'timeout'
     failures = [line for line in done.stdout.splitlines() if line.startswith(('FAILED ', 'ERROR '))]
