@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
-from utils import InputError, atomic_write, download_command
+from utils import InputError, atomic_write, check_weights_folder, download_command
 
 # The 12 arrays of a layer, in the original's order (params_shapes.json, best_params.jl, Model.params).
 LAYER_PARAMS = ['attn/c_attn/w', 'attn/c_attn/b', 'attn/c_proj/w', 'attn/c_proj/b', 'ln_1/g', 'ln_1/b',
@@ -57,12 +57,7 @@ def load_shard(path):
 def load_openai_params(model_dir, n_ctx, n_special):
     """The pretrained arrays in the original's order, ready to assign: [we, then 12 per layer], where
     we = (token rows, n_special fresh rows, the first n_ctx position rows), shape (n_vocab + n_special + n_ctx, n_embd)."""
-    if not os.path.isdir(model_dir):
-        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
-                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
-    shapes_path = os.path.join(model_dir, 'params_shapes.json')
-    if not os.path.isfile(shapes_path):
-        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
+    shapes_path = check_weights_folder(model_dir)
     try:
         with open(shapes_path, encoding='utf-8') as f:
             shapes = json.load(f)
