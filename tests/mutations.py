@@ -146,6 +146,35 @@ MUTATIONS = [
      'part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads',
      'part_grads = tf.function(lambda b, s, f=part_grads: f((b[0], b[1], 1 - b[2]), s), jit_compile=True) '
      'if jit_compile else part_grads', [RUN_LEVEL, '-k', 'xla']),
+    # --- a newcomer's second day (issue 22): the rerun guard, --resume's line, the hints, --help, download.py
+    ('the rerun guard lets a run replace outputs', 'run_state.py', '    if args.overwrite or not found:',
+     '    if True:', ['tests/test_rerun.py', '-k', 'rerun_over']),
+    ('the rerun guard overlooks the save folder', 'run_state.py',
+     ' + [os.path.join(args.save_dir, args.desc)] * save', '', ['tests/test_rerun.py', '-k', 'rerun_over']),
+    ('the submission files are not guarded', 'train.py',
+     "elsewhere=[('--submission_dir', path) for path in submission_files(args, task)])", 'elsewhere=[])',
+     ['tests/test_rerun.py', '-k', 'another_desc']),
+    ('--overwrite keeps the previous outputs', 'loop.py', '    remove_outputs(replace)', '    pass',
+     ['tests/test_rerun.py', '-k', 'overwrite_replaces']),
+    ('--resume and --overwrite together', 'flags.py', '    if args.resume and args.overwrite:', '    if False:',
+     ['tests/test_rerun.py', '-k', 'together']),
+    ('best_params.jl written at the start', 'train.py', 'n_updates=n_batches * args.n_iter, replace=replaced)',
+     'n_updates=n_batches * args.n_iter, replace=replaced)\n    if args.submit and not args.resume:\n'
+     '        save_params(model.params, params_path)', ['tests/test_rerun.py', '-k', 'interrupted']),
+    ('--resume says nothing of where', 'loop.py', "resumed from update {state.n_updates}", "resumed",
+     ['tests/test_rerun.py', '-k', 'interrupted']),
+    ('the plot hint names a bare analysis.py', 'train.py', "shlex.join([command_path('analysis.py'),",
+     "shlex.join(['analysis.py',", ['tests/test_rerun.py', '-k', 'interrupted']),
+    ('missing data found after the start-up', 'train.py', '    check_inputs(args)\n', '',
+     ['tests/test_newcomer.py', '-k', 'missing_input']),
+    ('analysis --help imports numpy', 'analysis.py', 'from utils import InputError, atomic_write, exit_on_input_error',
+     'import numpy\nfrom utils import InputError, atomic_write, exit_on_input_error',
+     ['tests/test_newcomer.py', '-k', 'every_program']),
+    ('download tries every file of an unreachable server', 'download.py',
+     'except Unreachable as err:  # the other files', 'except ZeroDivisionError as err:  # the other files',
+     ['tests/test_download.py', '-k', 'unreachable']),
+    ('download offers to resume without a .part', 'download.py', "the same command{' to resume' * resume}",
+     'the same command to resume', ['tests/test_download.py', '-k', 'one_line']),
 ]
 
 
