@@ -8,12 +8,50 @@ import io
 import json
 import os
 
-import numpy as np
-import pandas as pd
-
-from datasets import ROC_TEST, rocstories_csv
-from tasks import TASKS
 from utils import InputError, atomic_write, exit_on_input_error
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--plot', metavar='OUT_PNG', help='draw the learning curves of the LOGS to this PNG')
+    parser.add_argument('logs', nargs='*', metavar='LOG', help='with --plot: train.py logs (log/{desc}.jsonl)')
+    parser.add_argument('--data_dir', help='the folder of the Story Cloze CSVs (the test labels)')
+    parser.add_argument('--submission', help='the predictions, submission/ROCStories.tsv')
+    parser.add_argument('--log', help="the run's log, log/{desc}.jsonl")
+    args = parser.parse_args(argv)
+    accuracy_flags = [args.data_dir, args.submission, args.log]
+    if args.plot is not None:
+        if not args.logs:
+            parser.error('--plot needs at least one LOG')
+        if any(flag is not None for flag in accuracy_flags):
+            parser.error('--plot takes LOG files, not --data_dir, --submission or --log: run them separately')
+    elif args.logs:
+        parser.error('LOG files are drawn with --plot OUT_PNG')
+    elif any(flag is None for flag in accuracy_flags):
+        parser.error('give --plot OUT_PNG LOG..., or --data_dir, --submission and --log together')
+    return args
+
+
+def check_files(args):
+    """InputError when a file or folder to read is missing (checked before numpy and pandas are imported)."""
+    files = [('log', path, 'a log/{desc}.jsonl that train.py wrote') for path in args.logs] + [
+        ('--log', args.log, 'the log/{desc}.jsonl that train.py wrote'),
+        ('--submission', args.submission, 'the submission/ROCStories.tsv that train.py --submit wrote')]
+    for what, path, hint in files:
+        if path is not None and not os.path.isfile(path):
+            raise InputError(f"{what} {path!r} not found: give {hint}")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise InputError(f"--data_dir {args.data_dir!r} not found: give the folder of the Story Cloze CSVs")
+
+
+if __name__ == '__main__':  # --help, a bad flag and a missing file answer now, before the imports below
+    exit_on_input_error(check_files, parse_args())
+
+import numpy as np  # noqa: E402 (after the command line is checked)
+import pandas as pd  # noqa: E402
+
+from datasets import ROC_TEST, rocstories_csv  # noqa: E402
+from tasks import TASKS  # noqa: E402
 
 COSTS = ('cost', 'tr_cost', 'va_cost')  # the first panel; the second: the task's first metric (tr_acc, va_acc, ...)
 
@@ -109,34 +147,11 @@ def plot(log_paths, out_path):
         f.write(buf.getvalue())
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--plot', metavar='OUT_PNG', help='draw the learning curves of the LOGS to this PNG')
-    parser.add_argument('logs', nargs='*', metavar='LOG', help='with --plot: train.py logs (log/{desc}.jsonl)')
-    parser.add_argument('--data_dir', help='the folder of the Story Cloze CSVs (the test labels)')
-    parser.add_argument('--submission', help='the predictions, submission/ROCStories.tsv')
-    parser.add_argument('--log', help="the run's log, log/{desc}.jsonl")
-    args = parser.parse_args(argv)
-    accuracy_flags = [args.data_dir, args.submission, args.log]
-    if args.plot is not None:
-        if not args.logs:
-            parser.error('--plot needs at least one LOG')
-        if any(flag is not None for flag in accuracy_flags):
-            parser.error('--plot takes LOG files, not --data_dir, --submission or --log: run them separately')
-    elif args.logs:
-        parser.error('LOG files are drawn with --plot OUT_PNG')
-    elif any(flag is None for flag in accuracy_flags):
-        parser.error('give --plot OUT_PNG LOG..., or --data_dir, --submission and --log together')
-    return args
-
-
 def analyse(args):
+    check_files(args)
     if args.plot is not None:
         plot(args.logs, args.plot)
         return
-    for flag, path in [('--submission', args.submission), ('--log', args.log)]:
-        if not os.path.isfile(path):
-            raise InputError(f"{flag} {path!r} not found")
     if not read_log(args.log)[1]:
         raise InputError(f"--log {args.log!r} has no evaluation yet: wait for the run's first one")
     rocstories(args.data_dir, args.submission, args.log)

@@ -5,8 +5,9 @@ into model/, verified against the checksums below.
     python download.py --only bpe            # the two BPE files (1.3 MB): enough for --n_transfer -1
     python download.py --model_dir DIR --base_url URL_OR_FOLDER
 
-The small files (the BPE files, params_shapes.json) come first, then the ten weight shards. A file that fails does
-not stop the others; the end lists every file's result, and the exit status is 1 if any failed. A file already
+The small files (the BPE files, params_shapes.json) come first, then the ten weight shards; one line says what
+became of each. A file that fails does not stop the others, and the exit status is 1 if any failed; but a server
+that cannot be reached at all (no network) stops the command at once, with one line saying so. A file already
 present and verified is skipped. A download goes to `<name>.part` beside the final file and is renamed onto it
 only once verified, so an interrupted run leaves no half file under the final name; re-running resumes the .part
 with an HTTP Range request.
@@ -16,9 +17,12 @@ http(s)://.../model/), or a local folder holding copies (a path or a file:// URL
 the same.
 """
 import argparse
+import errno
+import glob
 import hashlib
 import http.client
 import os
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -68,6 +72,15 @@ USER_AGENT = 'finetune-transformer-lm-tf2/download.py'
 class DownloadError(Exception):
     """A download that cannot complete (server error, lost connection, bad checksum): the message names the
     file and URL and says what to do. main() prints it on one line and exits with status 1."""
+
+
+class Unreachable(DownloadError):
+    """The server of a URL cannot be reached at all (a name that does not resolve, no route to it, a connection
+    refused or timed out): every other file from it would fail alike. host: the URL's."""
+
+    def __init__(self, message, host):
+        super().__init__(message)
+        self.host = host
 
 
 class _Restart(Exception):
@@ -144,6 +157,10 @@ def _transfer(url, part, name, chunk, timeout):
             raise _Restart(f'the server refused to resume from byte {offset} (HTTP 416)')
         hint = ' (is --base_url right?)' if err.code in (403, 404) else ''
         raise DownloadError(f'HTTP {err.code} {err.reason}{hint}') from None
+    except urllib.error.URLError as err:  # raised while connecting and sending the request
+        if _unreachable(err):
+            raise Unreachable(_describe(err), urllib.parse.urlparse(url).hostname) from None
+        raise DownloadError(_describe(err)) from None
     except (OSError, http.client.HTTPException) as err:
         raise DownloadError(_describe(err)) from None
     with resp:
@@ -179,6 +196,12 @@ def _transfer(url, part, name, chunk, timeout):
     return offset > 0
 
 
+def _unreachable(err):
+    """Whether the URLError of a request says that its server could not be reached at all."""
+    return isinstance(err.reason, (socket.gaierror, ConnectionRefusedError, TimeoutError)) or \
+        getattr(err.reason, 'errno', None) in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN)
+
+
 def _describe(err):
     """A one-line reason for a network error."""
     if isinstance(err, urllib.error.URLError):
@@ -194,7 +217,6 @@ def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
     error the .part is kept for the next run to resume; after a failed verification it is deleted."""
     name = os.path.basename(dest)
     part = dest + '.part'
-    retry = 're-run the same command to resume'
     restarted = False
     while True:
         try:
@@ -203,12 +225,14 @@ def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
             if os.path.exists(part) and verify(part, expected)[0]:
                 break  # the .part was already complete (a run stopped just before the rename)
             if restarted:
-                raise DownloadError(f'could not download {name} from {url}: {why}; {retry}') from None
+                raise DownloadError(f'could not download {name} from {url}: {why}; {_retry(part)}') from None
             _remove(part)
             restarted = True
             continue
+        except Unreachable as err:
+            raise Unreachable(f'could not download {name} from {url}: {err}; {_retry(part)}', err.host) from None
         except DownloadError as err:
-            raise DownloadError(f'could not download {name} from {url}: {err}; {retry}') from None
+            raise DownloadError(f'could not download {name} from {url}: {err}; {_retry(part)}') from None
         ok, reason = verify(part, expected)
         if ok:
             break
@@ -222,6 +246,13 @@ def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
     return dest
 
 
+def _retry(part):
+    """What to do after a failed transfer into `part`: resume it when it holds bytes, else try again."""
+    if os.path.isfile(part) and os.path.getsize(part):
+        return f're-run the same command to resume it ({os.path.getsize(part)} bytes kept in {part})'
+    return 're-run the same command to try again'
+
+
 def _url(base_url, name):
     """The URL of `name` under base_url: a URL, or a local folder (a path without a scheme)."""
     if not urllib.parse.urlparse(base_url).scheme and os.path.isdir(base_url):
@@ -233,7 +264,8 @@ def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
     """Fetch `files` (names from FILES, or a dict name -> expected checksums; default all of FILES) from
     `base_url` (a URL or a local folder) into `model_dir`, skipping those already present and verified. A file
     that fails does not stop the others; every file's result is printed at the end. Returns the local paths;
-    raises DownloadError naming the files that failed, once all were tried."""
+    raises DownloadError naming the files that failed, once all were tried; or at once, saying so, when the server
+    cannot be reached."""
     if files is None:
         files = FILES
     if not isinstance(files, dict):
@@ -242,29 +274,31 @@ def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
             raise DownloadError(f'unknown file(s) {unknown}: the files are {list(FILES)}')
         files = {n: FILES[n] for n in files}
     os.makedirs(model_dir, exist_ok=True)
-    paths, results, failed = [], [], []
+    print(f'{model_dir}: {len(files)} files from {base_url}')
+    paths, failed = [], []
     for name, expected in files.items():
         dest = os.path.join(model_dir, name)
         ok, reason = verify(dest, expected)
         if ok:
-            results.append('present and verified, skipped')
+            result = 'present and verified, skipped'
         else:
-            if os.path.exists(dest):
-                print(f'{name}: present but {reason}: downloading it again')
+            result = f'present but {reason}: downloaded again and verified' if os.path.exists(dest) else \
+                'downloaded and verified'
             try:
                 fetch(_url(base_url, name), dest, expected, timeout=timeout)
-                results.append('downloaded and verified')
+            except Unreachable as err:  # the other files would fail alike, each after its own wait
+                raise DownloadError(f'cannot reach {err.host}: no network? use --base_url with a mirror or a local '
+                                    'copy') from None
             except DownloadError as err:
-                results.append(f'FAILED: {err}')
+                result = f'FAILED: {err}'
                 failed.append(name)
-            print(f'{name}: {results[-1]}')
-        paths.append(dest)
-    print(f'\n{model_dir}:')
-    for name, result in zip(files, results):
         print(f'  {name:<24} {result}')
+        paths.append(dest)
     if failed:
+        resume = any(os.path.isfile(os.path.join(model_dir, name + '.part')) for name in failed)
         raise DownloadError(f"{len(failed)} of {len(files)} files failed ({', '.join(failed)}; why: above): re-run "
-                            "the same command to resume, or fetch them from a mirror or a local copy with --base_url")
+                            f"the same command{' to resume' * resume}, or fetch them from a mirror or a local copy "
+                            "with --base_url")
     return paths
 
 
@@ -285,7 +319,9 @@ def main(argv=None):
         print(f'error: {err.strerror or err} ({err.filename or args.model_dir})', file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print('error: interrupted; re-run the same command to resume', file=sys.stderr)
+        parts = glob.glob(os.path.join(glob.escape(args.model_dir), '*.part'))
+        print(f"error: interrupted; re-run the same command to {'resume' if parts else 'download the rest'}",
+              file=sys.stderr)
         sys.exit(130)
     print(f'all {len(paths)} files in {args.model_dir} verified')
     return 0

@@ -17,8 +17,8 @@ CHOICES = {'dataset': tuple(DATA_DIRS), 'afn': ('gelu', 'relu', 'swish'),
            'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
            'precision': ('fp32', 'bf16', 'fp16')}
 # Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
-RESUMABLE_CHANGES = ('resume', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir', 'model_dir',
-                     'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
+RESUMABLE_CHANGES = ('resume', 'overwrite', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir',
+                     'model_dir', 'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
 
 
 def choices_help(flag):
@@ -40,8 +40,9 @@ FLAGS = {
         help="the test set's predictions and probabilities go here"),
     'submit': dict(action='store_true', help='save the best parameters and predict the test set'),
     'analysis': dict(action='store_true',
-        help="with --submit: print the paper's metrics on the dev sets, and on the test set where its "
-             "labels are public"),
+        help="with --submit: print the paper's metrics: the valid split's of the best evaluation (from the "
+             "run's log), the other dev sets', and the test set's where its labels are public (read from the "
+             "test file)"),
     'seed': dict(type=int, default=42,
         help='seeds Python, NumPy (the data order, the special rows), TensorFlow (variables not '
              'loaded, e.g. clf/w) and, directly, the dropout masks: each drawn from the seed, the '
@@ -71,7 +72,9 @@ FLAGS = {
     'encoder_path': dict(type=str,
         help='the BPE vocabulary (default: MODEL_DIR/encoder_bpe_40000.json)'),
     'bpe_path': dict(type=str, help='the BPE merges (default: MODEL_DIR/vocab_40000.bpe)'),
-    'n_transfer': dict(type=int, default=12, help='pretrained layers to load; -1 loads nothing'),
+    'n_transfer': dict(type=int, default=12,
+        help='pretrained blocks to load, with the embeddings (tokens and positions): 12 the whole pretrained '
+             'model; 0 the embeddings alone; -1 nothing (training from scratch, no weight files needed)'),
     'lm_coef': dict(type=float, default=0.5, help='weight of the LM loss in the training loss'),
     'b1': dict(type=float, default=0.9, help="Adam's beta1"),
     'b2': dict(type=float, default=0.999, help="Adam's beta2"),
@@ -93,8 +96,13 @@ FLAGS = {
              "the same update with dropout off, but each part draws its own dropout masks "
              "(ACCUM_STEPS times the original's masks)"),
     'save_every': dict(type=int, default=0,
-        help='checkpoint every N updates and at the end of each epoch (0: never)'),
+        help='checkpoint every N updates and at the end of each epoch (0: only when stopped: a first Ctrl-C or '
+             'SIGTERM in training saves one after the current update, then the run exits; a second one stops it '
+             'at once, saving nothing); --resume continues from the last one'),
     'resume': dict(action='store_true', help='continue from the last checkpoint of this --desc'),
+    'overwrite': dict(action='store_true',
+        help="replace what a previous run with this --desc wrote (its log, its save folder) and the submission "
+             "files this run writes: removed when it starts; without it, a run whose outputs exist stops"),
     'restore': dict(type=str, help='start from the parameters in this best_params.jl or best_params.safetensors'),
     'cache_dir': dict(type=str, default='cache/',
         help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)"),
@@ -140,7 +148,10 @@ def check_args(args):
     if args.n_transfer > args.n_layer:
         raise InputError(f"--n_transfer {args.n_transfer} is more than the model's --n_layer {args.n_layer}")
     if args.analysis and not (args.submit or args.eval_only):
-        raise InputError("--analysis reads the submission: pass --submit too")
+        raise InputError("--analysis scores the best evaluation of the log and the test set's predictions, which "
+                         "--submit makes: pass --submit too")
+    if args.resume and args.overwrite:
+        raise InputError("--resume continues the run that --overwrite would replace: pass one of them")
     if args.accum_steps < 1 or args.save_every < 0:
         raise InputError("--accum_steps must be at least 1 and --save_every at least 0")
     if args.restore and not os.path.isfile(args.restore):
@@ -172,7 +183,7 @@ def check_flags(args):
                            ('seed', 0 <= args.seed < 2 ** 31, 'in [0, 2**31)'),
                            ('n_transfer', args.n_transfer >= -1, 'at least -1 (-1: load no pretrained weights)'),
                            ('n_ctx', args.n_ctx >= 6, 'at least 6: _start_, _delimiter_ and _classify_ and at least '
-                                                      'one token of the story and of the ending')]:
+                                                      'one token of each text of an example')]:
         if not ok:
             raise InputError(f"--{flag} {getattr(args, flag)} is out of range: it must be {what}")
     desc = args.desc

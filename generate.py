@@ -20,18 +20,8 @@ import random
 import sys
 
 from flags import add_flags, bpe_paths
-from utils import HelpFormatter, download_command, tensorflow_start_up_hidden
-
-with tensorflow_start_up_hidden():
-    import numpy as np
-    import tensorflow as tf
-
-from datasets import ROC_TEST, rocstories, rocstories_csv
-from model import Model
-from text_utils import TextEncoder
-from utils import InputError, batches_of, exit_on_input_error
-from vocab import N_SPECIAL, Vocab
-from weights import LAYER_PARAMS, check_shapes, load_openai_params, load_params, transfer
+from utils import (HelpFormatter, InputError, check_weights_folder, download_command, exit_on_input_error,
+                   tensorflow_start_up_hidden)
 
 
 def parse_args(argv=None):
@@ -72,6 +62,25 @@ def check_args(args):
     for path in [args.encoder_path, args.bpe_path]:
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}`")
+    if args.restore and not os.path.isfile(args.restore):
+        raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl")
+    if not args.restore:
+        check_weights_folder(args.model_dir)
+
+
+if __name__ == '__main__':  # --help, a bad flag and a missing file answer now, before the imports below
+    exit_on_input_error(check_args, parse_args())
+
+with tensorflow_start_up_hidden():
+    import numpy as np
+    import tensorflow as tf
+
+    from datasets import ROC_TEST, rocstories, rocstories_csv
+    from model import Model
+    from text_utils import TextEncoder
+    from utils import batches_of
+    from vocab import N_SPECIAL, Vocab
+    from weights import LAYER_PARAMS, check_shapes, load_openai_params, load_params, transfer
 
 
 # ------------------------------------------------------------------------------------------ the language model

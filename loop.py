@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from run_state import RunState, at_boundary, check_finite, lock_run, restore_checkpoint
+from run_state import RunState, at_boundary, check_finite, lock_run, remove_outputs, restore_checkpoint
 from utils import InputError, ResultLogger, batches_of
 
 
@@ -158,21 +158,30 @@ class Run:
         self.logger, self.summaries, self.params = logger, summaries, params
 
 
-def start_run(args, control, saved, log_path, params, before_writing=lambda: None):
+def start_run(args, control, saved, log_path, params, before_writing=lambda: None, n_updates=None, replace=()):
     """Where the run `args.desc` starts: a new RunState, or that of the last checkpoint in
-    save/{desc}/checkpoints/ with --resume (the log kept up to its evaluations); then, every input checked
-    (before_writing() first: the last check, or a cache to write), the run's writes: the locks on its folders, its
-    log (its first line the flags), its TensorBoard writer. `saved`: the objects a checkpoint holds besides the
-    state ({'model': ..., 'opt': ...})."""
+    save/{desc}/checkpoints/ with --resume (the log kept up to its evaluations; a line says where it resumes, of
+    the run's n_updates); then, every input checked (before_writing() first: the last check, or a cache to
+    write), the run's writes: the locks on its folders, the removal of a previous run's outputs `replace`
+    (run_state.check_outputs's, with --overwrite), its log (its first line the flags), its TensorBoard writer.
+    `saved`: the objects a checkpoint holds besides the state ({'model': ..., 'opt': ...})."""
     state = RunState()
-    checkpoint = tf.train.CheckpointManager(tf.train.Checkpoint(state=state, **saved),
-                                            os.path.join(args.save_dir, args.desc, 'checkpoints'), max_to_keep=1)
+
+    def checkpoints():
+        return tf.train.CheckpointManager(tf.train.Checkpoint(state=state, **saved),
+                                          os.path.join(args.save_dir, args.desc, 'checkpoints'), max_to_keep=1)
     if args.resume:
+        checkpoint = checkpoints()
         restore_checkpoint(checkpoint)
         logger = ResultLogger.resume(log_path, state.n_logged)
     before_writing()  # every input is checked: from here on the run writes
     lock_run(control, args)
-    if not args.resume:
+    remove_outputs(replace)
+    if args.resume:
+        print(f"resumed from update {state.n_updates}{f' of {n_updates}' if n_updates else ''} "
+              f"(checkpoint {checkpoint.latest_checkpoint})")
+    else:
+        checkpoint = checkpoints()  # made after the removal: it knows of no checkpoint of a run replaced
         logger = ResultLogger(log_path, **vars(args))
     summaries = tf.summary.create_file_writer(os.path.join(args.log_dir, args.desc))
     return Run(control, state, checkpoint, logger, summaries, params)

@@ -1,6 +1,7 @@
 """A run's lifecycle: where it stands (RunState, saved in its checkpoints), the locks and signals it holds while
 on (RunControl), saving and restoring its checkpoints, stopping cleanly at an update boundary, and --resume."""
 import fcntl
+import fnmatch
 import glob
 import json
 import math
@@ -67,6 +68,78 @@ def check_resume(args, log_path):
     if changed:
         raise InputError(f"--resume with flags that change the run: {', '.join(changed)}: resume with the flags "
                          f"in the first line of {log_path!r}, or start a new run with another --desc")
+
+
+def check_outputs(args, log_path, save=True, elsewhere=()):
+    """Before a run writes anything: what a previous run left that this one would replace: its log `log_path`, its
+    TensorBoard folder, with `save` its save folder (best parameters, checkpoints, ...), and the files of
+    `elsewhere`, (flag, path) pairs of what it writes outside its --desc (a run of another --desc writes them too,
+    such as the submissions; flag: the one that moves them). InputError naming them and the ways on (--resume when
+    a checkpoint exists, another --desc or flag, --overwrite); with --overwrite, they are returned instead, for
+    loop.start_run to remove once the run holds its locks. With --resume, nothing (check_resume checks the run)."""
+    if args.resume:
+        return []
+    own = [log_path, os.path.join(args.log_dir, args.desc)] + [os.path.join(args.save_dir, args.desc)] * save
+    own = [path for path in own if holds_output(path)]
+    others = [(flag, path) for flag, path in elsewhere if holds_output(path)]
+    found = own + [path for _, path in others]
+    if args.overwrite or not found:
+        return found
+    ways = []
+    try:
+        checkpoint = tf.train.latest_checkpoint(os.path.join(args.save_dir, args.desc, 'checkpoints'))
+    except Exception:  # a damaged list of checkpoints: --resume would say so, not the guard
+        checkpoint = None
+    if own and checkpoint:
+        ways.append(f"continue that run with --resume (its checkpoint {checkpoint!r}, update "
+                    f"{checkpoint.rsplit('-', 1)[-1]})")
+    moves = (['--desc'] if own else []) + sorted({flag for flag, _ in others})
+    ways += [f"start another with another {' and '.join(moves)}", 'replace them with --overwrite']
+    raise InputError(f"a previous run wrote what this one would replace: {', '.join(map(describe_output, found))}; "
+                     f"{', '.join(ways[:-1])} or {ways[-1]}")
+
+
+# Names that are not a run's outputs: its locks and utils.atomic_write's temporary files (hidden), and what an
+# interrupted TensorFlow checkpoint leaves (lock_run removes those)
+NOT_OUTPUTS = ('.*', '*.tmp*', 'ckpt-*_temp')
+
+
+def is_output(name):
+    """Whether a file or folder called `name` can be a run's output (it matches none of NOT_OUTPUTS)."""
+    return not any(fnmatch.fnmatch(name, pattern) for pattern in NOT_OUTPUTS)
+
+
+def holds_output(path):
+    """Whether `path` is a file, or a folder holding a file at any depth, that is an output (is_output)."""
+    if os.path.isfile(path):
+        return True
+    for folder, folders, files in os.walk(path):
+        folders[:] = [name for name in folders if is_output(name)]
+        if any(map(is_output, files)):
+            return True
+    return False
+
+
+def describe_output(path, n=3):
+    """`path` quoted; a folder followed by its first n outputs."""
+    if not os.path.isdir(path):
+        return repr(path)
+    names = sorted(name + '/' * os.path.isdir(os.path.join(path, name)) for name in os.listdir(path)
+                   if is_output(name))
+    return f"{path!r} ({', '.join(names[:n])}{', ...' * (len(names) > n)})"
+
+
+def remove_outputs(paths):
+    """Remove what check_outputs found (--overwrite): the files, and what the folders hold but the entries whose
+    name starts with '.' (the locks this run holds)."""
+    for path in paths:
+        if not os.path.isdir(path):
+            os.remove(path)
+            continue
+        for name in os.listdir(path):
+            entry = os.path.join(path, name)
+            if not name.startswith('.'):
+                shutil.rmtree(entry) if os.path.isdir(entry) and not os.path.islink(entry) else os.remove(entry)
 
 
 def restore_checkpoint(checkpoint):
@@ -185,10 +258,16 @@ def lock_run(control, args):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
+def command_path(program):
+    """The path of `program` (a program beside this file) as the user types it from the current folder: relative
+    below it, else absolute."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), program)
+    relative = os.path.relpath(path)
+    return path if relative.startswith('..') else relative
+
+
 def resume_command(argv, program='train.py'):
     """The command line that resumes the run of `program`'s (a training program beside this file) arguments
-    `argv`."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), program)
-    script = os.path.relpath(path)
-    script = path if script.startswith('..') else script
-    return 'python ' + shlex.join([script] + list(argv) + ([] if '--resume' in argv else ['--resume']))
+    `argv` (without --overwrite: the run resumed is the one it started)."""
+    argv = [arg for arg in argv if arg != '--overwrite']
+    return 'python ' + shlex.join([command_path(program)] + argv + ([] if '--resume' in argv else ['--resume']))

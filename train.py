@@ -10,25 +10,40 @@ towers, the update, the loop, checkpoints) is loop.py's; this file is what fine-
 head, its evaluations, its best parameters and its predictions.
 
 Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
---save_every, --resume, --restore, --cache_dir, --eval_only.
+--save_every, --resume, --overwrite, --restore, --cache_dir, --eval_only.
 """
 import os
 import random
+import shlex
 import sys
 from typing import NamedTuple
 
 from flags import check_args, format_flags, parse_args
-from utils import exit_on_input_error, tensorflow_start_up_hidden
+from utils import check_weights_folder, exit_on_input_error, tensorflow_start_up_hidden
 
 
 def checked_args(argv):
-    """train.py's flags of the command line `argv`, parsed and checked (InputError when they cannot run)."""
+    """train.py's flags of the command line `argv`, parsed and checked, and its input files found (InputError when
+    they cannot run)."""
     args = parse_args(argv, __doc__)
     check_args(args)
+    check_inputs(args)
     return args
 
 
-if __name__ == '__main__':  # --help and a bad flag answer now, before the imports below
+def check_inputs(args):
+    """InputError when a file the run reads is missing: the task's files, and the pretrained weights unless
+    --n_transfer -1. Before TensorFlow's seconds of start-up: it imports the readers (numpy, pandas) alone."""
+    import datasets
+    import tasks
+    task = tasks.TASKS[args.dataset]
+    for path in task.paths(args.data_dir):  # ROCStories' and RACE's paths say which are missing; the others here
+        datasets.open_text(path, task.url).close()
+    if args.n_transfer != -1:
+        check_weights_folder(args.model_dir)
+
+
+if __name__ == '__main__':  # --help, a bad flag and a missing file answer now, before the imports below
     ARGS = exit_on_input_error(checked_args, sys.argv[1:])
 
 with tensorflow_start_up_hidden():
@@ -43,7 +58,7 @@ with tensorflow_start_up_hidden():
     import tasks
     from model import Head, Model, finetune_objective, make_eval_step, path_of
     from opt import Adam, LossScale, schedules
-    from run_state import Interrupted, RunControl, check_resume, resume_command
+    from run_state import Interrupted, RunControl, check_outputs, check_resume, command_path, resume_command
     from tasks import TASKS
     from text_utils import TextEncoder
     from utils import InputError, atomic_write
@@ -58,11 +73,13 @@ def train(args, control):
     """The run: seed, encode the data, build the model, fine-tune it (logging evaluations), then predict the test
     set (--submit, --eval_only)."""
     task = TASKS[args.dataset]
-    print(format_flags(args))
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
     if args.resume:
         check_resume(args, log_path)
+    replaced = check_outputs(args, log_path, save=args.submit or not args.eval_only,  # checkpoints, best_params.jl
+                             elsewhere=[('--submission_dir', path) for path in submission_files(args, task)])
+    print(format_flags(args))
     strategy, n_batch_train, path = start_devices(args)
     text_encoder = TextEncoder(args.encoder_path, args.bpe_path)
     data = prepare_data(args, task, len(text_encoder.encoder), text_encoder, n_batch_train,
@@ -79,9 +96,8 @@ def train(args, control):
         return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx, path.pad_to(data.n_ctx))
 
     saved = dict(model=model, opt=opt, **({} if loss_scale is None else {'loss_scale': loss_scale}))
-    run = loop.start_run(args, control, saved, log_path, model.params, before_writing=data.write_cache)
-    if args.submit and not args.resume:
-        save_best_params(model.params, params_path)
+    run = loop.start_run(args, control, saved, log_path, model.params, before_writing=data.write_cache,
+                         n_updates=n_batches * args.n_iter, replace=replaced)
     log = evaluation_log(args, task, run, model, eval_step, batch, data.evaluated, n_batch_train, params_path)
     print(f"evaluations (classifier loss, then {', '.join(m.name for m in task.metrics)} in % on the first "
           f"{len(data.evaluated['tr'].Y)} train and the {len(data.evaluated['va'].Y)} {task.valid} examples):")
@@ -134,7 +150,8 @@ def epochs(state, strategy, batch, n_train, n_batch_train):
 
 def evaluation_log(args, task, run, model, eval_step, batch, evaluated, n_batch, params_path):
     """loop.fit's log(): one evaluation (evaluate) logged, printed as the original's line and sent to TensorBoard;
-    with --submit, best_params.jl saved when the valid figure of the task's first metric beats the best so far."""
+    with --submit, best_params.jl saved when the valid figure of the task's first metric beats the best so far
+    (the first evaluation always does: the file is first written then, not at the start as the original)."""
     state = run.state
 
     def log():
@@ -263,8 +280,23 @@ def written_files(args, log_path, params_path, outputs):
         files.append(('checkpoints', os.path.join(args.save_dir, args.desc, 'checkpoints')))
     files += outputs
     lines = ['written:'] + [f'  {what:<16} {path}' for what, path in files]
-    return lines + [f'plot the learning curves: python analysis.py --plot {args.desc}.png {log_path}',
-                    f'or watch them in TensorBoard: tensorboard --logdir {args.log_dir}']
+    plot = shlex.join([command_path('analysis.py'), '--plot', f'{args.desc}.png', log_path])
+    return lines + [f'plot the learning curves: python {plot}',
+                    f'or watch them in TensorBoard: tensorboard --logdir {shlex.quote(args.log_dir)}']
+
+
+def submission_paths(args, task, name):
+    """The files of the test split `name`'s predictions: its submission (tasks.Task.submissions) in
+    --submission_dir, and for classes and choices its probabilities beside it (else None)."""
+    path = os.path.join(args.submission_dir, task.submissions[name])
+    return path, os.path.splitext(path)[0] + '_probs.tsv' if task.labels else None
+
+
+def submission_files(args, task):
+    """Every file that the test sets' predictions go to (--submit, --eval_only), in the order they are written."""
+    if not (args.submit or args.eval_only):
+        return []
+    return [path for name in task.tests for path in submission_paths(args, task, name) if path]
 
 
 def predict(args, task, model, eval_step, batch, splits, n_batch, params_path, evaluations):
@@ -280,12 +312,12 @@ def predict(args, task, model, eval_step, batch, splits, n_batch, params_path, e
         split = splits[name]
         logits, _ = loop.iter_apply(eval_step, batch(split), len(split.Y), n_batch, f'predicting {name}')
         predictions = tasks.predictions(task, logits)
-        path = os.path.join(args.submission_dir, task.submissions[name])
+        path, probs_path = submission_paths(args, task, name)
         write_submission(path, split.examples.ids, tasks.prediction_strings(task, predictions))
         outputs.append(('submission', path))
-        if task.labels:
-            outputs.append(('probabilities', os.path.splitext(path)[0] + '_probs.tsv'))
-            write_probabilities(outputs[-1][1], split.examples.ids, logits)
+        if probs_path:
+            outputs.append(('probabilities', probs_path))
+            write_probabilities(probs_path, split.examples.ids, logits)
         if task.test_labels:
             scores[name] = tasks.score(task, predictions, split.examples)
     if args.analysis:

@@ -66,6 +66,18 @@ def download_command(model_dir, only=None):
                     ['--model_dir', shlex.quote(model_dir or '.')])
 
 
+def check_weights_folder(model_dir):
+    """The path of params_shapes.json in the pretrained weights' folder `model_dir`; InputError when the folder or
+    the file is missing (the programs check it before their heavy imports, weights.py before reading a shard)."""
+    if not os.path.isdir(model_dir):
+        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
+                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
+    shapes_path = os.path.join(model_dir, 'params_shapes.json')
+    if not os.path.isfile(shapes_path):
+        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
+    return shapes_path
+
+
 def round_up(n, multiple):
     """The smallest multiple of `multiple` that is at least n."""
     return -(-n // multiple) * multiple

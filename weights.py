@@ -15,7 +15,7 @@ import numpy as np
 import safetensors.numpy
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 
-from utils import InputError, atomic_write, download_command
+from utils import InputError, atomic_write, check_weights_folder, download_command
 
 # The 12 arrays of a layer, in the original's order (params_shapes.json, best_params.jl, Model.params).
 LAYER_PARAMS = ['attn/c_attn/w', 'attn/c_attn/b', 'attn/c_proj/w', 'attn/c_proj/b', 'ln_1/g', 'ln_1/b',
@@ -58,12 +58,7 @@ def load_shard(path):
 def read_openai_params(model_dir):
     """The arrays of a model folder in the original's layout as they are stored, in params_shapes.json's order:
     positions (n_pos, n_embd), tokens (n_vocab, n_embd), then 12 per layer (LAYER_PARAMS)."""
-    if not os.path.isdir(model_dir):
-        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
-                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
-    shapes_path = os.path.join(model_dir, 'params_shapes.json')
-    if not os.path.isfile(shapes_path):
-        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
+    shapes_path = check_weights_folder(model_dir)
     try:
         with open(shapes_path, encoding='utf-8') as f:
             shapes = json.load(f)

@@ -434,7 +434,7 @@ def test_train_writes_best_params_safetensors_and_restores_either(tiny, tmp_path
     probs = {}
     for ext in ('jl', 'safetensors'):
         shutil.copy(save / f'best_params.{ext}', tmp_path / f'restore.{ext}')
-        tiny(eval_only=True, desc=f'e{ext}', restore=tmp_path / f'restore.{ext}')
+        tiny(eval_only=True, desc=f'e{ext}', restore=tmp_path / f'restore.{ext}', overwrite=True)
         probs[ext] = (tmp_path / 'out' / 'submission' / 'ROCStories_probs.tsv').read_text()
     assert probs['jl'] == probs['safetensors']
 

@@ -428,3 +428,56 @@ def test_only_bpe_from_a_local_copy_of_the_real_files_verifies_against_the_table
         pytest.skip(REAL_FILES_HINT)
     download.main(['--model_dir', str(tmp_path), '--base_url', os.path.dirname(folder), '--only', 'bpe'])
     assert sorted(p.name for p in tmp_path.iterdir()) == ['encoder_bpe_40000.json', 'vocab_40000.bpe']
+
+
+# a newcomer without a network: the unreachable server named once, one line per file, "resume" only for a .part
+
+
+def run_main(monkeypatch, capsys, tmp_path, base_url, files=EXPECTED):
+    """download.main's exit status, stdout and stderr for `files` (a FILES table) into tmp_path / 'model'."""
+    monkeypatch.setattr(download, 'FILES', dict(files))
+    with pytest.raises(SystemExit) as exit_:
+        download.main(['--model_dir', str(tmp_path / 'model'), '--base_url', base_url])
+    out, err = capsys.readouterr()
+    assert 'Traceback' not in err
+    return exit_.value.code, out, err
+
+
+@pytest.mark.parametrize('how', ['no name resolution', 'connection refused'])
+def test_an_unreachable_server_is_named_once_and_stops_the_command(tmp_path, monkeypatch, capsys, how):
+    if how == 'no name resolution':  # what a machine without a network meets first
+        def no_resolver(*args, **kwargs):
+            raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+        monkeypatch.setattr(socket, 'getaddrinfo', no_resolver)
+        base_url, host = 'https://mirror.example/gpt1/model/', 'mirror.example'
+    else:
+        base_url, host = closed_port_url(), '127.0.0.1'
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, base_url)
+    message = f'cannot reach {host}: no network? use --base_url with a mirror or a local copy'
+    assert code == 1 and err.strip().splitlines() == [f'error: {message}']
+    assert (out + err).count('cannot reach') == 1  # once, not once per file
+    assert 'Errno' not in out + err and 'resume' not in out + err  # nothing was half downloaded
+    assert 'big.bin' not in out and 'small.json' not in out  # no file was tried after the first
+    assert os.listdir(tmp_path / 'model') == []
+
+
+def test_each_file_has_one_line_and_resume_is_offered_only_for_a_part(server, tmp_path, monkeypatch, capsys):
+    (tmp_path / 'model').mkdir()
+    (tmp_path / 'model' / 'small.json').write_bytes(SMALL)  # present: skipped
+    files = {'gone.bin': {'git_blob': '0' * 40}, **EXPECTED}  # gone.bin: HTTP 404
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, server.base_url, files)
+    assert code == 1
+    lines = out.splitlines()
+    for name in files:
+        assert len([line for line in lines if name in line]) == 1, out
+    assert 'resume' not in out + err and 're-run the same command' in err  # a 404 keeps no .part
+
+    server.mode = 'truncate'  # big.bin's first half arrives: a .part to resume
+    (tmp_path / 'model' / 'big.bin').unlink()
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, server.base_url, files)
+    part = tmp_path / 'model' / 'big.bin.part'
+    (line,) = [line for line in out.splitlines() if 'big.bin' in line]
+    assert 'FAILED' in line and f're-run the same command to resume it ({len(BIG) // 2} bytes kept in {part})' in line
+    (gone,) = [line for line in out.splitlines() if 'gone.bin' in line]
+    assert 'resume' not in gone and 'try again' in gone
+    assert 're-run the same command to resume' in err.strip().splitlines()[-1]

@@ -47,12 +47,56 @@ def imported(stderr):
 
 # --- --help and the flags, before TensorFlow ----------------------------------------------------------------
 
+# Every program of the project (those not written yet are covered once they exist) and what their --help must not
+# import: each takes seconds (TensorFlow 5-25 s on a busy machine)
+PROGRAMS = [name for name in ['train.py', 'generate.py', 'analysis.py', 'download.py', 'pretrain.py', 'zeroshot.py',
+                              'convert.py'] if os.path.isfile(os.path.join(PROJECT, name))]
+HEAVY = {'tensorflow', 'numpy', 'pandas', 'spacy', 'sklearn', 'scipy', 'matplotlib', 'joblib', 'ftfy'}
+
+
 def test_help_does_not_import_tensorflow():
     result = run_script('train.py', '--help')
     modules, _ = imported(result.stderr)
     assert result.returncode == 0 and '--n_iter' in result.stdout
     assert 'argparse' in modules  # the listing works
     assert not {'tensorflow', 'numpy', 'spacy', 'sklearn'} & modules
+
+
+@pytest.mark.parametrize('program', PROGRAMS)
+def test_every_program_answers_help_and_a_bad_flag_before_its_heavy_imports(program):
+    result = run_script(program, '--help')
+    modules, _ = imported(result.stderr)
+    assert result.returncode == 0 and result.stdout.startswith('usage: ') and '--help' in result.stdout
+    assert 'argparse' in modules and not HEAVY & modules, HEAVY & modules
+    result = run_script(program, '--no_such_flag')  # argparse's message, or the program's first error
+    modules, others = imported(result.stderr)
+    assert result.returncode == 2 and 'error: ' in others[-1], others
+    assert not HEAVY & modules, HEAVY & modules
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['train.py', '--data_dir', 'nowhere', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
+     "missing ROCStories data: 'nowhere/cloze_test_val"),
+    (['train.py', '--dataset', 'rte', '--data_dir', '.', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
+     "'./train.tsv' not found: download the data set from"),
+    (['train.py', '--data_dir', '{data}', '--model_dir', 'nowhere', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
+     "weights folder 'nowhere' not found: run `python download.py --model_dir nowhere`"),
+    (['generate.py', '--prompt', 'a', '--model_dir', 'nowhere', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
+     "weights folder 'nowhere' not found"),
+    (['generate.py', '--prompt', 'a', '--restore', 'nowhere.jl', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
+     "--restore 'nowhere.jl' not found"),
+    (['analysis.py', '--plot', 'x.png', 'nowhere.jsonl'], "log 'nowhere.jsonl' not found"),
+    (['analysis.py', '--data_dir', '.', '--submission', 'nowhere.tsv', '--log', 'nowhere.jsonl'],
+     "--log 'nowhere.jsonl' not found")])
+def test_a_missing_input_file_is_reported_before_tensorflow_is_imported(tmp_path, argv, message):
+    (tmp_path / 'enc.json').write_text('{}')
+    (tmp_path / 'vocab.bpe').write_text('#version: 0.2\n\n')
+    write_rocstories(str(tmp_path / 'data'), n_val=3, n_test=2)
+    paths = dict(enc=tmp_path / 'enc.json', bpe=tmp_path / 'vocab.bpe', data=tmp_path / 'data')
+    result = run_script(os.path.join(PROJECT, argv[0]), *[arg.format(**paths) for arg in argv[1:]], cwd=tmp_path)
+    modules, others = imported(result.stderr)
+    assert result.returncode == 2 and others == [f'error: {others[-1][7:]}'] and message in others[-1], others
+    assert not {'tensorflow'} & modules
 
 
 @pytest.mark.parametrize('argv, message', [(['--afn', 'tanh'], "error: unknown --afn 'tanh': choose one of gelu"),
@@ -134,19 +178,21 @@ def test_tensorflow_start_up_lines_are_hidden_unless_the_user_sets_a_low_log_lev
 
 
 def test_a_run_starts_without_tensorflow_lines(tmp_path):
-    """The whole start-up (imports, devices) then a missing data folder: stderr holds the error line alone."""
+    """The whole start-up (imports, devices) then data too small for the split (3 stories, 374 to validate):
+    stderr holds the error line alone."""
     encoder_path, bpe_path = tmp_path / 'enc.json', tmp_path / 'vocab.bpe'
     encoder_path.write_text(json.dumps({'a</w>': 0}))
     bpe_path.write_text('#version: 0.2\n\n')
+    write_rocstories(str(tmp_path / 'data'), n_val=3, n_test=2)
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-    result = subprocess.run([sys.executable, 'train.py', '--data_dir', str(tmp_path / 'nowhere'),
+    result = subprocess.run([sys.executable, 'train.py', '--data_dir', str(tmp_path / 'data'), '--n_transfer', '-1',
                              '--encoder_path', str(encoder_path), '--bpe_path', str(bpe_path),
-                             '--log_dir', str(tmp_path / 'log'), '--cache_dir', ''],
-                            cwd=PROJECT, capture_output=True, text=True, env=env, timeout=300)
+                             '--log_dir', str(tmp_path / 'log'), '--save_dir', str(tmp_path / 'save'),
+                             '--cache_dir', ''], cwd=PROJECT, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [line for line in result.stderr.strip().splitlines()
                                                  if line.startswith('error: ')], result.stderr
-    assert 'nowhere' in result.stderr
+    assert '374' in result.stderr
     assert result.stdout.splitlines()[-1].startswith('devices: ')
 
 
