@@ -6,8 +6,9 @@ Where each figure comes from:
 - Tables 2-4: the project's PAPER.md (the paper's Tables 2, 3 and 4, test figures), and several independent
   transcriptions of the paper agree with them.
 - Table 5: the per-task columns were checked against several independent transcriptions of the paper's Table 5
-  (Chinese, Spanish and English), which all give the figures below; the paper's PDF itself was not read here. Its "full" row repeats the test figures of Tables 2 and 4; its MNLI column (81.8) looks like the mean
-  of MNLI-m and MNLI-mm (82.1, 81.4): an observation, the paper does not say.
+  (Chinese, Spanish and English), which all give the figures below; the paper's PDF itself was not read here. Its
+  "full" row repeats the test figures of Tables 2 and 4; its MNLI column (81.8) looks like the mean of MNLI-m and
+  MNLI-mm (82.1, 81.4): an observation, the paper does not say.
 - Figure 2 right is normalised "between a random guess baseline and the current state-of-the-art with a single
   model" (its caption); the paper prints neither figure. RANDOM are the chance levels of the metrics; SOTA is this
   project's reading of the caption: the best single-model figure of the paper's own tables (SST-2: Sparse byte

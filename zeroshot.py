@@ -207,7 +207,8 @@ def file_order(task, examples):
 def summary(task, split, scores, extra):
     """The line that a task's figure prints."""
     metric = REGISTRY[task].metrics[0] if task != 'dprd' else None
-    line = f"{TITLES[task]} zero-shot {split.title()} {metric.title if metric else 'Accuracy'}: {first(task, scores):.2f}"
+    title = metric.title if metric else 'Accuracy'
+    line = f"{TITLES[task]} zero-shot {split.title()} {title}: {first(scores):.2f}"
     if task == 'race':
         line += f" (RACE-m {scores['RACE-m']:.2f}, RACE-h {scores['RACE-h']:.2f})"
     if task == 'cola':
@@ -215,8 +216,9 @@ def summary(task, split, scores, extra):
     return line
 
 
-def first(task, scores):
-    """The task's metric: its first (SST-2, ROCStories, DPRD accuracy; CoLA Matthews corr.; RACE all)."""
+def first(scores):
+    """The task's metric, the first of its `scores` (SST-2, ROCStories, DPRD accuracy; CoLA Matthews corr.; RACE
+    all)."""
     return next(iter(scores.values()))
 
 
@@ -234,7 +236,7 @@ def zero_shot(args):
     if args.json:
         order = file_order(task, examples)
         with atomic_write(args.json) as f:
-            json.dump({'task': task, 'split': split, 'score': first(task, scores),
+            json.dump({'task': task, 'split': split, 'score': first(scores),
                        'predictions': predictions[order].tolist(), 'ids': [examples.ids[i] for i in order],
                        'scores': scores, **extra}, f)
             f.write('\n')
@@ -263,7 +265,7 @@ def curve(args):
         print(f"{len(done)} of the {len(args.folders)} saved models already scored in {args.json}")
     for n_updates, folder in tqdm(todo, desc='saved models', unit='model', file=sys.stderr, ncols=80):
         load_language_model(model, folder)
-        scores = {task: first(task, evaluate(task, inputs, examples, scorer, args.n_batch)[1])
+        scores = {task: first(evaluate(task, inputs, examples, scorer, args.n_batch)[1])
                   for task, (examples, inputs) in data.items()}
         points = sorted(points + [{'n_updates': n_updates, 'folder': folder, 'scores': scores,
                                    'normalised': {t: paper.normalised(t, v) for t, v in scores.items()
@@ -306,7 +308,8 @@ def plot_curve(points, tasks, out_path):
     axes = fig.subplots(1, 2)
     x = [p['n_updates'] for p in points]
     for i, task in enumerate(tasks):
-        axes[0].plot(x, [p['scores'][task] for p in points], color=f'C{i}', marker='o', markersize=3, label=TITLES[task])
+        axes[0].plot(x, [p['scores'][task] for p in points], color=f'C{i}', marker='o', markersize=3,
+                     label=TITLES[task])
         if task in paper.RANDOM:
             axes[1].plot(x, [p['normalised'][task] for p in points], color=f'C{i}', marker='o', markersize=3,
                          label=TITLES[task])

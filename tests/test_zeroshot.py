@@ -203,7 +203,8 @@ def test_race_scores_each_option_after_the_article_cut_to_fit_and_the_question(w
     agree(result['predictions'], expected, margins)
     right = np.array(result['predictions']) == labels
     levels = np.array(levels)
-    assert result['scores'] == pytest.approx({'all': 100 * right.mean(), 'RACE-m': 100 * right[levels == 'middle'].mean(),
+    assert result['scores'] == pytest.approx({'all': 100 * right.mean(),
+                                              'RACE-m': 100 * right[levels == 'middle'].mean(),
                                               'RACE-h': 100 * right[levels == 'high'].mean()})
     assert result['score'] == result['scores']['all']
     assert line.startswith(f"RACE zero-shot Dev Accuracy: {result['score']:.2f} (RACE-m ")
@@ -353,7 +354,8 @@ def test_dprd_reader_reads_rahman_and_ngs_format(tmp_path):
     assert examples.texts == (['The bee landed on the flower because it had pollen.',
                                'The bee landed on the flower because it wanted pollen.',
                                'When Debbie splashed Tina, she got in trouble.'],
-                              ['it', 'it', 'she'], ['The bee', 'The bee', 'Debbie'], ['the flower', 'the flower', 'Tina'])
+                              ['it', 'it', 'she'], ['The bee', 'The bee', 'Debbie'],
+                              ['the flower', 'the flower', 'Tina'])
     assert list(examples.y) == [1, 0, 0] and examples.ids == ['0', '1', '2']
 
 
