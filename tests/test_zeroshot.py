@@ -18,7 +18,7 @@ import zeroshot
 from datasets import dprd_file, pronoun_span
 from model import language_model, load_language_model
 from tests import reference, task_files
-from tests.fixtures import openai_shapes, write_rocstories
+from tests.fixtures import REAL_FILES_HINT, openai_shapes, real_path, write_random_weights, write_rocstories
 from tests.test_task_runs import varied
 from text_utils import TextEncoder
 from utils import InputError
@@ -464,3 +464,31 @@ def test_checkpoints_score_every_saved_model_and_resume(world, tmp_path):
     assert '7 updates' not in printed
     again = json.loads((run / 'zeroshot.json').read_text())
     assert [p['n_updates'] for p in again['points']] == [7, 50, 500] and again['points'][:2] == curve['points']
+
+
+# ------------------------------------------------------------------------------------------ with the real files
+
+
+def test_the_real_vocabulary_has_the_words_of_the_sst2_rule():
+    encoder_path = real_path('model', 'encoder_bpe_40000.json')
+    if encoder_path is None:
+        pytest.skip(REAL_FILES_HINT)
+    with open(encoder_path) as f:
+        encoder = json.load(f)
+    assert all(w + '</w>' in encoder for w in WORDS)
+
+
+def test_story_cloze_on_the_real_files_predicts_every_valid_story(tmp_path):
+    data_dir, model_dir = real_path('data'), real_path('model')
+    if data_dir is None or model_dir is None:
+        pytest.skip(REAL_FILES_HINT)
+    write_random_weights(str(tmp_path / 'model'), openai_shapes(40478, 8, 1), n_shards=1)
+    out = tmp_path / 'out.json'
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        zeroshot.main(['--task', 'rocstories', '--data_dir', data_dir, '--model_dir', str(tmp_path / 'model'),
+                       '--encoder_path', os.path.join(model_dir, 'encoder_bpe_40000.json'), '--bpe_path',
+                       os.path.join(model_dir, 'vocab_40000.bpe'), '--n_embd', '8', '--n_head', '2', '--n_layer', '1',
+                       '--n_batch', '32', '--json', str(out)])
+    result = json.loads(out.read_text())
+    assert (result['split'], len(result['predictions'])) == ('valid', 374)   # train.py's valid split
+    assert printed.getvalue() == f"ROCStories zero-shot Valid Accuracy: {result['score']:.2f}\n"
