@@ -1,9 +1,11 @@
 """The readers of the paper's tasks' files as their publishers distribute them: ROCStories / Story Cloze Test 2016
-(with the original's train/valid split), GLUE, SNLI, SciTail, RACE. inputs.py makes the model's inputs of them."""
+(with the original's train/valid split), GLUE, SNLI, SciTail, RACE; and DPRD, which only the zero-shot heuristics read
+(zeroshot.py). inputs.py makes the model's inputs of them."""
 import csv
 import io
 import json
 import os
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -346,3 +348,74 @@ def race_split(paths):
 def race(data_dir):
     """{'train', 'dev', 'test': Examples} of RACE (middle and high together; `group` tells them apart)."""
     return {split: race_split(race_paths(data_dir, (split,))) for split in ('train', 'dev', 'test')}
+
+
+# ------------------------------------------------ DPRD, zero-shot only (the paper's Figure 2 right; not fine-tuned)
+
+DPRD_URL = 'http://www.hlt.utdallas.edu/~vince/data/emnlp12/'
+DPRD_FILES = {'train': 'train.c.txt', 'test': 'test.c.txt'}
+DPRD_FORMAT = ('five lines per example: the sentence, the pronoun, the two candidates separated by a comma, the '
+               'answer, a blank line')
+
+
+def pronoun_span(sentence, pronoun):
+    """(start, end) of the first whole-word occurrence of `pronoun` in `sentence` (not inside a longer word), as
+    written; where the sentence has it only with other capitals (`He` for `he`), the first of those; None if
+    neither."""
+    for flags in (0, re.IGNORECASE):
+        found = re.search(r'(?<!\w)' + re.escape(pronoun) + r'(?!\w)', sentence, flags)
+        if found:
+            return found.span()
+    return None
+
+
+def dprd_paths(data_dir):
+    """train.c.txt and test.c.txt in `data_dir`."""
+    return [os.path.join(data_dir, name) for name in DPRD_FILES.values()]
+
+
+def dprd_file(path):
+    """Examples of one file of Rahman and Ng's (2012) Definite Pronoun Resolution data (DPRD_FORMAT): fields
+    (sentence, pronoun, candidate 1, candidate 2), y the answer's candidate (0 or 1), ids the 0-based example
+    number. InputError naming the file and the line of anything else."""
+    fix = f"is it the file as downloaded from {DPRD_URL}? ({DPRD_FORMAT})"
+    with open_text(path, DPRD_URL) as f:
+        try:
+            rows = [line.rstrip('\n').removesuffix('\r').strip() for line in f]
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}): {fix}") from err
+    texts, ys, i = tuple([] for _ in range(4)), [], 0
+    while i < len(rows):
+        if not rows[i]:  # the blank lines between examples
+            i += 1
+            continue
+        block = rows[i:i + 4]
+        if len(block) < 4 or not all(block):
+            k = i + next((j for j, row in enumerate(block) if not row), len(block))
+            raise InputError(f"{path}, line {k + 1}: the example that starts at line {i + 1} ends early: {fix}")
+        if i + 4 < len(rows) and rows[i + 4]:
+            raise InputError(f"{path}, line {i + 5}: expected the blank line after the example that starts at line "
+                             f"{i + 1}, found {rows[i + 4][:80]!r}: {fix}")
+        sentence, pronoun, candidates, answer = block
+        pair = [c.strip() for c in candidates.split(',')]
+        if len(pair) != 2 or not all(pair) or pair[0] == pair[1]:
+            raise InputError(f"{path}, line {i + 3}: expected two different candidates separated by a comma, found "
+                             f"{candidates[:80]!r}: {fix}")
+        if answer not in pair:
+            raise InputError(f"{path}, line {i + 4}: the answer {answer[:80]!r} is neither candidate "
+                             f"({pair[0]!r}, {pair[1]!r}): {fix}")
+        if pronoun_span(sentence, pronoun) is None:
+            raise InputError(f"{path}, line {i + 2}: the pronoun {pronoun[:80]!r} is not a word of the sentence on "
+                             f"line {i + 1}: {fix}")
+        for field, text in zip(texts, (sentence, pronoun, *pair)):
+            field.append(text)
+        ys.append(pair.index(answer))
+        i += 4
+    if not ys:
+        raise InputError(f"{path}: no examples: {fix}")
+    return Examples(texts, np.asarray(ys, dtype=np.int32), [str(k) for k in range(len(ys))])
+
+
+def dprd(data_dir):
+    """{'train', 'test': Examples} of the DPRD files in `data_dir` (DPRD_FILES)."""
+    return {split: dprd_file(path) for split, path in zip(DPRD_FILES, dprd_paths(data_dir))}

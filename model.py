@@ -6,7 +6,8 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from utils import InputError
-from weights import LAYER_PARAMS
+from vocab import N_SPECIAL, Vocab
+from weights import LAYER_PARAMS, load_openai_params, transfer
 
 
 def gelu(x):
@@ -300,18 +301,21 @@ class Model(tf.Module):
         clf_logits = self.clf(tf.gather(h, clf_idx, batch_dims=1), False, None)       # (n, n_seq)
         return clf_logits, self.clf_losses(clf_logits, Y)
 
-    def lm_logits(self, X, at=None, n_rows=None):
+    def lm_logits(self, X, at=None, n_rows=None, seg=None):
         """The LM head without dropout: h . we^T of X int32 (B, T, 2) over the first n_rows rows of `we` (default
         every row: tokens, specials and positions, as the LM loss sees them) -> (B, T, n_rows) float32; or only at
-        the positions `at` int (K, 2) of (sequence, t) -> (K, n_rows). Row t predicts token t + 1."""
-        h = self.transformer(X, self.we, causal_mask(tf.shape(X)[1]), False, None)   # (B, T, C)
+        the positions `at` int (K, 2) of (sequence, t) -> (K, n_rows). Row t predicts token t + 1 (of its own
+        sequence). seg int32 (B, T): packed sequences (packed_mask: 0 a shared prefix, 1, 2, ... continuations
+        that each see only the prefix and themselves, their positions in X their own); None: causal."""
+        b = causal_mask(tf.shape(X)[1]) if seg is None else packed_mask(seg)
+        h = self.transformer(X, self.we, b, False, None)                             # (B, T, C)
         h = h if at is None else tf.gather_nd(h, at)
         return tf.cast(tf.einsum('...c,vc->...v', h, tf.cast(self.we[:n_rows], h.dtype)), tf.float32)
 
-    def lm_logprobs(self, X, at=None, n_rows=None):
-        """log p(token t + 1 | tokens up to t): the log-softmax of lm_logits(X, at, n_rows), the distribution over
-        its n_rows rows (generation and zero-shot scoring take n_rows = n_vocab, the text's tokens alone)."""
-        return tf.nn.log_softmax(self.lm_logits(X, at, n_rows))
+    def lm_logprobs(self, X, at=None, n_rows=None, seg=None):
+        """log p(token t + 1 | tokens up to t): the log-softmax of lm_logits(X, at, n_rows, seg), the distribution
+        over its n_rows rows (generation and zero-shot scoring take n_rows = n_vocab, the text's tokens alone)."""
+        return tf.nn.log_softmax(self.lm_logits(X, at, n_rows, seg))
 
     def transformer(self, X, we, b, train, seeds, fused=False):
         """Hidden states (B, T, C) of X (B, T, 2) under the attention mask b."""
@@ -365,6 +369,28 @@ class Model(tf.Module):
                     f"(built with --n_embd {self.n_embd} --n_layer {self.n_layer} and n_ctx {self.n_ctx}; the "
                     f"pretrained GPT-1 has n_embd 768 and 12 layers): make the flags match the weights")
             p.assign(a)
+
+
+# -------------------------------------------------------------------------- the pretrained language model alone
+
+def language_model(n_vocab, n_ctx, n_embd=768, n_head=12, n_layer=12):
+    """The network without dropout, for its LM head (Model.lm_logits): Model(n_vocab, 3 special rows, n_ctx)."""
+    return Model(n_vocab, N_SPECIAL, n_ctx, Vocab(n_vocab).classify, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                 embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+
+
+def load_language_model(model, model_dir):
+    """Assign the original's files in model_dir (params_shapes.json, params_*.npy) to `model`'s `we` and every
+    block, as fine-tuning loads them (weights.load_openai_params: the special rows drawn from numpy's generator,
+    the positions cut to the model's n_ctx); the classifier is left as it is. InputError when the files hold
+    another number of layers than the model."""
+    arrays = load_openai_params(model_dir, model.n_ctx, model.n_special)
+    n_layer = (len(arrays) - 1) // len(LAYER_PARAMS)
+    if n_layer != model.n_layer:
+        raise InputError(f"the weights in {model_dir!r} have {n_layer} layers but the model {model.n_layer}: pass "
+                         f"--n_layer {n_layer} (and the --n_embd, --n_head of the model that wrote them)")
+    model.assign(transfer(arrays, n_layer))
+    return model
 
 
 # -------------------------------------------------------------------------- what a run computes with the network

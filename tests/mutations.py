@@ -20,6 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_LEVEL = 'tests/test_run_level.py'
+ZERO_SHOT = 'tests/test_zeroshot.py'
 
 # (name, file, original text (must occur exactly once), replacement, pytest arguments that should catch it)
 MUTATIONS = [
@@ -231,6 +232,50 @@ MUTATIONS = [
      ['tests/test_download.py', '-k', 'unreachable']),
     ('download offers to resume without a .part', 'download.py', "the same command{' to resume' * resume}",
      'the same command to resume', ['tests/test_download.py', '-k', 'one_line']),
+    # --- the paper's analysis: zero-shot rules, ablation flags, tables
+    ('zero-shot SST-2 without very', 'heuristics.py', 'return [list(s[:n_ctx - 1]) + [very] for s in sentences]',
+     'return [list(s[:n_ctx - 1]) for s in sentences]', [ZERO_SHOT, '-k', 'sst2 or rules']),
+    ('zero-shot SST-2 negative for positive', 'heuristics.py', 'return (logits[:, 0] > logits[:, 1]).astype(np.int32)',
+     'return (logits[:, 1] > logits[:, 0]).astype(np.int32)', [ZERO_SHOT, '-k', 'sst2']),
+    ('zero-shot score summed, not averaged', 'heuristics.py',
+     'return (sums / np.maximum(counts, 1)).reshape(len(examples), k)', 'return sums.reshape(len(examples), k)',
+     [ZERO_SHOT, '-k', 'packed']),
+    ('zero-shot softmax over every row of we', 'heuristics.py',
+     'logp = model.lm_logprobs(X, at=at, n_rows=n_vocab, seg=seg)', 'logp = model.lm_logprobs(X, at=at, seg=seg)',
+     [ZERO_SHOT, '-k', 'packed']),
+    ('zero-shot positions from 1', 'heuristics.py',
+     'X[b, :n, 0], X[b, :n, 1], seg[b, :n] = context, vocab.position(np.arange(n)), 0',
+     'X[b, :n, 0], X[b, :n, 1], seg[b, :n] = context, vocab.position(1 + np.arange(n)), 0',
+     [ZERO_SHOT, '-k', 'packed']),
+    ('CoLA threshold: the largest score on ties', 'heuristics.py',
+     'best = max(range(len(keys)), key=lambda i: (keys[i], -i))',
+     'best = max(range(len(keys)), key=lambda i: (keys[i], i))', [ZERO_SHOT, '-k', 'cola_threshold']),
+    ('CoLA acceptable at the threshold too', 'heuristics.py', "above = np.searchsorted(s, candidates, side='right')",
+     "above = np.searchsorted(s, candidates, side='left')", [ZERO_SHOT, '-k', 'cola_threshold']),
+    ('RACE cut at the article\'s start', 'heuristics.py', 'kept.insert(0, list(field[:max(left, 0)]))',
+     'kept.insert(0, list(field[len(field) - max(left, 0):]))', [ZERO_SHOT, '-k', 'race']),
+    ('zero-shot ties to the last choice', 'heuristics.py', 'return np.argmax(scores, 1).astype(np.int32)',
+     'return (scores.shape[1] - 1 - np.argmax(scores[:, ::-1], 1)).astype(np.int32)', [ZERO_SHOT, '-k', 'likelier']),
+    ('DPRD scores the whole sequence', 'heuristics.py',
+     'return [(list(p[:n_ctx]), [list(after[:max(0, n_ctx - len(p))])]) for p in prefixes]',
+     'return [([], [list(p[:n_ctx]) + list(after[:max(0, n_ctx - len(p))])]) for p in prefixes]',
+     [ZERO_SHOT, '-k', 'dprd or rules']),
+    ('DPRD replaces the last occurrence', 'datasets.py',
+     "found = re.search(r'(?<!\\w)' + re.escape(pronoun) + r'(?!\\w)', sentence, flags)",
+     "found = ([*re.finditer(r'(?<!\\w)' + re.escape(pronoun) + r'(?!\\w)', sentence, flags)] or [None])[-1]",
+     [ZERO_SHOT, '-k', 'pronoun']),
+    ('--lm_coef 0 keeps the LM term', 'model.py', '    return tf.reduce_mean(clf_losses)\n',
+     '    return tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)\n',
+     ['tests/test_ablations.py', '-k', 'lm_coef']),
+    ('--n_transfer -1 reads the weights', 'train.py', '    if args.n_transfer == -1:\n',
+     '    if args.n_transfer == -2:\n', ['tests/test_ablations.py', '-k', 'minus_1']),
+    ('--n_transfer 0 loads nothing', 'weights.py', '    if n_transfer == -1:\n        return []',
+     '    if n_transfer <= 0:\n        return []', ['tests/test_ablations.py', '-k', 'first_blocks']),
+    ('Table 5 averages the columns it has', 'report_tables.py', 'mean = None if None in figures else float(np.mean(figures))',
+     'mean = float(np.mean([f for f in figures if f is not None])) if any(f is not None for f in figures) else None',
+     ['tests/test_analysis.py', '-k', 'table_5']),
+    ('--table counts a partial transfer as full', 'report_tables.py', "full_transfer = n_transfer == flags.get('n_layer', 12)",
+     'full_transfer = n_transfer >= 0', ['tests/test_analysis.py', '-k', 'beside_the_papers']),
 ]
 
 

@@ -166,6 +166,21 @@ def forward(params, X, M, Y, n_head, clf_token, afn='gelu', **task_head):
     return clf_logits, clf_losses, lm_losses
 
 
+def text_logits(params, tokens, n_head, n_vocab, afn='gelu'):
+    """The LM's logits over the n_vocab token rows alone (SPEC "Zero-shot") after each prefix of one sequence of
+    token ids, with no special token, token t at the position row n_vocab + 3 + t: (T, n_vocab), row t predicting
+    token t + 1. `params` as `hidden` takes them (the classifier's two arrays last, unused)."""
+    tokens = np.asarray(tokens, np.int64)
+    X = np.stack([tokens, n_vocab + 3 + np.arange(len(tokens))], -1)[None, None]    # (1, 1, T, 2)
+    return hidden(params, X, n_head, afn)[0] @ np.asarray(params[0], np.float64)[:n_vocab].T
+
+
+def text_logprobs(params, tokens, n_head, n_vocab, afn='gelu'):
+    """log p(tokens[t] | tokens[:t]) for t = 1 .. T - 1 (T - 1,): the log-softmax of text_logits."""
+    logp = log_softmax(text_logits(params, tokens, n_head, n_vocab, afn)[:-1])
+    return logp[np.arange(len(tokens) - 1), np.asarray(tokens[1:], np.int64)]
+
+
 # ------------------------------------------------------------------------------------------ the optimiser
 
 def _f32(x):

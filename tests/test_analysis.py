@@ -1,4 +1,5 @@
 """analysis.py: the accuracies that --analysis prints, the learning curves, and its command line."""
+import csv
 import json
 import os
 
@@ -146,3 +147,160 @@ def test_report_gives_rocstories_the_originals_two_lines(submission, capsys):
     analysis.report(TASKS['rocstories'], analysis.read_log(submission[2])[1], {'test': {'acc': 75.}})
     assert capsys.readouterr().out.splitlines() == ['ROCStories Valid Accuracy: 75.50',
                                                     'ROCStories Test Accuracy:  75.00']
+
+
+# ------------------------------------------------------------------------- the paper's tables from real tiny runs
+
+from tests import test_task_runs as task_runs  # noqa: E402 (its tiny vocabulary, weights and task files)
+from tests.test_task_runs import inputs  # noqa: E402,F401 (the fixture) # pyflakes: ignore
+
+PAPER_ROWS = {  # the paper's row: (its table, the task, the log's metric, the paper's figure)
+    'MNLI-m': ('2', 'mnli', 'acc', 82.1), 'MNLI-mm': ('2', 'mnli', None, 81.4), 'SNLI': ('2', 'snli', 'acc', 89.9),
+    'SciTail': ('2', 'scitail', 'acc', 88.3), 'QNLI': ('2', 'qnli', 'acc', 88.1), 'RTE': ('2', 'rte', 'acc', 56.0),
+    'Story Cloze': ('3', 'rocstories', 'acc', 86.5), 'RACE-m': ('3', 'race', 'RACE-m', 62.9),
+    'RACE-h': ('3', 'race', 'RACE-h', 57.4), 'RACE': ('3', 'race', 'all', 59.0), 'CoLA': ('4', 'cola', 'mc', 45.4),
+    'SST-2': ('4', 'sst2', 'acc', 91.3), 'MRPC': ('4', 'mrpc', 'F1', 82.3), 'STS-B': ('4', 'stsb', 'pearson', 82.0),
+    'QQP': ('4', 'qqp', 'F1', 70.3), 'GLUE': ('4', None, None, 72.8)}
+TABLE5 = ['cola', 'sst2', 'mrpc', 'stsb', 'qqp', 'mnli', 'qnli', 'rte']  # its columns' tasks, the paper's order
+
+
+@pytest.fixture(scope='module')
+def runs(inputs, tmp_path_factory):  # noqa: F811
+    """Tiny train.py runs (one update, --submit) of every task with the full transfer, two ablations (CoLA without
+    pre-training, SST-2 without the auxiliary LM) and an --n_transfer 0 run of MNLI: {desc: log path}, the data
+    folders and the submissions' folder."""
+    import train
+    root = tmp_path_factory.mktemp('runs')
+    folders, logs = {}, {}
+    for name in sorted(task_runs.TITLES) + ['rocstories']:
+        folders[name] = root / 'data' / name
+        if name == 'rocstories':
+            write_rocstories(str(folders[name]), n_val=400, n_test=12)
+            n_train = 400 - 374
+        else:
+            n_train = task_runs.write_task(name, folders[name])
+        runs = [(name, {})] + {'cola': [('cola-scratch', {'n_transfer': -1})], 'sst2': [('sst2-nolm', {'lm_coef': 0})],
+                               'mnli': [('mnli-layers0', {'n_transfer': 0})]}.get(name, [])
+        for desc, more in runs:  # the ablations' submissions in folders of their own (a run never replaces one)
+            more = dict(more, submission_dir=root / 'submission' / desc) if more else more
+            train.main(task_runs.flags(inputs, root, name, folders[name], desc=desc, n_batch=n_train, submit=True,
+                                       **more))
+            logs[desc] = str(root / 'log' / f'{desc}.jsonl')
+    return dict(logs=logs, folders=folders, submissions=root / 'submission')
+
+
+def best_dev(log, metric):
+    """va_<metric> of the run's first best evaluation by its first metric, read from the log here."""
+    with open(log) as f:
+        evaluations = [json.loads(line) for line in f][1:]
+    first = next(k for k in evaluations[0] if k.startswith('va_'))
+    return max(evaluations, key=lambda e: e[first])['va_' + metric]
+
+
+def markdown_rows(text, heading):
+    """The cells of each row of the Markdown table after the line `heading`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            if rows:
+                break
+            continue
+        rows.append([c.strip() for c in line.strip('|').split('|')])
+    return rows[2:]  # after the header and the separator
+
+
+def public_test_figures(runs, name):
+    """{metric: value} of the run's test submission, scored here against the labels in the data files."""
+    if name == 'rocstories':
+        rows = list(csv.reader(open(runs['folders'][name] / ROC_TEST, encoding='utf-8')))[1:]
+        gold = [str(int(row[-1]) - 1) for row in rows]
+        pred = [line.split('\t')[1] for line in (runs['submissions'] / 'ROCStories.tsv').read_text().splitlines()[1:]]
+        return {'acc': 100 * np.mean(np.array(pred) == gold)}
+    figures = task_runs.submitted_figures(name, str(runs['folders'][name]), runs['submissions'])
+    return {key: figures[f'{task_runs.TITLES[name]} Test {title}'] for key, title, _, _ in task_runs.METRICS[name]}
+
+
+def table_text(capsys, *argv):
+    analysis.main(list(argv))
+    return capsys.readouterr().out
+
+
+def test_table_puts_each_runs_dev_and_public_test_figures_beside_the_papers(runs, capsys):
+    logs = runs['logs']
+    text = table_text(capsys, '--table', *logs.values())
+    for table in ('2', '3', '4'):
+        rows = {row[0]: row for row in markdown_rows(text, f'### Table {table}:')}
+        assert set(rows) == {row for row, spec in PAPER_ROWS.items() if spec[0] == table}
+        for name, (_, task, metric, value) in PAPER_ROWS.items():
+            if name not in rows:
+                continue
+            row = rows[name]
+            assert float(row[2]) == value, name
+            if task is None:  # GLUE's score: the server's, over its nine test sets
+                assert row[3:6] == ['-', '-', '-'], row
+                continue
+            assert row[5] == logs[task], row
+            assert row[3] == ('-' if metric is None else f'{best_dev(logs[task], metric):.1f}'), row
+            public = task in ('snli', 'scitail', 'race', 'rocstories')
+            expected_test = f'{public_test_figures(runs, task)[metric]:.1f}' if public else '-'
+            assert row[4] == expected_test, row
+            assert 'n_layer 1' in row[6] and 'n_embd 16' in row[6], row   # not the paper's model: said so
+    assert f"{logs['mnli-layers0']}: in no table" in text
+
+
+def test_table_of_one_log_shows_the_papers_figures_and_dashes_elsewhere(runs, capsys):
+    text = table_text(capsys, '--table', runs['logs']['rte'])
+    rows = {row[0]: row for table in '234' for row in markdown_rows(text, f'### Table {table}:')}
+    assert rows['RTE'][3] == f"{best_dev(runs['logs']['rte'], 'acc'):.1f}"
+    for name, row in rows.items():
+        if name != 'RTE':
+            assert row[3:6] == ['-', '-', '-'] and float(row[2]) == PAPER_ROWS[name][3], row
+    assert '### Table 5' not in text  # no ablation run given
+
+
+def test_table_5_gives_each_ablation_runs_dev_figures(runs, capsys):
+    logs = runs['logs']
+    text = table_text(capsys, '--table', *logs.values())
+    rows = markdown_rows(text, '### Table 5:')
+    by = {(row[0], row[1]): row[2:] for row in rows}
+    assert by[('Transformer w/ aux LM (full)', 'paper')] == ['74.7', '45.4', '91.3', '82.3', '82.0', '70.3', '81.8',
+                                                             '88.1', '56.0']
+    assert by[('LSTM w/ aux LM', 'paper')][0] == '69.1' and 'not reproduced' in by[('LSTM w/ aux LM', 'run')][0]
+    metric = {'cola': 'mc', 'stsb': 'pearson', 'mrpc': 'F1', 'qqp': 'F1'}
+    full = [best_dev(logs[t], metric.get(t, 'acc')) for t in TABLE5]
+    assert by[('Transformer w/ aux LM (full)', 'run (dev)')] == [f'{np.mean(full):.1f}'] + [f'{v:.1f}' for v in full]
+    scratch = by[('Transformer w/o pre-training', 'run (dev)')]
+    assert scratch == ['-', f"{best_dev(logs['cola-scratch'], 'mc'):.1f}"] + ['-'] * 7
+    no_lm = by[('Transformer w/o aux LM', 'run (dev)')]
+    assert no_lm == ['-', '-', f"{best_dev(logs['sst2-nolm'], 'acc'):.1f}"] + ['-'] * 6
+    assert f"- Transformer w/o pre-training, CoLA (mc): {logs['cola-scratch']}" in text.splitlines()
+
+
+def test_figure2_draws_the_dev_figure_against_the_layers_transferred(runs, capsys, tmp_path):
+    logs = runs['logs']
+    out = tmp_path / 'figure2.png'
+    text = table_text(capsys, '--figure2', str(out), logs['mnli'], logs['cola-scratch'], logs['mnli-layers0'],
+                      logs['cola'])
+    rows = markdown_rows('figure\n\n' + text, 'figure')
+    expected = [['MNLI', '0', logs['mnli-layers0'], 'acc'], ['MNLI', '1', logs['mnli'], 'acc'],
+                ['CoLA', 'none', logs['cola-scratch'], 'mc'], ['CoLA', '1', logs['cola'], 'mc']]
+    assert [[row[0], row[1], row[4]] for row in rows] == [e[:3] for e in expected]
+    for row, (_, _, log, metric) in zip(rows, expected):
+        assert row[2] == f"{best_dev(log, metric):.1f}"
+    assert read_png(str(out)).shape[:2] == (450, 700)
+
+
+def test_log_alone_prints_the_runs_dev_and_public_test_figures(runs, capsys):
+    analysis.main(['--log', runs['logs']['race']])   # the data folder and the submission from the run's flags
+    lines = dict(line.split(':') for line in capsys.readouterr().out.splitlines())
+    test = public_test_figures(runs, 'race')
+    assert float(lines['RACE Test Accuracy']) == pytest.approx(test['all'], abs=0.006)
+    assert float(lines['RACE Test RACE-h Accuracy']) == pytest.approx(test['RACE-h'], abs=0.006)
+    assert float(lines['RACE Dev Accuracy']) == pytest.approx(best_dev(runs['logs']['race'], 'all'), abs=0.006)
+    analysis.main(['--log', runs['logs']['qnli']])   # private test labels: the dev figure alone
+    assert [line.split(':')[0] for line in capsys.readouterr().out.splitlines()] == ['QNLI Dev Accuracy']
+    with pytest.raises(SystemExit) as exit_info:
+        analysis.main(['--log', runs['logs']['qnli'], '--submission', str(runs['submissions'] / 'QNLI.tsv')])
+    assert exit_info.value.code == 2 and 'not public' in capsys.readouterr().err

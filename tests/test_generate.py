@@ -1,6 +1,6 @@
-"""Model.lm_logits and generate.py: the LM logits, sampling and the zero-shot Story Cloze scores against NumPy
-(tests/reference.py) on tiny random models, models with weights set by hand so that the answer is known, and the
-command end to end."""
+"""Model.lm_logits and generate.py: the LM logits and sampling against NumPy (tests/reference.py) on tiny random
+models, models with weights set by hand so that the answer is known, and the command end to end. (The zero-shot
+Story Cloze baseline is zeroshot.py's: tests/test_zeroshot.py.)"""
 import re
 
 import numpy as np
@@ -122,61 +122,12 @@ def test_decode_joins_pieces_and_ends_words_at_end_of_word_marks():
     assert generate.decode(decoder, [0, 1, 2, 3]) == 'hello world . '
 
 
-# ------------------------------------------------------------------------------------------ zero-shot scoring
-
-
-def numpy_ending_logprob(arrays, story, ending):
-    """Sum of log p(ending token | everything before it) of [_start_] + story + ending, softmax over the token
-    rows."""
-    seq = [START] + story + ending
-    logp = reference.log_softmax(numpy_logits(arrays, inputs(seq))[0, :-1, :N_VOCAB])   # row t predicts t + 1
-    return sum(logp[t - 1, seq[t]] for t in range(len(seq) - len(ending), len(seq)))
-
-
-def test_ending_logprobs_are_the_log_softmax_sums_of_the_ending_tokens():
-    model, arrays = random_model()
-    rng = np.random.RandomState(3)
-    max_len = 6
-    stories = [list(rng.randint(0, N_VOCAB, n)) for n in [3, 8, 1, 5, 6]]     # 8 > max_len: cut
-    endings = [list(rng.randint(0, N_VOCAB, n)) for n in [2, 4, 9, 1, 3]]     # 9 > max_len: cut
-    got = generate.ending_logprobs(model, stories, endings, N_VOCAB, max_len, n_batch=2)   # 3 batches, padded
-    total = [numpy_ending_logprob(arrays, s[:max_len], e[:max_len]) for s, e in zip(stories, endings)]
-    n_tokens = [min(len(e), max_len) for e in endings]
-    assert got.shape == (5, 2)
-    np.testing.assert_allclose(got[:, 0], total, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(got[:, 1], np.array(total) / n_tokens, rtol=1e-5, atol=1e-4)
-
-
-def test_zero_shot_picks_the_ending_the_model_finds_likelier():
-    a = 7
-    token_rows = np.zeros(N_VOCAB)
-    token_rows[a] = 8.   # every position predicts token a
-    model = constant_model(token_rows)
-    stories = [[1, 2, 3], [4, 5, 6, 7, 8]]
-    good, bad = [a, a, a], [9, 10, 11]
-    endings1, endings2 = [good, bad], [bad, good]
-    assert generate.zero_shot_accuracy(model, stories, endings1, endings2, [0, 1], N_VOCAB, 10) == (100., 100.)
-    assert generate.zero_shot_accuracy(model, stories, endings1, endings2, [1, 0], N_VOCAB, 10) == (0., 0.)
-
-
-def test_zero_shot_mean_and_total_can_disagree():
-    a, b = 7, 9
-    token_rows = np.zeros(N_VOCAB)
-    token_rows[a] = 8.
-    model = constant_model(token_rows)
-    # [b]: one unlikely token. [b, a, a, a]: the same unlikely token, then three likely ones: a lower total (each
-    # log-prob is negative) but a higher mean.
-    by_mean, by_total = generate.zero_shot_predictions(model, [[1, 2]], [[b]], [[b, a, a, a]], N_VOCAB, 10)
-    assert list(by_mean) == [1] and list(by_total) == [0]
-
-
 # ------------------------------------------------------------------------------------------ the command
 
 
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
-    """Story Cloze data, BPE files (the real ones where fixtures.real_path finds them) and random weights, 2 layers
-    of 32."""
+    """BPE files (the real ones where fixtures.real_path finds them) and random weights, 2 layers of 32."""
     tmp = tmp_path_factory.mktemp('generate')
     data_dir, encoder_path, bpe_path, *_ = tiny_run_files(tmp)
     return dict(data_dir=data_dir, encoder_path=encoder_path, bpe_path=bpe_path, model_dir=str(tmp / 'model'))
@@ -184,7 +135,7 @@ def files(tmp_path_factory):
 
 def run(files, capsys, *flags, **paths):
     """stdout and stderr of generate.main on the tiny weights."""
-    argv = list(flags) + ['--n_embd', '32', '--n_head', '4', '--n_layer', '2']
+    argv = ['--n_embd', '32', '--n_head', '4', '--n_layer', '2'] + list(flags)  # flags may override those
     for name, path in {**{k: files[k] for k in ['model_dir', 'encoder_path', 'bpe_path']}, **paths}.items():
         argv += [f'--{name}', str(path)]
     generate.main(argv)
@@ -197,14 +148,6 @@ def test_cli_prompt_prints_a_continuation(files, capsys):
     assert len(out.splitlines()) == 1 and out.strip()
     assert run(files, capsys, '--prompt', 'The cat sat on the mat.', '--n_tokens', '8', '--seed', '1')[0] == out
     assert run(files, capsys, '--prompt', 'The cat sat on the mat.', '--n_tokens', '8', '--seed', '2')[0] != out
-
-
-def test_cli_zero_shot_prints_the_valid_accuracy(files, capsys):
-    out, _ = run(files, capsys, '--zero_shot', '--split', 'valid', data_dir=files['data_dir'])
-    lines = out.splitlines()
-    assert len(lines) == 2
-    assert re.fullmatch(r'ROCStories zero-shot Valid Accuracy: \d+\.\d\d \(mean log-prob per ending token\)', lines[0])
-    assert re.fullmatch(r'ROCStories zero-shot Valid Accuracy: \d+\.\d\d \(total log-prob of the ending\)', lines[1])
 
 
 def expect_error(files, capsys, match, *flags, **paths):
@@ -221,14 +164,10 @@ def test_cli_missing_weights_folder(files, capsys, tmp_path):
                  '--prompt', 'Hello.', model_dir=tmp_path / 'nowhere')
 
 
-def test_cli_missing_test_file(files, capsys, tmp_path):
-    expect_error(files, capsys, r"cloze_test_test__spring2016 - cloze_test_ALL_test.csv' not found",
-                 '--zero_shot', '--split', 'test', data_dir=tmp_path)
-
-
 @pytest.mark.parametrize('flag, value, message', [('--temperature', '-1', 'temperature must be 0'),
                                                   ('--top_k', '-2', 'top_k must be 0'),
-                                                  ('--n_ctx', '600', 'larger than the 512 positions')])
+                                                  ('--n_ctx', '600', 'larger than the 512 positions'),
+                                                  ('--n_layer', '3', 'have 2 layers but the model 3')])
 def test_cli_bad_flag(files, capsys, flag, value, message):
     expect_error(files, capsys, message, '--prompt', 'Hello.', flag, value)
 
