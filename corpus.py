@@ -31,7 +31,7 @@ import spacy
 from tqdm import tqdm
 
 import text_utils
-from utils import InputError, atomic_write, no_space
+from utils import InputError, atomic_write
 
 LAYOUT = 1                  # the cache folder's layout; another number is another cache
 SHARD_TOKENS = 2 ** 27      # tokens per shard (256 MB of uint16)
@@ -237,14 +237,9 @@ class SplitWriter:
 
 
 def write_array(path, a):
-    """np.save to `path`; a full disk is an InputError naming it."""
-    try:
-        with open(path, 'wb') as f:
-            np.save(f, a, allow_pickle=False)
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise InputError(no_space(path, a.nbytes)) from err
-        raise
+    """np.save to `path`."""
+    with open(path, 'wb') as f:
+        np.save(f, a, allow_pickle=False)
 
 
 def file_hash(path):
@@ -290,9 +285,9 @@ def encode(sources, encoder_path, bpe_path, folder, seed, valid_fraction, procs,
 # ------------------------------------------------------------------------------------------- the cache
 
 def content_hashes(sources, cache_dir):
-    """SHA-256 of each source file. A file whose path, size and modification time are those recorded in
-    cache_dir/corpus-hashes.json when it was last hashed is not read again (BooksCorpus-sized corpora take a
-    minute to hash)."""
+    """SHA-256 of each source file, and a function that records them: a file whose path, size and modification
+    time are those recorded in cache_dir/corpus-hashes.json when it was last hashed is not read again
+    (BooksCorpus-sized corpora take a minute to hash)."""
     memo_path = os.path.join(cache_dir, 'corpus-hashes.json') if cache_dir else None
     memo = {}
     if memo_path and os.path.isfile(memo_path):
@@ -311,24 +306,27 @@ def content_hashes(sources, cache_dir):
                     digest.update(block)
             memo[key], changed = seen + [digest.hexdigest()], True
         hashes.append(memo[key][2])
-    if memo_path and changed:
-        with contextlib.suppress(OSError, InputError):  # only saves time
-            with atomic_write(memo_path) as f:
-                json.dump(memo, f)
-    return hashes
+
+    def record():
+        if memo_path and changed:
+            with contextlib.suppress(OSError, InputError):  # only saves time
+                with atomic_write(memo_path) as f:
+                    json.dump(memo, f)
+    return hashes, record
 
 
 def cache_key(sources, encoder_path, bpe_path, cache_dir, seed, valid_fraction):
     """The cache's name for this corpus: a hash of its files' contents in order, the BPE files, the code that reads
     and encodes them and its libraries' versions, the seed and valid_fraction (which choose the held-out
-    documents)."""
+    documents); and content_hashes' function recording the files' hashes."""
     digest = hashlib.sha256(f'{LAYOUT} {ftfy.__version__} {spacy.__version__} {seed} {valid_fraction!r}'.encode())
-    for source, content in zip(sources, content_hashes(sources, cache_dir)):
+    hashes, record = content_hashes(sources, cache_dir)
+    for source, content in zip(sources, hashes):
         digest.update(f'{source.kind} {source.gz} {content}\n'.encode())
     for path in [encoder_path, bpe_path, text_utils.__file__, __file__]:
         with open(path, 'rb') as f:
             digest.update(hashlib.sha256(f.read()).digest())
-    return digest.hexdigest()[:20]
+    return digest.hexdigest()[:20], record
 
 
 class Stream:
@@ -404,11 +402,12 @@ def prepare(sources, encoder_path, bpe_path, cache_dir, seed, valid_fraction, pr
     temporary folder that becomes the cache's folder only once check(corpus) accepted it (an InputError there
     leaves nothing behind). cache_dir '': encoded into `scratch` (a folder the caller removes)."""
     n_vocab = len(text_utils.read_encoder(encoder_path))
-    key = cache_key(sources, encoder_path, bpe_path, cache_dir, seed, valid_fraction)
+    key, record_hashes = cache_key(sources, encoder_path, bpe_path, cache_dir, seed, valid_fraction)
     folder = os.path.join(cache_dir, f'corpus-{key}') if cache_dir else os.path.join(scratch, 'corpus')
     if cache_dir and os.path.isdir(folder):
         corpus = open_corpus(folder, n_vocab)
         check(corpus)
+        record_hashes()
         return corpus
     if procs == 0:
         procs = len(os.sched_getaffinity(0)) if sum(os.path.getsize(s.path) for s in sources) > IN_PROCESS_BYTES else 0
@@ -430,9 +429,14 @@ def prepare(sources, encoder_path, bpe_path, cache_dir, seed, valid_fraction, pr
             if not os.path.isdir(folder):
                 raise
             shutil.rmtree(tmp)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InputError(f"no space left to write the encoded corpus in {parent!r}: it needs about half the "
+                             f"corpus's size ({sum(os.path.getsize(s.path) for s in sources) / 2 ** 21:,.1f} MB "
+                             "for plain text): free space there or choose another --cache_dir") from err
         raise
+    record_hashes()
     return open_corpus(folder, n_vocab)
 
 
