@@ -12,6 +12,7 @@ the token rows (the paper's eq. (2)). save/{desc}/ is a model folder in the orig
 generate.py read with --model_dir. SPEC.md, "Pre-training", has the contract; README.md the costs and outputs.
 """
 import argparse
+import json
 import os
 import random
 import sys
@@ -104,11 +105,41 @@ def check_args(args):
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
                              f"or give the file with {flag}")
-    if args.init_from and not os.path.isfile(os.path.join(args.init_from, 'params_shapes.json')):
+    if args.init_from:
+        check_init_from(args)
+    check_outputs(args)
+
+
+def check_init_from(args):
+    """InputError unless --init_from is a model folder whose params_shapes.json fits the model of the flags (its
+    weights are read, and checked again, later)."""
+    path = os.path.join(args.init_from, 'params_shapes.json')
+    if not os.path.isfile(path):
         raise InputError(f"--init_from {args.init_from!r} is not a model folder (no params_shapes.json): give a folder "
                          f"in the original's layout, e.g. one that `{download_command(args.init_from)}` fills, or a "
                          "pretrain.py save/DESC")
-    check_outputs(args)
+    try:
+        with open(path, encoding='utf-8') as f:
+            shapes = json.load(f)
+        (n_positions, n_embd), (n_vocab, _) = shapes[0], shapes[1]
+        n_layer = (len(shapes) - 2) // 12
+    except (ValueError, TypeError, IndexError) as err:
+        raise InputError(f"{path!r} is not the list of a model's array shapes ({err}): give a model folder in the "
+                         "original's layout") from None
+    try:
+        with open(args.encoder_path, encoding='utf-8') as f:
+            n_pieces = len(json.load(f))
+    except ValueError:  # not JSON: TextEncoder says so
+        n_pieces = n_vocab
+    for what, theirs, ours, flag in [('layers', n_layer, args.n_layer, '--n_layer'),
+                                     ('states', n_embd, args.n_embd, '--n_embd'),
+                                     ('token rows', n_vocab, n_pieces, '--encoder_path (the vocabulary)')]:
+        if theirs != ours:
+            raise InputError(f"--init_from {args.init_from!r} has {theirs} {what}, the model {ours}: pass {flag} "
+                             "to match the folder's model")
+    if n_positions < args.n_ctx:
+        raise InputError(f"--init_from {args.init_from!r} has {n_positions} positions, fewer than --n_ctx "
+                         f"{args.n_ctx}: pass --n_ctx {n_positions} or less")
 
 
 def check_outputs(args):
@@ -159,9 +190,9 @@ def pretrain(args, control):
     print(loop.describe_devices(strategy))
     n_replicas = strategy.num_replicas_in_sync
     if args.n_batch % (n_replicas * args.accum_steps):
-        raise InputError(f"--n_batch {args.n_batch} windows cannot be shared evenly by {n_replicas} replicas of "
-                         f"--accum_steps {args.accum_steps} parts: choose an --n_batch that is a multiple of "
-                         f"{n_replicas * args.accum_steps}")
+        raise InputError(f"--n_batch {args.n_batch} windows cannot be shared evenly by {n_replicas} replica"
+                         f"{'s' * (n_replicas > 1)} of --accum_steps {args.accum_steps} parts: choose an --n_batch "
+                         f"that is a multiple of {n_replicas * args.accum_steps}")
     chief = strategy.extended.should_checkpoint  # one worker of a cluster writes the outputs, the others their own
     own = args if chief else argparse.Namespace(**{**vars(args), 'desc': f'{args.desc}-worker{strategy.cluster_resolver.task_id}'})
     own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')  # checkpoints (all must save) and log, for --resume
@@ -285,11 +316,7 @@ def build_model(args, strategy, path, n_vocab, n_updates):
                    vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm, fused=path.fused_adam)
         loss_scale = LossScale() if args.precision == 'fp16' else None
     if args.init_from and not args.resume:
-        arrays = weights.load_openai_params(args.init_from, args.n_ctx, 0)
-        if len(arrays) != len(model.lm_params):
-            raise InputError(f"--init_from {args.init_from!r} holds {(len(arrays) - 1) // 12} layers, the model "
-                             f"--n_layer {args.n_layer}: make --n_layer (and --n_embd) match the folder's model")
-        model.assign(arrays)
+        model.assign(weights.load_openai_params(args.init_from, args.n_ctx, 0))  # check_init_from: its layers
     return model, opt, loss_scale
 
 

@@ -315,19 +315,6 @@ def test_a_run_killed_by_sigkill_resumes_to_the_uninterrupted_runs_outputs(files
     assert_same_outputs(out, reference_run)
 
 
-def test_init_from_starts_from_the_folders_weights(files, reference_run):
-    folder = reference_run / 'save' / 'tiny'
-    out = run_in(files, 'continued', init_from=folder, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, max_updates=1,
-                 eval_every=1, n_batch=8)
-    (record,) = log_of(out)[1:]
-    c = the_corpus(files, out)
-    starts, lengths = next(EpochPlan(len(c.train), N_CTX, 8, 42).batches(0))
-    X, M = lm_batch(c.train, starts, lengths, 8, N_CTX, N_VOCAB)
-    loss, _ = reference.lm_loss_and_gradients(folder_arrays(folder), X, M, N_HEAD, N_VOCAB)
-    np.testing.assert_allclose(record['tr_cost'], loss, rtol=1e-5)
-    assert loss < math.log(N_VOCAB) - 0.5  # a trained model's loss, not that of N(0, 0.02)
-
-
 def test_a_small_model_learns_a_structured_corpus_well_below_its_unigram_entropy(tmp_path):
     write_vocab(str(tmp_path / 'vocab'))
     write_corpus(str(tmp_path / 'books'), n_docs=60, seed=1, n_words=(30, 90))
@@ -344,3 +331,61 @@ def test_a_small_model_learns_a_structured_corpus_well_below_its_unigram_entropy
     unigram = -(p * np.log(p)).sum()  # ~ log 11: ten words and the paragraph break
     assert record['n_updates'] == 80 and unigram > 2
     assert record['va_cost'] < 0.25 * unigram, (record, unigram)
+
+
+CONTINUED = dict(embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, max_updates=3, eval_every=1, n_batch=4, save_every=2)
+
+
+@pytest.fixture(scope='module')
+def continued(files, reference_run):
+    """A run --init_from the reference run's folder, dropout off: in this process, and by two workers of a
+    cluster on this machine (TF_CONFIG, MultiWorkerMirroredStrategy, one CPU each) meanwhile; their outputs."""
+    from tests.test_multiworker import free_ports
+    flags = dict(CONTINUED, init_from=reference_run / 'save' / 'tiny')
+    cluster = {'worker': [f'127.0.0.1:{p}' for p in free_ports(2)]}
+    line = [a.replace(str(files['root'] / 'out'), str(files['root'] / 'cluster' / 'out'))
+            for a in argv(str(files['root']), files['books'], **flags)]
+    procs = []
+    try:
+        for i in range(2):
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2',
+                       TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}}))
+            procs.append(subprocess.Popen([sys.executable, 'pretrain.py'] + line, cwd=ROOT, env=env,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True))
+        one = run_in(files, 'continued', **flags)
+        outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    return dict(one=one, cluster=files['root'] / 'cluster' / 'out', outputs=outputs,
+                codes=[proc.returncode for proc in procs])
+
+
+def test_init_from_starts_from_the_folders_weights(files, reference_run, continued):
+    folder = reference_run / 'save' / 'tiny'
+    first = log_of(continued['one'])[1]
+    c = the_corpus(files, continued['one'])
+    starts, lengths = next(EpochPlan(len(c.train), N_CTX, 4, 42).batches(0))
+    X, M = lm_batch(c.train, starts, lengths, 4, N_CTX, N_VOCAB)
+    loss, _ = reference.lm_loss_and_gradients(folder_arrays(folder), X, M, N_HEAD, N_VOCAB)
+    assert first['n_updates'] == 1
+    np.testing.assert_allclose(first['tr_cost'], loss, rtol=1e-5)  # the first update's loss: the folder's model's
+    assert loss < math.log(N_VOCAB) - 0.5  # a trained model's loss, not that of N(0, 0.02)
+
+
+def test_two_localhost_workers_make_the_updates_of_one_process_and_one_writes_the_outputs(continued):
+    outputs = continued['outputs']
+    assert continued['codes'] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert all('with 2 replicas' in out for out in outputs), outputs[1][-3000:]
+    out, one = continued['cluster'], continued['one']
+    for a, b in zip(folder_arrays(out / 'save' / 'tiny'), folder_arrays(one / 'save' / 'tiny')):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    assert [r['n_updates'] for r in log_of(out)[1:]] == [1, 2, 3]
+    for a, b in zip(log_of(out)[1:], log_of(one)[1:]):
+        np.testing.assert_allclose([a['tr_cost'], a['va_cost']], [b['tr_cost'], b['va_cost']], rtol=1e-5)
+    # The second worker keeps only what its --resume needs, under its own name; no model folder of its own.
+    assert sorted(p.name for p in (out / 'save').iterdir()) == ['tiny', 'tiny-worker1']
+    assert not list((out / 'save' / 'tiny-worker1').rglob('params_*.npy'))
+    assert tf.train.latest_checkpoint(str(out / 'save' / 'tiny-worker1' / 'checkpoints')).endswith('ckpt-3')
