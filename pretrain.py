@@ -81,7 +81,8 @@ def check_args(args):
             ('n_ctx', args.n_ctx >= 2, 'at least 2: a window predicts its tokens from the ones before'),
             ('n_embd', args.n_embd >= 1, 'at least 1'), ('n_head', args.n_head >= 1, 'at least 1'),
             ('n_layer', args.n_layer >= 1, 'at least 1'), ('lr', 0 < args.lr < float('inf'), 'finite and above 0'),
-            ('embd_pdrop', 0 <= args.embd_pdrop < 1, probability), ('attn_pdrop', 0 <= args.attn_pdrop < 1, probability),
+            ('embd_pdrop', 0 <= args.embd_pdrop < 1, probability),
+            ('attn_pdrop', 0 <= args.attn_pdrop < 1, probability),
             ('resid_pdrop', 0 <= args.resid_pdrop < 1, probability),
             ('l2', 0 <= args.l2 < float('inf'), 'finite and at least 0'),
             ('b1', 0 <= args.b1 < 1, 'in [0, 1)'), ('b2', 0 <= args.b2 < 1, 'in [0, 1)'),
@@ -169,8 +170,8 @@ if __name__ != '__mp_main__':  # a corpus-encoding worker process imports this f
         import weights
         from model import Model, make_lm_eval_step, path_of, pretrain_objective
         from opt import Adam, LossScale, schedules
-        from run_state import Interrupted, RunControl, check_resume, resume_command
         from lm_log import Progress
+        from run_state import Interrupted, RunControl, check_resume, resume_command
         from windows import EpochPlan, heldout_windows, lm_batch, weighted
 
 
@@ -178,24 +179,9 @@ def pretrain(args, control):
     """The run: the corpus encoded (or read from the cache), the model built (or --init_from), trained for the
     plan's updates with evaluations on the held-out documents, the model folder written."""
     print(format_flags(args))
-    check_outputs(args)  # (again: a program calling pretrain() directly)
-    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    tf.random.set_seed(args.seed)
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    with tensorflow_start_up_hidden(device_init=True):
-        strategy = loop.make_strategy(args.n_batch // args.accum_steps, towers='the --n_batch {n} windows')
-    print(loop.describe_devices(strategy))
-    n_replicas = strategy.num_replicas_in_sync
-    if args.n_batch % (n_replicas * args.accum_steps):
-        raise InputError(f"--n_batch {args.n_batch} windows cannot be shared evenly by {n_replicas} replica"
-                         f"{'s' * (n_replicas > 1)} of --accum_steps {args.accum_steps} parts: choose an --n_batch "
-                         f"that is a multiple of {n_replicas * args.accum_steps}")
-    chief = strategy.extended.should_checkpoint  # one worker of a cluster writes the outputs, the others their own
-    own = args if chief else argparse.Namespace(**{**vars(args), 'desc': f'{args.desc}-worker{strategy.cluster_resolver.task_id}'})
-    own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')  # checkpoints (all must save) and log, for --resume
+    strategy = start_devices(args)
+    chief, own = worker_args(args, strategy)
+    own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')
     if args.resume:
         check_resume(own, own_log)
     corpus = read_corpus(args)
@@ -215,36 +201,63 @@ def pretrain(args, control):
     run = loop.start_run(own, control, saved, own_log, model.lm_params)
     folder = os.path.join(args.save_dir, args.desc)
 
-    def save(where=folder):
+    def save(where=folder):  # the model folder (the first worker's), once per update
         if chief and progress.saved.get(where) != run.state.n_updates:
             weights.save_model_folder(where, model.we.numpy(), [p.numpy() for p in model.lm_params[1:]], n_vocab,
                                       args.encoder_path, args.bpe_path)
             progress.saved[where] = run.state.n_updates
 
-    def evaluate():
-        return held_out_cost(eval_step, strategy, corpus.valid, args.n_batch, args.n_ctx, n_vocab)
-
-    def after_update(n_updates_done, cost):
+    def after_update(n, cost):
         progress.add(*pending.pop(0), cost)
-        if args.keep_every and n_updates_done % args.keep_every == 0:
-            save(os.path.join(folder, 'updates', str(n_updates_done)))
+        if args.keep_every and n % args.keep_every == 0:
+            save(os.path.join(folder, 'updates', str(n)))
 
-    pending = []
-    log = progress.logger(run, evaluate if len(corpus.valid) > 1 else None)
+    pending = []  # (tokens read, tokens predicted) of the batch being trained on
+    evaluate = lambda: held_out_cost(eval_step, strategy, corpus.valid, args.n_batch, args.n_ctx, n_vocab)  # noqa
     print('n_updates n_tokens tr_cost va_cost va_ppl')
     loop.fit(run, train_step, epoch_batches(plan, corpus.train, strategy, n_vocab, pending), args.n_iter,
-             per_epoch, log, evaluate_after=lambda n, _: args.eval_every and n % args.eval_every == 0,
-             save_every=args.save_every, cost_name='lm_cost', postfix=progress.postfix, max_updates=args.max_updates,
-             after_update=after_update, on_save=save)
+             per_epoch, progress.logger(run, evaluate if len(corpus.valid) > 1 else None),
+             evaluate_after=lambda n, _: args.eval_every and n % args.eval_every == 0, save_every=args.save_every,
+             cost_name='lm_cost', postfix=progress.postfix, max_updates=args.max_updates, after_update=after_update,
+             on_save=save)
     save()
     run.summaries.close()
     if chief:
-        print('\n'.join(written_files(args, log_path, folder)))
+        print('\n'.join(written_files(args, folder)))
 
 
-def written_files(args, log_path, folder):
+def start_devices(args):
+    """Seed Python, NumPy and TensorFlow with --seed (and op determinism with --deterministic), start the devices
+    and say which; the tf.distribute strategy, whose replicas share each global batch of --n_batch windows."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    tf.random.set_seed(args.seed)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    with tensorflow_start_up_hidden(device_init=True):
+        strategy = loop.make_strategy(args.n_batch // args.accum_steps, towers='the --n_batch {n} windows')
+    print(loop.describe_devices(strategy))
+    n = strategy.num_replicas_in_sync
+    if args.n_batch % (n * args.accum_steps):
+        raise InputError(f"--n_batch {args.n_batch} windows cannot be shared evenly by {n} replica{'s' * (n > 1)} of "
+                         f"--accum_steps {args.accum_steps} parts: choose an --n_batch that is a multiple of "
+                         f"{n * args.accum_steps}")
+    return strategy
+
+
+def worker_args(args, strategy):
+    """(whether this process writes the outputs, the flags of what it writes itself): the first worker of a
+    cluster (and a single process) writes the run's outputs; another worker only its checkpoints and log, which
+    its --resume needs (every worker saves its checkpoints), under --desc DESC-worker<its index>."""
+    if strategy.extended.should_checkpoint:
+        return True, args
+    return False, argparse.Namespace(**{**vars(args), 'desc': f'{args.desc}-worker{strategy.cluster_resolver.task_id}'})
+
+
+def written_files(args, folder):
     """Lines listing what the run wrote."""
-    files = [('log', log_path), ('TensorBoard', os.path.join(args.log_dir, args.desc)),
+    files = [('log', os.path.join(args.log_dir, f'{args.desc}.jsonl')),
+             ('TensorBoard', os.path.join(args.log_dir, args.desc)),
              ('the model folder (train.py and generate.py --model_dir)', folder),
              ('checkpoints (--resume)', os.path.join(folder, 'checkpoints'))]
     if args.keep_every:
@@ -292,9 +305,9 @@ def tempfile_folder():
 def run_plan(args, corpus, per_epoch, n_updates):
     """One line: the updates the run makes and what they read, and its evaluations."""
     n_tokens = len(corpus.train)
-    plan = (f'plan: {args.n_iter} epochs x {min(per_epoch)}{"-" + str(max(per_epoch)) if max(per_epoch) > min(per_epoch) else ""}'
-            f' updates of {args.n_batch} windows of {args.n_ctx} tokens (each epoch every one of the {n_tokens:,} '
-            f'training tokens once) = {sum(per_epoch):,} updates')
+    counts = f'{min(per_epoch)}' + (f'-{max(per_epoch)}' if max(per_epoch) > min(per_epoch) else '')
+    plan = (f'plan: {args.n_iter} epochs x {counts} updates of {args.n_batch} windows of {args.n_ctx} tokens (each '
+            f'epoch every one of the {n_tokens:,} training tokens once) = {sum(per_epoch):,} updates')
     if n_updates < sum(per_epoch):
         plan += f', stopping after --max_updates {n_updates:,} ({n_updates / per_epoch[0]:.2f} epochs)'
     evals = f'every {args.eval_every} updates and ' if args.eval_every else ''

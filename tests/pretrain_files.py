@@ -50,8 +50,8 @@ def write_corpus(folder, n_docs=24, seed=0, n_words=(20, 60)):
 
 
 def argv(root, corpus, **flags):
-    """pretrain.py's arguments: a tiny model on `corpus` with the vocabulary in root/vocab (write_vocab), outputs in root/out,
-    the cache in root/cache; `flags` add to or replace them (True: a switch; None: left out)."""
+    """pretrain.py's arguments: a tiny model on `corpus` with the vocabulary in root/vocab (write_vocab), outputs
+    in root/out, the cache in root/cache; `flags` add to or replace them (True: a switch; None: left out)."""
     encoder_path, bpe_path = os.path.join(root, 'vocab', 'encoder.json'), os.path.join(root, 'vocab', 'vocab.bpe')
     args = dict(desc='tiny', n_embd=16, n_head=2, n_layer=2, n_ctx=12, n_batch=4, n_iter=2, warmup_updates=2,
                 lr=0.01, valid_fraction=0.25, eval_every=2, encoder_path=encoder_path, bpe_path=bpe_path,

@@ -2,7 +2,6 @@
 and nothing written (no log, no model folder, no cache); --help and a bad flag answer before TensorFlow is
 imported."""
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -141,7 +140,8 @@ def test_an_output_folder_that_cannot_be_written(fails, tmp_path):
 
 
 def imported_modules(stderr):
-    return {line.split('|')[-1].strip().split('.')[0] for line in stderr.splitlines() if line.startswith('import time:')}
+    return {line.split('|')[-1].strip().split('.')[0] for line in stderr.splitlines()
+            if line.startswith('import time:')}
 
 
 @pytest.mark.parametrize('line, code, expected', [
