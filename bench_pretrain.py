@@ -2,14 +2,15 @@
     python bench_pretrain.py                 # full size: one update of n_ctx 512 windows, and a 50 MB corpus encoded
     python bench_pretrain.py --quick         # a small model and a 5 MB corpus (a minute)
     python bench_pretrain.py --only update   # or: --only encoding
+    python bench_pretrain.py --write_corpus books --corpus_mb 20   # only write the generated corpus: an example
 
 The update: the full-size model (random weights, the vocabulary's 40,478 token rows) makes pre-training's update
 (loop.make_train_step of model.pretrain_objective, dropout on, Adam) on --n_batch random windows of --n_ctx
 tokens; in the same rounds, alternating with it, the same matmuls alone (every weight matmul of the update forward
 and both gradients, the attention's, the LM head's): the update's FLOP rate against theirs says how much of the
 update is matmul work done at the matmuls' own speed (the target is 75% or more).
-The encoding: a generated corpus of --corpus_mb MB of English-like text (BooksCorpus-like books: words drawn from
-the BPE vocabulary's whole words with Zipf frequencies, sentences, paragraphs) encoded by corpus.prepare with
+The encoding: a generated corpus of --corpus_mb MB of English (books of a small grammar's sentences, with a long tail
+of rarer words from the BPE vocabulary, in paragraphs) encoded by corpus.prepare with
 --procs worker processes (ftfy, spaCy and BPE, as pretrain.py does), then read back and checked as a run's start
 does: tokens per second per process, the workers' CPU time, peak memory.
 """
@@ -38,6 +39,8 @@ def parse_args(argv=None):
     parser.add_argument('--procs', type=int, default=len(os.sched_getaffinity(0)), help='encoding processes')
     parser.add_argument('--model_dir', type=str, default=None,
                         help='the BPE files (default: model/, then ../shared/model)')
+    parser.add_argument('--write_corpus', type=str, metavar='DIR',
+                        help='only write the generated corpus (of --corpus_mb MB) in DIR, a new folder: an example')
     args = parser.parse_args(argv)
     if args.quick:
         args.n_ctx, args.n_embd, args.n_head, args.n_layer = 128, 128, 4, 2
@@ -159,33 +162,63 @@ def bench_update(args, n_vocab):
 
 # ---------------------------------------------------------------------------------------------- the encoding
 
+LEXICON = dict(
+    name='anna ben carla david emma frank grace henry iris jack kate leo mia nora oscar paul rose sam tom vera'.split(),
+    det='the the the a a his her their this that one every'.split(),
+    adj=('old young small big quiet dark bright cold warm red green tired happy strange empty long short heavy '
+         'gentle sudden').split(),
+    noun=('man woman boy girl dog cat house door window road river boat tree garden city village letter book '
+          'table chair room fire storm morning night friend mother father teacher doctor horse bird hill field '
+          'song story box key ship train car').split(),
+    verb=('saw found took opened closed followed watched left carried pushed pulled painted heard remembered '
+          'wanted loved'
+          ).split(),
+    walk='walked ran looked waited sat stood slept smiled laughed stopped'.split(),
+    prep='to from near behind under over across into through beside'.split(),
+    say='said asked whispered shouted replied'.split(),
+)
+
+
+def sentence(rng, rare):
+    """One sentence of a small English grammar: a subject, a verb with its object or a place, maybe a second
+    clause; a noun or adjective is now and then a `rare` word (the long tail real text has)."""
+    def pick(kind):
+        if kind in ('noun', 'adj') and rng.rand() < 0.15:
+            return rare[rng.randint(len(rare))]
+        return LEXICON[kind][rng.randint(len(LEXICON[kind]))]
+
+    def noun_phrase():
+        if rng.rand() < 0.25:
+            return pick('name').capitalize()
+        return ' '.join([pick('det')] + ([pick('adj')] if rng.rand() < 0.5 else []) + [pick('noun')])
+
+    def clause():
+        if rng.rand() < 0.5:
+            return f'{noun_phrase()} {pick("verb")} {noun_phrase()}'
+        return f'{noun_phrase()} {pick("walk")} {pick("prep")} {noun_phrase()}'
+
+    text = clause() + (f', and {clause()}' if rng.rand() < 0.3 else '')
+    text = text[0].upper() + text[1:]
+    if rng.rand() < 0.15:
+        return f'"{text}," {pick("name").capitalize()} {pick("say")}.'
+    return text + ('.' if rng.rand() < 0.9 else '!')
+
+
 def generate_corpus(folder, encoder_path, n_bytes, seed=0):
-    """Books of English-like text, about n_bytes in all, in `folder`: words drawn with Zipf frequencies from the
-    vocabulary's whole alphabetic words, 4-30 words a sentence (a comma now and then, a quotation sometimes), 3-12
-    sentences a paragraph, paragraphs separated by blank lines, ~200 KB a book."""
+    """Books of generated English, about n_bytes in all, in `folder`: sentences of a small grammar (`sentence`),
+    3-12 to a paragraph, paragraphs separated by blank lines, ~150 KB a book; the rare words are the BPE
+    vocabulary's whole words of 5 letters or more. Returns (bytes, books)."""
     import json
 
     import numpy as np
     with open(encoder_path, encoding='utf-8') as f:
-        words = [w[:-4] for w in json.load(f) if w.endswith('</w>') and w[:-4].isalpha()]
-    words = np.array(words)
+        rare = [w[:-4] for w in json.load(f) if w.endswith('</w>') and len(w) > 8 and w[:-4].isascii()
+                and w[:-4].isalpha()]
     rng = np.random.RandomState(seed)
-    p = 1 / np.arange(1, len(words) + 1) ** 1.1
-    p /= p.sum()
     os.makedirs(folder)
     written, book = 0, 0
     while written < n_bytes:
-        paragraphs = []
-        for _ in range(rng.randint(250, 350)):
-            sentences = []
-            for _ in range(rng.randint(3, 13)):
-                n = rng.randint(4, 31)
-                w = words[rng.choice(len(words), n, p=p)].tolist()
-                if n > 8 and rng.rand() < 0.4:
-                    w[rng.randint(2, n - 2)] += ','
-                s = ' '.join(w).capitalize() + rng.choice(['.', '.', '.', '!', '?'])
-                sentences.append(f'"{s}" he said.' if rng.rand() < 0.1 else s)
-            paragraphs.append(' '.join(sentences))
+        paragraphs = [' '.join(sentence(rng, rare) for _ in range(rng.randint(3, 13))) for _ in range(400)]
         text = '\n\n'.join(paragraphs) + '\n'
         with open(os.path.join(folder, f'book{book:05d}.txt'), 'w', encoding='utf-8') as f:
             f.write(text)
@@ -230,6 +263,12 @@ def bench_encoding(args, encoder_path, bpe_path, tmp):
 def main(argv=None):
     args = parse_args(argv)
     encoder_path, bpe_path = bpe_files(args.model_dir)
+    if args.write_corpus:
+        if os.path.exists(args.write_corpus):
+            sys.exit(f'error: {args.write_corpus!r} exists: give a new folder to --write_corpus')
+        n_bytes, n_books = generate_corpus(args.write_corpus, encoder_path, int(args.corpus_mb * 2 ** 20))
+        print(f'{n_books} books, {n_bytes / 2 ** 20:.1f} MB, in {args.write_corpus}')
+        return
     with open(encoder_path, encoding='utf-8') as f:
         n_vocab = len(__import__('json').load(f))
     tmp = tempfile.mkdtemp(prefix='bench-pretrain-')
