@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -162,6 +163,7 @@ _ENCODER = []  # a worker process's TextEncoder, made once by start_worker (a po
 
 
 def start_worker(encoder_path, bpe_path):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops the pool
     _ENCODER.append(text_utils.TextEncoder(encoder_path, bpe_path))
 
 

@@ -448,7 +448,9 @@ def pretrain_objective(model, n_rows, path):
 
 def make_lm_eval_step(model, strategy, n_rows, path):
     """A tf.function scoring a batch of windows (X, M) already split over the replicas, without dropout -> the sum
-    over the batch of M * the LM loss over the first n_rows rows of `we`, and the sum of M (summed over replicas)."""
+    over the batch of M * the LM loss over the first n_rows rows of `we`, and the sum of M (summed over replicas);
+    each replica's part compiled by XLA with path.jit_compile."""
+    @tf.function(jit_compile=path.jit_compile)
     def replica_sums(X, M):
         return model.lm_cost(X, M, n_rows, path=path), tf.reduce_sum(M[:, 1:])
 
