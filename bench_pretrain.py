@@ -255,8 +255,8 @@ def bench_encoding(args, encoder_path, bpe_path, tmp):
     print(f'  peak RSS: this process {peak_rss_mb():,.0f} MB, the largest worker '
           f'{peak_rss_mb(resource.RUSAGE_CHILDREN):,.0f} MB')
     per_s = n_tokens / worker_cpu if args.procs else n_tokens / wall
-    print(f'  BooksCorpus (~1e9 tokens): {1e9 / per_s / 3600:.1f} CPU hours, {1e9 / per_s / 3600 / 16:.1f} h on 16 '
-          f'processes; 1e10 tokens: {1e10 / per_s / 3600 / 16:.0f} h on 16')
+    print(f'  at this rate per CPU second: BooksCorpus (~1.14e9 tokens) {1.14e9 / per_s / 3600:.2f} CPU hours '
+          f'({1.14e9 / per_s / 60 / 16:.0f} min on 16 processes); 1e10 tokens {1e10 / per_s / 3600:.1f} CPU hours')
     return dict(tokens_per_s=n_tokens / wall, per_process=n_tokens / wall / procs, worker_cpu=worker_cpu)
 
 
