@@ -335,7 +335,7 @@ class Model(tf.Module):
         if train and seed is None:
             seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
         seeds = Seeds(seed)
-        we = dropout(self.we, self.embd_pdrop, train, seeds)
+        we = dropout(self.we, self.embd_pdrop, train, seeds=seeds)
         h = self.transformer(X, we, causal_mask(tf.shape(X)[1]), train, seeds, path.fused)[:, :-1]  # (B, T-1, C)
         targets, weights = X[:, 1:, 0], W[:, 1:]
         if path.masked_lm:

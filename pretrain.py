@@ -12,10 +12,13 @@ the token rows (the paper's eq. (2)). save/{desc}/ is a model folder in the orig
 generate.py read with --model_dir. SPEC.md, "Pre-training", has the contract; README.md the costs and outputs.
 """
 import argparse
+import atexit
 import json
 import os
 import random
+import shutil
 import sys
+import tempfile
 
 from flags import CHOICES, add_flags, bpe_paths, check_desc, check_output_dir, format_flags
 from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
@@ -212,8 +215,10 @@ def pretrain(args, control):
         if args.keep_every and n % args.keep_every == 0:
             save(os.path.join(folder, 'updates', str(n)))
 
+    def evaluate():
+        return held_out_cost(eval_step, strategy, corpus.valid, args.n_batch, args.n_ctx, n_vocab)
+
     pending = []  # (tokens read, tokens predicted) of the batch being trained on
-    evaluate = lambda: held_out_cost(eval_step, strategy, corpus.valid, args.n_batch, args.n_ctx, n_vocab)  # noqa
     print('n_updates n_tokens tr_cost va_cost va_ppl')
     loop.fit(run, train_step, epoch_batches(plan, corpus.train, strategy, n_vocab, pending), args.n_iter,
              per_epoch, progress.logger(run, evaluate if len(corpus.valid) > 1 else None),
@@ -294,9 +299,6 @@ def read_corpus(args):
 
 def tempfile_folder():
     """A temporary folder for a corpus encoded without --cache_dir, removed when the program exits."""
-    import atexit
-    import shutil
-    import tempfile
     folder = tempfile.mkdtemp(prefix='gpt1-corpus-')
     atexit.register(shutil.rmtree, folder, True)
     return folder

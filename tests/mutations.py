@@ -60,7 +60,7 @@ MUTATIONS = [
      'grads = [tf.clip_by_norm(g, self.max_grad_norm) for g in grads]', ['tests/test_opt.py']),
     # --- layers: the data
     ('data split seed', 'datasets.py', 'SPLIT_SEED = 3535999445', 'SPLIT_SEED = 3535999444', ['tests/test_datasets.py']),
-    ('position ids', 'vocab.py', 'return self.n_vocab + N_SPECIAL + t', 'return self.n_vocab + N_SPECIAL - 1 + t',
+    ('position ids', 'vocab.py', 'return self.n_vocab + self.n_special + t', 'return self.n_vocab + self.n_special - 1 + t',
      ['tests/test_tasks.py', '-k', 'transform_roc']),
     ('BPE end-of-word mark', 'text_utils.py', "word = tuple(token[:-1]) + (token[-1] + '</w>',)", 'word = tuple(token)',
      ['tests/test_text_utils.py']),
@@ -109,7 +109,7 @@ MUTATIONS = [
      [RUN_LEVEL, '-k', 'determinism']),
     ('--max_grad_norm not passed to the optimiser', 'train.py', 'max_grad_norm=args.max_grad_norm,', 'max_grad_norm=-1,',
      [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
-    ('default learning rate', 'flags.py', "'--lr', type=float, default=6.25e-5", "'--lr', type=float, default=6.25e-4",
+    ('default learning rate', 'flags.py', "'lr': dict(type=float, default=6.25e-5", "'lr': dict(type=float, default=6.25e-4",
      [RUN_LEVEL, '-k', 'default']),
     ('the same dropout seed at every update', 'loop.py', 'tf.cast(opt.t, tf.int32)', 'tf.constant(0, tf.int32)',
      [RUN_LEVEL, '-k', 'masks_change']),
