@@ -16,6 +16,7 @@ import errno
 import gzip
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -180,7 +181,6 @@ def encoded_chunks(sources, encoder_path, bpe_path, procs):
         for chunk in chunks(sources):
             yield chunk, [np.asarray(ids, np.uint16) for ids in encoder.encode([t for t, _ in chunk], verbose=False)]
         return
-    import multiprocessing
     # spawn: a fresh interpreter per worker (forking a process that runs TensorFlow's threads can hang).
     with multiprocessing.get_context('spawn').Pool(procs, start_worker, (encoder_path, bpe_path)) as pool:
         pending = []
