@@ -17,8 +17,10 @@ CHOICES = {'dataset': tuple(DATA_DIRS), 'afn': ('gelu', 'relu', 'swish'),
            'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
            'precision': ('fp32', 'bf16', 'fp16')}
 # Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
+# pretrain.py's own: eval_every and keep_every (what is logged and kept), encode_procs (how the corpus is encoded).
 RESUMABLE_CHANGES = ('resume', 'overwrite', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir',
-                     'model_dir', 'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir')
+                     'model_dir', 'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir', 'eval_every',
+                     'keep_every', 'encode_procs')
 
 
 def choices_help(flag):
@@ -186,7 +188,11 @@ def check_flags(args):
                                                       'one token of each text of an example')]:
         if not ok:
             raise InputError(f"--{flag} {getattr(args, flag)} is out of range: it must be {what}")
-    desc = args.desc
+    check_desc(args.desc)
+
+
+def check_desc(desc):
+    """InputError unless --desc is a name (not a path): it names the run's log and save folder."""
     if not desc or desc in ('.', '..') or '/' in desc or (os.altsep and os.altsep in desc) or '\0' in desc:
         raise InputError(f"--desc {desc!r} is not a name: it names the run's log and save folder inside --log_dir "
                          "and --save_dir; choose those folders with --log_dir and --save_dir")

@@ -22,17 +22,18 @@ from utils import InputError, ResultLogger, batches_of
 
 # ------------------------------------------------------------------------------------------ devices and replicas
 
-def make_strategy(n_towers=None):
+def make_strategy(n_towers=None, towers='the n_gpu {n} towers'):
     """MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster of workers; MirroredStrategy over the
     visible GPUs when there are several (with n_towers, the largest number of them that divides n_towers, so that
-    each runs the same number of the original's towers: saying so when some are left idle); else the default
-    strategy (one GPU, or the CPU), whose plain variables let the optimiser fuse its update."""
+    each runs the same number of the original's towers: saying so, with `towers` naming them, when some are left
+    idle); else the default strategy (one GPU, or the CPU), whose plain variables let the optimiser fuse its
+    update."""
     if 'TF_CONFIG' in os.environ:
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices('GPU')
     n = tower_devices(n_towers, len(gpus)) if n_towers else len(gpus)
     if n < len(gpus):
-        print(f"using {n} of the {len(gpus)} GPUs: the largest count that divides the n_gpu {n_towers} towers "
+        print(f"using {n} of the {len(gpus)} GPUs: the largest count that divides {towers.format(n=n_towers)} "
               f"({n_towers // n} each)")
     if n > 1:
         return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:n]])
@@ -188,24 +189,34 @@ def start_run(args, control, saved, log_path, params, before_writing=lambda: Non
 
 
 def fit(run, train_step, epoch_batches, n_epochs, n_batches, log, evaluate_after=lambda n_updates, n_epochs: False,
-        save_every=0, check=True, cost_name='clf_cost', postfix=None):
-    """The training loop, from where run.state stands to n_epochs epochs of n_batches updates: each update
+        save_every=0, check=True, cost_name='clf_cost', postfix=None, max_updates=0, after_update=None, on_save=None):
+    """The training loop, from where run.state stands to n_epochs epochs of n_batches updates (an int, or a list of
+    each epoch's count), or to max_updates updates when that comes first (0: no limit): each update
     train_step(*batch) on the batches epoch_batches(epoch, done) gives for each epoch (those after the first
-    `done`, which a resumed run has made); log() after an update when evaluate_after(n_updates, n_epochs) says so
-    and after each epoch; a checkpoint every save_every updates, at the end of each epoch when save_every is set,
-    and when a signal came (then the program exits, saying how to resume). One bar spans the whole run (its ETA is
-    the run's), showing postfix(costs, lrt) (default: the running mean cost and the learning rate); TensorBoard
-    gets train/<cost_name>, train/lr and train/grad_norm per update. check: stop on an update whose cost or
-    gradient is not finite."""
+    `done`, which a resumed run has made); after_update(n_updates, cost) after each update; log() after an update
+    when evaluate_after(n_updates, n_epochs) says so, after each epoch and after the max_updates-th update; a
+    checkpoint every save_every updates, at the end of each epoch and after the last update when save_every is set,
+    and when a signal came (then the program exits, saying how to resume), on_save() just before each checkpoint.
+    One bar spans the whole run (its ETA is the run's), showing postfix(costs, lrt) (default: the running mean
+    cost and the learning rate); TensorBoard gets train/<cost_name>, train/lr and train/grad_norm per update.
+    check: stop on an update whose cost or gradient is not finite."""
     state, control, summaries = run.state, run.control, run.summaries
+    per_epoch = [n_batches] * n_epochs if isinstance(n_batches, int) else list(n_batches)
+    total = min(sum(per_epoch), max_updates) if max_updates else sum(per_epoch)
     postfix = postfix or (lambda costs, lrt: f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}')
-    bar = tqdm(total=n_batches * n_epochs, initial=state.n_updates, unit='update', file=sys.stderr, leave=False)
+
+    def boundary(save):
+        if on_save and (save or control.signum):
+            on_save()
+        at_boundary(control, run.checkpoint, state.n_updates, run.params, summaries, save)
+
+    bar = tqdm(total=total, initial=state.n_updates, unit='update', file=sys.stderr, leave=False)
     control.armed = True  # a signal now stops the loop at the next update boundary
     try:  # the bar is cleared however the loop ends (an error line must not follow it on its line)
-        while state.n_epochs < n_epochs:
+        while state.n_epochs < n_epochs and not (max_updates and state.n_updates >= max_updates):
             bar.set_description(f'epoch {state.n_epochs + 1}/{n_epochs}')
-            costs = []
-            for batch in epoch_batches(state.n_epochs, state.n_updates - state.n_epochs * n_batches):
+            costs, ended = [], True
+            for batch in epoch_batches(state.n_epochs, state.n_updates - sum(per_epoch[:state.n_epochs])):
                 cost, lrt, grad_norm = train_step(*batch)
                 state.n_updates += 1
                 if check:  # with loss scaling an update whose gradient is not finite is skipped
@@ -217,13 +228,18 @@ def fit(run, train_step, epoch_batches, n_epochs, n_batches, log, evaluate_after
                     tf.summary.scalar('train/' + cost_name, cost)
                     tf.summary.scalar('train/lr', lrt)
                     tf.summary.scalar('train/grad_norm', grad_norm)
+                if after_update:
+                    after_update(state.n_updates, float(cost))
                 if evaluate_after(state.n_updates, state.n_epochs):
                     log()
-                at_boundary(control, run.checkpoint, state.n_updates, run.params, summaries,
-                            save=save_every and state.n_updates % save_every == 0)
-            state.n_epochs += 1
+                if state.n_updates == max_updates:  # the run's last update: maybe in the middle of an epoch
+                    ended = state.n_updates == sum(per_epoch[:state.n_epochs + 1])
+                    break
+                boundary(save=save_every and state.n_updates % save_every == 0)
+            if ended:
+                state.n_epochs += 1
             log()
-            at_boundary(control, run.checkpoint, state.n_updates, run.params, summaries, save=save_every)
+            boundary(save=save_every)
     finally:
         bar.close()
     control.armed = False

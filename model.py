@@ -108,6 +108,26 @@ def fused_norm(x, g, b, e=1e-5):
 fused_acts = {gelu: fused_gelu}
 
 
+# The LM's cross-entropy over n_vocab classes, forward and gradient each one XLA kernel (TensorFlow's CPU kernel of
+# sparse_softmax_cross_entropy_with_logits is 5x slower on pre-training's (K, 40478) logits). XLA compiles a kernel
+# per shape: pre-training's batches have few.
+
+@tf.function(jit_compile=True)
+def _xent(logits, labels):
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+@tf.function(jit_compile=True)
+def _xent_grad(logits, labels, dy):
+    return (tf.nn.softmax(logits) - tf.one_hot(labels, tf.shape(logits)[-1])) * dy[:, None]
+
+
+@tf.custom_gradient
+def fused_xent(logits, labels):
+    """sparse_softmax_cross_entropy_with_logits of logits (K, V) float32 and labels (K,) -> (K,)."""
+    return _xent(logits, labels), lambda dy: (_xent_grad(logits, labels, dy), None)
+
+
 def conv1d(x, w, b):
     """The original's 1x1 convolution: x (..., nx) times w (1, nx, nf) plus b (nf) -> (..., nf), in x's dtype."""
     nx, nf = w.shape[1], w.shape[2]
@@ -301,6 +321,34 @@ class Model(tf.Module):
         clf_logits = self.clf(tf.gather(h, clf_idx, batch_dims=1), False, None)       # (n, n_seq)
         return clf_logits, self.clf_losses(clf_logits, Y)
 
+    @property
+    def lm_params(self):
+        """The language model's parameters, those of the published files: we, then 12 per layer (params without
+        the classifier)."""
+        return self.params[:-2]
+
+    def lm_cost(self, X, W, n_rows, train=False, seed=None, path=PADDED):
+        """The pre-training LM loss of the paper's eq. (2), summed: sum over t >= 1 of W[:, t] * -log p(X[:, t, 0] |
+        X[:, :t]), p the softmax of h . we^T over the first n_rows rows of `we` (the token rows), h the hidden
+        state of the position before. X int32 (B, T, 2), W float32 (B, T) (W[:, 0] is not read). In training,
+        dropout as in __call__: one mask of the whole `we` for this call, used by the input and the LM head.
+        path.masked_lm: the LM head only where W > 0; path.fused: the XLA kernels of gelu and LayerNorm."""
+        if train and seed is None:
+            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
+        seeds = Seeds(seed)
+        we = dropout(self.we, self.embd_pdrop, train, seeds=seeds)
+        h = self.transformer(X, we, causal_mask(tf.shape(X)[1]), train, seeds, path.fused)[:, :-1]  # (B, T-1, C)
+        targets, weights = X[:, 1:, 0], W[:, 1:]
+        if path.masked_lm:
+            idx = tf.where(weights > 0)                                                   # (K, 2)
+            h, targets, weights = tf.gather_nd(h, idx), tf.gather_nd(targets, idx), tf.gather_nd(weights, idx)
+        h = tf.reshape(h, [-1, self.n_embd])  # a matmul: einsum's gradient over '...' would hold (K, n_rows, C)
+        rows = tf.split(we, [n_rows, we.shape[0] - n_rows])[0]  # (a slice's gradient is 7x slower than a split's)
+        logits = tf.cast(tf.matmul(h, tf.cast(rows, h.dtype), transpose_b=True), tf.float32)  # (K, n_rows)
+        xent = fused_xent if path.fused else lambda logits, labels: tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=logits)
+        return tf.reduce_sum(xent(logits, tf.reshape(targets, [-1])) * tf.reshape(weights, [-1]))
+
     def lm_logits(self, X, at=None, n_rows=None, seg=None):
         """The LM head without dropout: h . we^T of X int32 (B, T, 2) over the first n_rows rows of `we` (default
         every row: tokens, specials and positions, as the LM loss sees them) -> (B, T, n_rows) float32; or only at
@@ -411,6 +459,33 @@ def finetune_objective(model, lm_coef, path):
         _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=seed, path=path)
         return tower_loss(clf_losses, lm_losses, lm_coef), tf.reduce_mean(clf_losses)
     return objective
+
+
+def pretrain_objective(model, n_rows, path):
+    """Pre-training's objective for loop.make_train_step: (X, W) of windows.lm_batch with W the weights of
+    windows.weighted, a dropout seed -> (the mean over the part's rows of each row's weighted LM loss, the same):
+    with those weights, the mean per predicted token of the whole global batch, however it is split."""
+    def objective(batch, seed):
+        X, W = batch
+        loss = model.lm_cost(X, W, n_rows, train=True, seed=seed, path=path) / tf.cast(tf.shape(X)[0], tf.float32)
+        return loss, loss
+    return objective
+
+
+def make_lm_eval_step(model, strategy, n_rows, path):
+    """A tf.function scoring a batch of windows (X, M) already split over the replicas, without dropout -> the sum
+    over the batch of M * the LM loss over the first n_rows rows of `we`, and the sum of M (summed over replicas);
+    each replica's part compiled by XLA with path.jit_compile."""
+    @tf.function(jit_compile=path.jit_compile)
+    def replica_sums(X, M):
+        return model.lm_cost(X, M, n_rows, path=path), tf.reduce_sum(M[:, 1:])
+
+    @tf.function
+    def eval_step(X, M):
+        total, count = strategy.run(replica_sums, args=(X, M))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
+    return eval_step
 
 
 def make_eval_step(model, packed, jit_compile=False):

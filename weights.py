@@ -133,6 +133,29 @@ def write_together(writes):
         stack.close()  # renames into place
 
 
+BPE_FILES = ('encoder_bpe_40000.json', 'vocab_40000.bpe')  # their names in a model folder (--model_dir)
+
+
+def save_model_folder(folder, we, layers, n_vocab, encoder_path, bpe_path, n_shards=10):
+    """A complete model folder in the original's layout from a pre-trained language model: its `we` (n_vocab token
+    rows, then the position rows: no special rows) and `layers` (12 arrays per layer, LAYER_PARAMS' order) as
+    params_shapes.json and params_0.npy ... (positions first, then tokens, then the layers: save_openai_params),
+    and the BPE files copied in under their usual names, so that --model_dir reads the folder as it reads the
+    published one."""
+    for name, path in zip(BPE_FILES, (encoder_path, bpe_path)):
+        target = os.path.join(folder, name)
+        with open(path, 'rb') as f:
+            content = f.read()
+        if os.path.isfile(target):
+            with open(target, 'rb') as f:
+                if f.read() == content:
+                    continue
+        with atomic_write(target, 'wb') as f:
+            f.write(content)
+    we = np.asarray(we, np.float32)
+    save_openai_params(folder, [we[n_vocab:], we[:n_vocab]] + [np.asarray(a, np.float32) for a in layers], n_shards)
+
+
 def transfer(init_params, n_transfer):
     """The arrays that --n_transfer loads: none for -1, else we and the first n_transfer layers."""
     if n_transfer == -1:

@@ -21,6 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_LEVEL = 'tests/test_run_level.py'
 ZERO_SHOT = 'tests/test_zeroshot.py'
+PRETRAIN, CORPUS = 'tests/test_pretrain.py', 'tests/test_corpus.py'
 
 # (name, file, original text (must occur exactly once), replacement, pytest arguments that should catch it)
 MUTATIONS = [
@@ -60,7 +61,7 @@ MUTATIONS = [
      'grads = [tf.clip_by_norm(g, self.max_grad_norm) for g in grads]', ['tests/test_opt.py']),
     # --- layers: the data
     ('data split seed', 'datasets.py', 'SPLIT_SEED = 3535999445', 'SPLIT_SEED = 3535999444', ['tests/test_datasets.py']),
-    ('position ids', 'vocab.py', 'return self.n_vocab + N_SPECIAL + t', 'return self.n_vocab + N_SPECIAL - 1 + t',
+    ('position ids', 'vocab.py', 'return self.n_vocab + self.n_special + t', 'return self.n_vocab + self.n_special - 1 + t',
      ['tests/test_tasks.py', '-k', 'transform_roc']),
     ('BPE end-of-word mark', 'text_utils.py', "word = tuple(token[:-1]) + (token[-1] + '</w>',)", 'word = tuple(token)',
      ['tests/test_text_utils.py']),
@@ -276,6 +277,50 @@ MUTATIONS = [
      ['tests/test_analysis.py', '-k', 'table_5']),
     ('--table counts a partial transfer as full', 'report_tables.py', "full_transfer = n_transfer == flags.get('n_layer', 12)",
      'full_transfer = n_transfer >= 0', ['tests/test_analysis.py', '-k', 'beside_the_papers']),
+    # --- pre-training (pretrain.py, corpus.py, windows.py, model.lm_cost)
+    ('pre-training softmax over every row of we', 'model.py',
+     'rows = tf.split(we, [n_rows, we.shape[0] - n_rows])[0]', 'rows = we',
+     [PRETRAIN, '-k', 'one_update']),
+    ('fused cross-entropy gradient', 'model.py', "return (tf.nn.softmax(logits) - tf.one_hot(labels, tf.shape(logits)[-1])) * dy[:, None]",
+     "return tf.nn.softmax(logits) * dy[:, None]", [PRETRAIN, '-k', 'one_update']),
+    ('pre-training loss averaged per window', 'windows.py', 'return (M * (len(M) / max(M.sum(), 1))).astype(np.float32)',
+     'return (M / np.maximum(M.sum(1, keepdims=True), 1)).astype(np.float32)', [PRETRAIN, '-k', 'one_update']),
+    ('pre-training warmup given as a fraction', 'pretrain.py', 'warmup = args.warmup_updates / n_updates',
+     'warmup = args.warmup_updates / n_updates / 2', [PRETRAIN, '-k', 'one_update']),
+    ('pre-training schedule ignores --max_updates', 'pretrain.py',
+     'n_updates = min(sum(per_epoch), args.max_updates) if args.max_updates else sum(per_epoch)',
+     'n_updates = sum(per_epoch)', [PRETRAIN, '-k', 'max_updates_ends']),
+    ('tr_cost not reset after a line', 'lm_log.py', '            self.tr_sum, self.tr_count = 0., 0.', '            pass',
+     [PRETRAIN, '-k', 'max_updates_ends']),
+    ('epochs always cut at 0', 'windows.py', 'o = int(rng.integers(self.n_ctx))  # offset() draws the same number first',
+     'o = 0 * int(rng.integers(self.n_ctx))', [CORPUS, '-k', 'every_training_token_once']),
+    ('every epoch in the order of the first', 'windows.py', 'return np.random.default_rng([self.seed, epoch])',
+     'return np.random.default_rng([self.seed, 0])', [CORPUS, '-k', 'every_training_token_once']),
+    ('held-out windows without their shared token', 'windows.py',
+     'starts = np.arange(n_windows, dtype=np.int64) * (n_ctx - 1)', 'starts = np.arange(n_windows, dtype=np.int64) * n_ctx',
+     [CORPUS, '-k', 'held_out_windows']),
+    ('documents joined without a paragraph break', 'corpus.py',
+     'for part in (ids, np.array([self.separator], np.uint16)):', 'for part in (ids,):',
+     [CORPUS, '-k', 'paragraph_break']),
+    ('held-out documents trained on too', 'corpus.py',
+     "writers['valid' if held_out(text, seed, valid_fraction) else 'train'].add(ids)",
+     "writers['train'].add(ids) if not held_out(text, seed, valid_fraction) else (writers['valid'].add(ids), "
+     "writers['train'].add(ids))", [CORPUS, '-k', 'never_reach_training']),
+    ('corpus cache not keyed by the seed', 'corpus.py', "{spacy.__version__} {seed} {valid_fraction!r}'",
+     "{spacy.__version__} {valid_fraction!r}'", [CORPUS, '-k', 'follows_the_corpus']),
+    ('a damaged shard read as it is', 'corpus.py', '                if file_hash(path) != digest:',
+     '                if False:', [CORPUS, '-k', 'damaged']),
+    ('the held-out loss with dropout', 'model.py', 'return model.lm_cost(X, M, n_rows, path=path), tf.reduce_sum(M[:, 1:])',
+     'return model.lm_cost(X, M, n_rows, train=True, path=path), tf.reduce_sum(M[:, 1:])',
+     [PRETRAIN, '-k', 'va_cost_is_the_numpy']),
+    ('the model folder with tokens before positions', 'weights.py', '[we[n_vocab:], we[:n_vocab]]',
+     '[we[:n_vocab], we[n_vocab:]]', [PRETRAIN, '-k', 'originals_layout']),
+    ('a resumed epoch from its start', 'pretrain.py', 'for starts, lengths in plan.batches(epoch, done):',
+     'for starts, lengths in plan.batches(epoch):', [PRETRAIN, '-k', 'ctrl_c']),
+    ('the counts not in the checkpoints', 'pretrain.py', 'saved = dict(model=model, opt=opt, progress=progress, ',
+     'saved = dict(model=model, opt=opt, ', [PRETRAIN, '-k', 'ctrl_c']),
+    ('pretrain: a rerun replaces the previous outputs', 'pretrain.py',
+     'replaced = check_outputs(own, own_log, save=True)', 'replaced = []', [PRETRAIN, '-k', 'rerun']),
 ]
 
 

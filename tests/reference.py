@@ -269,16 +269,9 @@ def _layer_norm_grad(dy, cache):
     return dx, (dy * xhat).reshape(-1, xhat.shape[-1]).sum(0), dy.reshape(-1, dy.shape[-1]).sum(0)
 
 
-def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu', **task_head):
-    """The training loss mean(clf_losses) + lm_coef * mean(lm_losses) (the clf term alone if lm_coef <= 0) of
-    SPEC "The model" without dropout, its mean classifier loss, and its gradient with respect to every parameter:
-    backpropagation by hand in float64, the forward as `forward` above (tests check it against finite
-    differences); `task_head` as in `forward`. Returns (loss, clf_loss, grads)."""
-    params = [np.asarray(p, np.float64) for p in params]
+def _forward_cached(params, x, n_layer, n_head, afn):
+    """Final hidden states (B, T, C) of x (B, T, 2) as `hidden`, and what the backward pass needs of each block."""
     we = params[0]
-    n_layer = (len(params) - 3) // 12
-    x = np.asarray(X).reshape(-1, X.shape[-2], 2)
-    m = np.asarray(M, np.float64).reshape(-1, M.shape[-1])
     B, T = x.shape[:2]
     C = we.shape[1]
     H, d = n_head, C // n_head
@@ -305,32 +298,23 @@ def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu', 
         h_out, ln2 = _layer_norm_cache(n + f @ w_mproj[0] + b_mproj, g2, b2)
         caches.append((h, q, k, v, p, o, n, ln1, z, f, ln2))
         h = h_out
+    return h, caches
 
-    grads = [np.zeros_like(a) for a in params]
-    # classifier
-    pool = np.argmax(x[..., 0] == clf_token, axis=1)
-    clf_h = h[np.arange(B), pool]
-    _, clf_losses, dlogits = head(clf_h, params[-2], params[-1], Y, **task_head)
-    dclf_h, grads[-2], grads[-1] = head_grad(clf_h, params[-2], dlogits, **task_head)
-    dh = np.zeros_like(h)
-    dh[np.arange(B), pool] += dclf_h
-    # language model
-    lm_logits = h[:, :-1] @ we.T                                                       # (B, T-1, V)
-    logp = log_softmax(lm_logits)
-    target = x[:, 1:, 0]
-    nll = -np.take_along_axis(logp, target[..., None], -1)[..., 0]
-    lm_losses = (nll * m[:, 1:]).sum(1) / m[:, 1:].sum(1)
-    loss = clf_losses.mean()
-    if lm_coef > 0:
-        loss = loss + lm_coef * lm_losses.mean()
-        dnll = lm_coef / B * m[:, 1:] / m[:, 1:].sum(1, keepdims=True)                # (B, T-1)
-        dlm = np.exp(logp)
-        np.put_along_axis(dlm, target[..., None], np.take_along_axis(dlm, target[..., None], -1) - 1, -1)
-        dlm *= dnll[..., None]
-        dh[:, :-1] += dlm @ we
-        grads[0] += np.einsum('btv,btc->vc', dlm, h[:, :-1])
-    # the blocks, last first
-    for l in reversed(range(n_layer)):
+
+def _backward(params, x, caches, dh, grads, n_head, afn):
+    """Add to grads (float64, the params' shapes) the gradient of the blocks and of the embeddings' rows, given dh
+    (B, T, C) the gradient of the loss at the final hidden states."""
+    B, T, C = dh.shape
+    H, d = n_head, C // n_head
+    tril = np.tril(np.ones((T, T)))
+
+    def heads(a):
+        return a.reshape(B, T, H, d).transpose(0, 2, 1, 3)
+
+    def merge(a):
+        return a.transpose(0, 2, 1, 3).reshape(B, T, C)
+
+    for l in reversed(range(len(caches))):
         (w_attn, b_attn, w_aproj, b_aproj, g1, b1, w_fc, b_fc, w_mproj, b_mproj, g2, b2) = params[1 + 12 * l:13 + 12 * l]
         h_in, q, k, v, p, o, n, ln1, z, f, ln2 = caches[l]
         i = 1 + 12 * l
@@ -355,7 +339,74 @@ def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu', 
         dh = du1 + dc @ w_attn[0].T
     np.add.at(grads[0], x[..., 0].ravel(), dh.reshape(-1, C))
     np.add.at(grads[0], x[..., 1].ravel(), dh.reshape(-1, C))
+
+
+def loss_and_gradients(params, X, M, Y, n_head, clf_token, lm_coef, afn='gelu', **task_head):
+    """The training loss mean(clf_losses) + lm_coef * mean(lm_losses) (the clf term alone if lm_coef <= 0) of
+    SPEC "The model" without dropout, its mean classifier loss, and its gradient with respect to every parameter:
+    backpropagation by hand in float64, the forward as `forward` above (tests check it against finite
+    differences); `task_head` as in `forward`. Returns (loss, clf_loss, grads)."""
+    params = [np.asarray(p, np.float64) for p in params]
+    we = params[0]
+    n_layer = (len(params) - 3) // 12
+    x = np.asarray(X).reshape(-1, X.shape[-2], 2)
+    m = np.asarray(M, np.float64).reshape(-1, M.shape[-1])
+    B = x.shape[0]
+    h, caches = _forward_cached(params, x, n_layer, n_head, afn)
+
+    grads = [np.zeros_like(a) for a in params]
+    # classifier
+    pool = np.argmax(x[..., 0] == clf_token, axis=1)
+    clf_h = h[np.arange(B), pool]
+    _, clf_losses, dlogits = head(clf_h, params[-2], params[-1], Y, **task_head)
+    dclf_h, grads[-2], grads[-1] = head_grad(clf_h, params[-2], dlogits, **task_head)
+    dh = np.zeros_like(h)
+    dh[np.arange(B), pool] += dclf_h
+    # language model
+    lm_logits = h[:, :-1] @ we.T                                                       # (B, T-1, V)
+    logp = log_softmax(lm_logits)
+    target = x[:, 1:, 0]
+    nll = -np.take_along_axis(logp, target[..., None], -1)[..., 0]
+    lm_losses = (nll * m[:, 1:]).sum(1) / m[:, 1:].sum(1)
+    loss = clf_losses.mean()
+    if lm_coef > 0:
+        loss = loss + lm_coef * lm_losses.mean()
+        dnll = lm_coef / B * m[:, 1:] / m[:, 1:].sum(1, keepdims=True)                # (B, T-1)
+        dlm = np.exp(logp)
+        np.put_along_axis(dlm, target[..., None], np.take_along_axis(dlm, target[..., None], -1) - 1, -1)
+        dlm *= dnll[..., None]
+        dh[:, :-1] += dlm @ we
+        grads[0] += np.einsum('btv,btc->vc', dlm, h[:, :-1])
+    _backward(params, x, caches, dh, grads, n_head, afn)
     return loss, clf_losses.mean(), grads
+
+
+# ------------------------------------------------------------------------------------------ pre-training
+
+def lm_loss_and_gradients(params, X, M, n_head, n_rows, afn='gelu'):
+    """Pre-training's loss (SPEC.md, "Pre-training"), without dropout, and its gradient: params [we, 12 per layer]
+    (no classifier), X (B, T, 2) windows of tokens and position ids, M (B, T) 1 where token t (t >= 1) is
+    predicted from the tokens before it. loss = sum(M[:, 1:] * nll) / sum(M[:, 1:]): the mean over the batch's
+    predicted tokens of -log softmax(h[:, t - 1] . we[:n_rows]^T)[X[:, t, 0]], the softmax over the first n_rows
+    rows of we (the token rows) only. Float64. Returns (loss, grads)."""
+    params = [np.asarray(p, np.float64) for p in params]
+    we = params[0]
+    x = np.asarray(X)
+    m = np.asarray(M, np.float64)[:, 1:]
+    h, caches = _forward_cached(params, x, (len(params) - 1) // 12, n_head, afn)
+    logp = log_softmax(h[:, :-1] @ we[:n_rows].T)                                      # (B, T-1, n_rows)
+    target = x[:, 1:, 0]
+    nll = -np.take_along_axis(logp, target[..., None], -1)[..., 0]
+    loss = (nll * m).sum() / m.sum()
+    dlm = np.exp(logp)
+    np.put_along_axis(dlm, target[..., None], np.take_along_axis(dlm, target[..., None], -1) - 1, -1)
+    dlm *= (m / m.sum())[..., None]
+    grads = [np.zeros_like(a) for a in params]
+    dh = np.zeros_like(h)
+    dh[:, :-1] = dlm @ we[:n_rows]
+    grads[0][:n_rows] += np.einsum('btv,btc->vc', dlm, h[:, :-1])
+    _backward(params, x, caches, dh, grads, n_head, afn)
+    return loss, grads
 
 
 # ------------------------------------------------------------------------- the original's ROCStories input arrays
