@@ -140,6 +140,15 @@ def packed_mask(seg):
     return (causal_mask(T) * tf.cast(visible, tf.float32))[:, None]
 
 
+def segment_mask(seg):
+    """(R, 1, L, L) mask of packed rows, seg (R, L) the sequence of each position (0 where the row is empty):
+    causal, and a position sees only the earlier positions of its own sequence, never another's nor its row's
+    empty places."""
+    L = tf.shape(seg)[1]
+    same = tf.equal(seg[:, :, None], seg[:, None, :])                                      # (R, L, L)
+    return (causal_mask(L) * tf.cast(same, tf.float32))[:, None]
+
+
 def mask_attn_weights(w, b):
     """The original's masking: w * b - 1e9 * (1 - b), so that softmax gives 0 where b is 0."""
     return w * b + -1e9 * (1 - b)
@@ -186,7 +195,9 @@ class Path(NamedTuple):
     LayerNorm as XLA kernels; `fused_adam`: Adam's update of a parameter one XLA kernel (opt.Adam's fused);
     `jit_compile`: the whole train and evaluation steps compiled by XLA; `packed`: multiple choice evaluated with
     each context once (Model.score_packed); `multiple`: batches padded to their longest sequence rounded up to a
-    multiple of this, 0 to n_ctx (the original's padding)."""
+    multiple of this, 0 to n_ctx (the original's padding); `packed_train`: each training tower's sequences packed
+    end to end into rows of one shape for the whole run (inputs.Packing, Model.packed_rows) instead of padded;
+    `fixed_eval`: every evaluation batch of a split at one shape (n_batch examples, the split's longest)."""
     name: str
     masked_lm: bool
     fused: bool
@@ -194,6 +205,8 @@ class Path(NamedTuple):
     jit_compile: bool
     packed: bool
     multiple: int
+    packed_train: bool = False
+    fixed_eval: bool = False
 
     def pad_to(self, n_ctx):
         """The `multiple` a batch of the model's n_ctx is padded to (n_ctx: every batch padded to n_ctx)."""
@@ -202,10 +215,12 @@ class Path(NamedTuple):
 
 PADDED = Path('padded', masked_lm=False, fused=False, fused_adam=False, jit_compile=False, packed=False,
               multiple=0)  # the original's computation, op by op
-DEFAULT = Path('default', masked_lm=True, fused=True, fused_adam=True, jit_compile=False, packed=True, multiple=1)
-XLA = Path('xla', masked_lm=False, fused=True, fused_adam=True, jit_compile=True, packed=True,
-           multiple=8)  # few shapes to compile
-PATHS = {path.name: path for path in (PADDED, DEFAULT, XLA)}
+TRIMMED = Path('trimmed', masked_lm=True, fused=True, fused_adam=True, jit_compile=False, packed=True,
+               multiple=1)  # each batch cut to its longest sequence (the default before packing)
+DEFAULT = TRIMMED._replace(name='default', packed_train=True, fixed_eval=True)
+XLA = Path('xla', masked_lm=False, fused=True, fused_adam=True, jit_compile=True, packed=True, multiple=8,
+           packed_train=True, fixed_eval=True)  # one shape to compile (multiple: unpacked batches, few shapes)
+PATHS = {path.name: path for path in (PADDED, TRIMMED, DEFAULT, XLA)}
 
 
 def path_of(padded, xla):
@@ -276,10 +291,7 @@ class Model(tf.Module):
         head) with T <= n_ctx -> clf_logits (n, head.n_logits), clf_losses (n), lm_losses (n * n_seq). `seed`
         (int32 (2,)) seeds the dropout masks. `path` (Path) computes the same losses with less work:
         path.masked_lm the LM head only where M is 1, path.fused the XLA kernels of gelu and LayerNorm."""
-        if train and seed is None:
-            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
-        seeds = Seeds(seed)
-        we = dropout(self.we, self.embd_pdrop, train, seeds)       # one mask per call: per tower (part) and update
+        seeds, we = self.dropped_we(train, seed)
         T = tf.shape(X)[2]
         X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = n * n_seq
         M = tf.reshape(M, [-1, T])
@@ -289,6 +301,28 @@ class Model(tf.Module):
         clf_h = tf.gather(h, pool_idx, batch_dims=1)                 # (B, C)
         clf_logits = self.clf(tf.reshape(clf_h, [-1, self.head.n_seq, self.n_embd]), train, seeds)
         return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
+
+    def packed_rows(self, X, seg, clf_at, Y, train=False, seed=None, path=DEFAULT):
+        """__call__'s outputs for sequences packed end to end in rows (inputs.pack_parts): X int32 (R, L, 2) token
+        and position ids (positions restarting at each sequence), seg int32 (R, L) 1 + each position's sequence
+        (example i's sequence j is i * n_seq + j; 0 where the row is empty), clf_at int32 (n, n_seq) where each
+        sequence's extract token lies (r * L + t), Y (n) -> clf_logits (n, head.n_logits), clf_losses (n),
+        lm_losses (n * n_seq). A sequence sees only itself (segment_mask), so with dropout off these are
+        __call__'s numbers; with dropout on the same sites draw masks of the rows' shapes, in the same order."""
+        seeds, we = self.dropped_we(train, seed)
+        h = self.transformer(X, we, segment_mask(seg), train, seeds, path.fused)            # (R, L, C)
+        lm_losses = self.packed_lm_losses(h, we, X, seg, tf.shape(clf_at)[0] * self.head.n_seq, path.masked_lm)
+        clf_h = tf.gather(tf.reshape(h, [-1, self.n_embd]), clf_at)                         # (n, n_seq, C)
+        clf_logits = self.clf(clf_h, train, seeds)
+        return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
+
+    def dropped_we(self, train, seed):
+        """The stream of dropout seeds of one call (seed, or a random one in training) and `we` after its dropout:
+        the call's first draw, one mask per call (per tower part and update)."""
+        if train and seed is None:
+            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
+        seeds = Seeds(seed)
+        return seeds, dropout(self.we, self.embd_pdrop, train, seeds)
 
     def score_packed(self, X, seg, clf_idx, Y, fused=True):
         """Evaluation of packed multiple-choice examples, each [_start_] context [_delimiter_] answer1
@@ -338,6 +372,28 @@ class Model(tf.Module):
             total = tf.reduce_sum(tf.reshape(losses, tf.shape(targets)) * weights, 1)
         return total / tf.reduce_sum(weights, 1)
 
+    def packed_lm_losses(self, h, we, X, seg, n_seqs, masked):
+        """Per-sequence mean LM loss (n_seqs) of packed rows h (R, L, C): position t predicts token t + 1 where
+        both belong to the same sequence (seg, as packed_rows'), over every row of we. masked: the LM head only
+        on those positions, else on all and weighted."""
+        targets = X[:, 1:, 0]
+        predicts = tf.logical_and(tf.equal(seg[:, 1:], seg[:, :-1]), seg[:, 1:] > 0)        # (R, L - 1)
+        seq = tf.maximum(seg[:, 1:] - 1, 0)
+        if masked:
+            idx = tf.where(predicts)                                                        # (K, 2)
+            logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), tf.cast(we, h.dtype), transpose_b=True)  # (K, V)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(targets, idx),
+                                                                    logits=tf.cast(logits, tf.float32))
+            weights, seq = tf.ones_like(losses), tf.gather_nd(seq, idx)
+        else:
+            logits = tf.matmul(tf.reshape(h[:, :-1], [-1, self.n_embd]), tf.cast(we, h.dtype), transpose_b=True)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(targets, [-1]),
+                                                                    logits=tf.cast(logits, tf.float32))
+            weights, seq = tf.reshape(tf.cast(predicts, tf.float32), [-1]), tf.reshape(seq, [-1])
+            losses = losses * weights
+        total = tf.math.unsorted_segment_sum(losses, seq, n_seqs)
+        return total / tf.math.unsorted_segment_sum(weights, seq, n_seqs)
+
     def clf(self, clf_h, train, seeds):
         """Logits (n, head.n_logits) of the extract hidden states clf_h (n, n_seq, C); in training, dropout with
         one mask shared by the sequences of an example (so that for 'sum' it is the mask of their sum)."""
@@ -378,11 +434,15 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
 
 
 def finetune_objective(model, lm_coef, path):
-    """Fine-tuning's objective for loop.make_train_step: (X, M, Y), a dropout seed -> (tower_loss, the mean
-    classifier loss that the run reports), computed along `path`."""
+    """Fine-tuning's objective for loop.make_train_step: a part's batch, a dropout seed -> (tower_loss, the mean
+    classifier loss that the run reports), computed along `path`: the batch is (X, M, Y), or with
+    path.packed_train one part's packed rows (X, seg, clf_at, Y)."""
     def objective(batch, seed):
-        X, M, Y = batch
-        _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=seed, path=path)
+        if path.packed_train:  # inputs.packed_train_batch's (X, seg, clf_at, Y)
+            _, clf_losses, lm_losses = model.packed_rows(*batch, train=True, seed=seed, path=path)
+        else:
+            X, M, Y = batch
+            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=seed, path=path)
         return tower_loss(clf_losses, lm_losses, lm_coef), tf.reduce_mean(clf_losses)
     return objective
 
