@@ -10,7 +10,7 @@ import pytest
 import bench_harness
 import bench_setup
 from bench_harness import Failures, batch_flops, forward_flops, interleaved
-from model import DEFAULT, PADDED, XLA
+from model import DEFAULT, PADDED, TRIMMED, XLA
 from tests.fixtures import write_rocstories
 from tests.reference import context_length, pack_roc, transform_roc
 from tests.test_newcomer import imported, run_script
@@ -92,7 +92,8 @@ def test_interleaved_rotates_the_order_and_times_the_retraced_jobs_again(capsys)
 def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
     """bench_setup's batches, through the registry and inputs.py: padded to n_ctx for the original graph and
     --padded (transform_roc's arrays, n_ctx the longest input of any split), cut to the batch's longest on the
-    default path, and packed for evaluation (pack_roc's, cut to the batch's longest rounded up to 8 for xla)."""
+    trimmed paths, each tower packed into the run's rows on the packed ones (the same tokens), and packed for
+    evaluation (pack_roc's, cut to the batch's longest, or to the split's longest at one shape)."""
     write_rocstories(str(tmp_path / 'data'), n_val=380, n_test=12)  # the original keeps 374 for validation
     args = argparse.Namespace(data_dir=str(tmp_path / 'data'), model_dir=None, quick=True, n_layer=None, n_batch=2,
                               n_gpu=1, steps=1)
@@ -109,19 +110,27 @@ def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
         np.testing.assert_array_equal(got[1], M[rows])
         np.testing.assert_array_equal(got[2], s.train.Y[rows])
         T = int(M[rows].sum(-1).max())
-        for path, got in [(DEFAULT, s.batch(s.train, DEFAULT, i)), (XLA, s.batch(s.train, XLA, i))]:
+        for path in [TRIMMED, XLA._replace(packed_train=False)]:
+            got = s.batch(s.train, path, i)
             assert got[0].shape[2] == min(round_up(T, path.multiple), s.n_ctx)
             np.testing.assert_array_equal(got[0], X[rows, :, :got[0].shape[2]])
+        for path in [DEFAULT, XLA]:
+            Xk, seg, clf_at, Y = s.batch(s.train, path, i)
+            assert Xk.shape == (s.n_gpu * s.packing.rows, s.packing.length, 2) and (Y == s.train.Y[rows]).all()
+            np.testing.assert_array_equal(np.sort(Xk[..., 0][seg > 0]), np.sort(X[rows][..., 0][M[rows] > 0]))
+            np.testing.assert_array_equal(Xk.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
     Xp, seg, clf_idx = pack_roc(*fields['va'], s.n_vocab, max_len)
+    longest = int((seg < 3).sum(1).max())
     for i in range(s.n_need):
         rows = slice(i * s.nbt, (i + 1) * s.nbt)
         T = int((seg[rows] < 3).sum(1).max())
-        got = s.batch(s.valid_packed, XLA, i)
-        assert got[0].shape[1] == round_up(T, 8)
-        np.testing.assert_array_equal(got[0][:, :T], Xp[rows, :T])
-        np.testing.assert_array_equal(got[1][:, :T], seg[rows, :T])
-        np.testing.assert_array_equal(got[2], clf_idx[rows])
-        assert (got[1][:, T:] == 3).all()
+        for path, length in [(TRIMMED._replace(multiple=8), round_up(T, 8)), (DEFAULT, longest)]:
+            got = s.batch(s.valid_packed, path, i)
+            assert got[0].shape[1] == length
+            np.testing.assert_array_equal(got[0][:, :T], Xp[rows, :T])
+            np.testing.assert_array_equal(got[1][:, :T], seg[rows, :T])
+            np.testing.assert_array_equal(got[2], clf_idx[rows])
+            assert (got[1][:, T:] == 3).all()
 
 
 @pytest.mark.parametrize('argv, program, flag', [(['bench.py', '--masks', '--help'], 'bench_masks.py', '--update_s'),
