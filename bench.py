@@ -49,7 +49,13 @@ def parser():
     p.add_argument('--profile', action='store_true',
                    help="also profile one more update of each path (TensorFlow's profiler): op time by op type")
     p.add_argument('--ablation', action='store_true',
-                   help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM)")
+                   help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM), "
+                        "and the last --xla (trimmed to multiples of 8)")
+    p.add_argument('--no_rss', action='store_true',
+                   help='skip the peak RSS of each path alone (one child process per path, run first)')
+    p.add_argument('--rss_of', metavar='VARIANT',
+                   help="instead, set up and run only the first updates of this row of the training table, then "
+                        "print the process's peak RSS (what bench.py runs in a child process per path)")
     p.add_argument('--mnli_pipeline', action='store_true',
                    help="instead, run bench_pipeline.py with the other flags: the MNLI input pipeline on a generated "
                         "MNLI-sized folder (reading, encoding, the input sequences, the cache), then MNLI updates")
@@ -100,12 +106,15 @@ with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP
     import numpy as np
     import tensorflow as tf
 
+    import bench_harness
     import loop
     from bench_harness import (N_WARMUP, Failures, Phases, batch_flops, default_adam, interleaved, matmul_job,
                                op_profile, packed_batch_flops, progress, sync, training_matmuls)
+    import bench_rss
     from bench_original import OriginalGraph
     from bench_setup import print_setup, setup
-    from bench_tables import agreement_table, evaluation_table, memory_table, profile_section, training_table
+    from bench_tables import (agreement_table, evaluation_table, memory_table, profile_section, targets_table,
+                              training_table)
     from model import DEFAULT, PADDED, TRIMMED, XLA, finetune_objective, make_eval_step
     from opt import LossScale
 
@@ -299,7 +308,7 @@ def training_rounds(s, model, variants, failures, args, tmp, t_start):
 def eval_job(v, model, s):
     """The evaluation step of a variant (its path packed or padded, compiled or not) on the first n_need batches
     of the valid split; logits[i] of batch i."""
-    eval_step = make_eval_step(model, packed=v.path.packed, jit_compile=v.path.jit_compile)
+    eval_step = make_eval_step(model, packed=v.path.packed, jit_compile=v.path.jit_compile, rows=v.path.fixed_eval)
     split = s.valid_packed if v.path.packed else s.valid
     batches = [s.batch(split, v.path, i) for i in range(s.n_need)]
     logits = {}
@@ -352,6 +361,8 @@ def bench(args, tmp, failures):
     """Set up, check every variant against the original graph, time the training updates, then the evaluation
     batches, and print the tables."""
     t_start, phases, variants = time.perf_counter(), Phases(), variants_of(args)
+    rss = {} if args.no_rss else bench_rss.measure([ORIGINAL] + [v.name for v in variants], os.path.abspath(__file__),
+                                                    sys.argv[1:])
     s, model = setup(args, tmp, phases)
     print_setup(s, args)
     checks = agreement_checks(s, variants, failures, t_start)
@@ -370,13 +381,39 @@ def bench(args, tmp, failures):
         profile_section(profiles)
     agreement_table(names, checks)
     evaluation_table(s, args, [ORIGINAL] + [v.name for v in EVAL_VARIANTS], results)
+    if rss:
+        bench_rss.rss_table(rss, N_WARMUP + 1)
+    targets_table(timings, results, mm_rate, rss, ORIGINAL, DEFAULT_ROW, EVAL_VARIANTS[2].name, VARIANTS[1].name,
+                  s.packs)
     memory_table(s, phases, t_start)
+
+
+def rss_child(args, tmp):
+    """--rss_of: the setup, then the first N_WARMUP + 1 updates of that variant alone (the original graph's or a
+    path's), then its peak RSS printed for the parent (bench_rss)."""
+    names = {v.name: v for v in VARIANTS + ABLATION_VARIANTS + MIXED_VARIANTS}
+    if args.rss_of != ORIGINAL and args.rss_of not in names:
+        raise InputError(f"--rss_of {args.rss_of!r} is no row of the training table: choose one of "
+                         f"{', '.join([ORIGINAL, *names])}")
+    s, model = setup(args, tmp, Phases())
+    after_setup = bench_harness.peak_rss_gb()
+    if args.rss_of == ORIGINAL:
+        graph = OriginalGraph(**s.hp())
+        job = original_job(graph, s)
+    else:
+        v = names[args.rss_of]
+        job = train_job(v, model if v.precision == 'fp32' else s.new_model(precision=v.precision), s)
+    for i in range(N_WARMUP + 1):
+        job['call'](i)
+    bench_rss.report(after_setup)
 
 
 def main(args):
     failures = Failures()
     tmp = tempfile.mkdtemp(prefix='bench-')
     try:
+        if args.rss_of:
+            return rss_child(args, tmp)
         bench(args, tmp, failures)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,6 +51,7 @@ class Setup(NamedTuple):
     rows: list
     packing: object = None
     packs: bool = True
+    eval_packings: dict = None
 
     @property
     def dims(self):
@@ -59,13 +60,13 @@ class Setup(NamedTuple):
     def batch(self, split, path, i):
         """Batch i (rows i * nbt onwards) of `split` as `path` makes it, as numpy arrays, as train.py does: the
         train split packed by tower (packed_train_batch's (X, seg, clf_at, Y)) on a packed_train path, an
-        evaluated split at one shape (fixed_batch_inputs) on a fixed_eval path, else padded (X, M, Y), or a packed
-        split's (X, seg, clf_idx, Y)."""
+        evaluated split in rows of its one shape (eval_batch's (X, seg, clf_at, Y)) on a fixed_eval path, else
+        padded (X, M, Y), or a packed split's (X, seg, clf_idx, Y)."""
         rows = np.arange(i * self.nbt, min((i + 1) * self.nbt, len(split.Y)))
         if path.packed_train and split is self.train:
             return inputs.packed_train_batch(self.task, split, rows, self.n_vocab, self.n_gpu, self.packing)
         if path.fixed_eval and split is not self.train:
-            return inputs.fixed_batch_inputs(self.task, split, rows, self.n_vocab, self.nbt)
+            return inputs.eval_batch(self.task, split, rows, self.n_vocab, self.nbt, self.eval_packings[id(split)])
         return inputs.batch_inputs(self.task, split, rows, self.n_vocab, self.n_ctx, path.pad_to(self.n_ctx))
 
     def hp(self, **changes):
@@ -186,8 +187,11 @@ def setup(args, tmp, phases):
                                               f'{100 * packing.real:.0f}% real tokens (trimmed batches: '
                                               f'{100 * packing.trimmed:.0f}%) over the 3 epochs'
                                               + ('' if packs else "; train.py would not pack")]]
+    eval_packings = {id(split): inputs.eval_packing(task, split, nbt, n_embd) for split in (s.valid, valid_packed)}
+    pk = eval_packings[id(valid_packed)]
+    rows.append(['evaluation packing', '', f'{pk.rows} rows of {pk.length} per batch of {nbt} (packed valid split)'])
     phases.mark('weights loaded (1 model)')
-    return s._replace(init=init, packing=packing, packs=packs), model
+    return s._replace(init=init, packing=packing, packs=packs, eval_packings=eval_packings), model
 
 
 def print_setup(s, args):

@@ -137,9 +137,12 @@ def evaluation_table(s, args, names, results):
            'max|dclf_logits|'], rows)
     print(f"{original}: the original's mgpu_predict graph, fetching the logits and the mean classifier loss as "
           "its evaluation did.")
+    pk = s.eval_packings[id(s.valid_packed)]
     print(f'padded: inputs.batch_inputs padded to n_ctx ({s.nbt} x 2 sequences of n_ctx {s.n_ctx}, the original\'s '
-          'arrays); packed: inputs.packed_batch (one sequence per example, cut to the batch\'s longest, to a '
-          'multiple of 8 for xla).')
+          'arrays); packed, trimmed: inputs.packed_batch (one sequence per example: the story, then both endings; '
+          'cut to the batch\'s longest);')
+    print(f'one shape: inputs.eval_batch (those sequences end to end, several a row, in the split\'s one shape: '
+          f'{pk.rows} rows of {pk.length}).')
     print("max|dclf_logits| over all the batches scored, against the original graph. 's/batch 2nd': "
           "the same batches again.")
     if eref:
@@ -165,3 +168,33 @@ def memory_table(s, phases, t_start):
     print()
     print(f'total time {time.perf_counter() - t_start:.0f} s')
 
+
+
+def targets_table(timings, evaluations, mm_rate, rss, original, default, eval_default, trimmed, packs):
+    """Issue 23's targets against this run's figures: the default's training update and evaluation batch against
+    the original graph (first pass), its useful GFLOP/s against the matmul rate of the same rounds, and its
+    updates' peak RSS against the trimmed path's (the default before packing)."""
+    med = statistics.median
+
+    def speedup(results, name):
+        ok = isinstance(results.get(original), dict) and isinstance(results.get(name), dict)
+        return med(results[original]['first']) / med(results[name]['first']) if ok else None
+
+    r = timings.get(default)
+    useful = (med([f / t for f, t in zip(r['useful'], r['first'])]) / 1e9 if isinstance(r, dict) else None)
+    share = useful and mm_rate[0] and useful / mm_rate[0]
+    peak = {n: rss[n]['peak'] if isinstance(rss.get(n), dict) else None for n in (default, trimmed)}
+    rows = [['training update vs the original graph', '>= 1.50x', fmt(speedup(timings, default), '.2f') + 'x'],
+            ['evaluation batch vs the original graph', '>= 2.00x', fmt(speedup(evaluations, eval_default), '.2f') + 'x'],
+            ['useful GFLOP/s of the matmul rate', '>= 75%', fmt(share and 100 * share, '.0f') + '%'],
+            ['peak RSS of the updates (GB)', f"<= {fmt(peak[trimmed], '.2f')} (trimmed)", fmt(peak[default], '.2f')]]
+    met = [None if x is None else x >= t for x, t in [(speedup(timings, default), 1.5),
+                                                       (speedup(evaluations, eval_default), 2.), (share, .75)]]
+    met.append(None if None in peak.values() else peak[default] <= peak[trimmed])
+    print(f"ISSUE 23'S TARGETS (the default: '{default}' and '{eval_default}'; first pass)")
+    table(['target', 'wanted', 'measured', 'met'], [row + ['n/a' if m is None else 'yes' if m else 'no']
+                                                    for row, m in zip(rows, met)])
+    if not packs:
+        print("This run's batches: train.py would not pack them (cutting each to its longest computes less, "
+              "inputs.packing_plan); the default row above is the packed path all the same.")
+        print()

@@ -385,18 +385,6 @@ def batch_inputs(task, split, rows, n_vocab, n_ctx, multiple):
     return X, M, split.Y[rows]
 
 
-def fixed_batch_inputs(task, split, rows, n_vocab, n_batch):
-    """batch_inputs at one shape for the whole split, so that a step compiles its kernels once: `rows` filled up
-    to n_batch examples with copies of its first (their outputs are to be dropped) and every sequence padded to the
-    split's longest (its longest packed example when packed)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    rows = np.concatenate([rows, np.repeat(rows[:1], n_batch - len(rows))])
-    if split.packed is not None:
-        return (*packed_batch(split.packed, rows, length=int(split.packed.seqs.lengths.max())), split.Y[rows])
-    X, M = pad_batch(split.seqs, rows, task.n_seq, n_vocab, length=int(split.seqs.lengths.max()))
-    return X, M, split.Y[rows]
-
-
 def epoch_batches(batch, order, n_batch_train):
     """The full batches of one epoch: batch(rows) for consecutive runs of n_batch_train of `order`."""
     return (batch(rows) for rows in batches_of(order, n_batch_train, full_only=True))
@@ -530,3 +518,54 @@ def packed_train_batch(task, split, rows, n_vocab, n_parts, packing):
     """A global training batch of examples `rows` packed part by part (pack_parts) with its labels: (X, seg,
     clf_at, Y), each array's first axis n_parts equal runs, one per part, as loop.make_train_step splits it."""
     return (*pack_parts(split.seqs, rows, task.n_seq, n_vocab, n_parts, packing), split.Y[rows])
+
+
+
+# ------------------------------------------------------------------------------ evaluation at one shape per split
+
+def eval_rows(n, n_batch):
+    """The examples of each evaluation batch of n examples, int64 (n_batches, n_batch): consecutive runs of
+    n_batch, the last one filled up with copies of its first example (whose outputs are to be dropped)."""
+    starts = np.arange(0, n, n_batch)
+    rows = starts[:, None] + np.arange(n_batch)
+    return np.where(rows < n, rows, starts[:, None])
+
+
+def unit_lengths(task, split):
+    """The lengths of what an evaluation row holds whole, per example, int64 (n, units): its packed example (its
+    context and answers, multiple choice) or its sequences."""
+    if split.packed is not None:
+        return split.packed.seqs.lengths[:, None]
+    return split.seqs.lengths.reshape(-1, task.n_seq)
+
+
+def eval_packing(task, split, n_batch, n_embd):
+    """The one shape of a split's evaluation batches (eval_rows'): choose_packing of their units."""
+    lengths = unit_lengths(task, split)
+    return choose_packing(lengths[eval_rows(len(split.Y), n_batch)].reshape(-1, n_batch * lengths.shape[1]), n_embd)
+
+
+def eval_batch(task, split, rows, n_vocab, n_batch, packing):
+    """An evaluation batch of examples `rows` at the split's one shape (eval_packing), filled up to n_batch with
+    copies of its first example (iter_apply drops their outputs), each example's units packed whole by first_fit
+    into packing.rows rows of packing.length: X int32 (R, L, 2), seg int32 (R, L) and clf_at int32 (n_batch,
+    n_seq) as Model.score_rows reads them. A multiple-choice example is one unit of 1 + n_choices parts
+    (packed_batch's: the context, then each answer with its positions restarting after the context); otherwise
+    each sequence is a unit (pack_parts')."""
+    rows = np.asarray(rows, dtype=np.int64)
+    rows = np.concatenate([rows, np.repeat(rows[:1], n_batch - len(rows))])
+    if split.packed is None:
+        return (*pack_parts(split.seqs, rows, task.n_seq, n_vocab, 1, packing), split.Y[rows])
+    R, L = packing.rows, packing.length
+    Xe, seg_e, clf_idx = packed_batch(split.packed, rows)            # (n, T, 2), (n, T), (n, k): one row each
+    lengths = split.packed.seqs.lengths[rows]
+    row, start = first_fit(lengths[None], L)
+    if row.max() >= R or lengths.max() > L:
+        raise ValueError(f'these examples need {row.max() + 1} rows of {L} tokens, more than the split\'s {R}')
+    begin = row[0] * L + start[0]                                     # (n,) each example's first place
+    i, t = np.nonzero(np.arange(Xe.shape[1]) < lengths[:, None])      # its tokens
+    X, seg = np.zeros((R * L, 2), np.int32), np.zeros(R * L, np.int32)
+    X[:, 1] = Vocab(n_vocab).position(0)
+    X[begin[i] + t], seg[begin[i] + t] = Xe[i, t], 1 + i * (clf_idx.shape[1] + 1) + seg_e[i, t]
+    clf_at = (begin[:, None] + clf_idx).astype(np.int32)
+    return X.reshape(R, L, 2), seg.reshape(R, L), clf_at, split.Y[rows]

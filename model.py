@@ -140,13 +140,17 @@ def packed_mask(seg):
     return (causal_mask(T) * tf.cast(visible, tf.float32))[:, None]
 
 
-def segment_mask(seg):
-    """(R, 1, L, L) mask of packed rows, seg (R, L) the sequence of each position (0 where the row is empty):
-    causal, and a position sees only the earlier positions of its own sequence, never another's nor its row's
-    empty places."""
+def segment_mask(seg, n_parts=1):
+    """(R, 1, L, L) mask of units packed end to end in rows, seg (R, L) 1 + each position's unit * n_parts + its
+    part (0 where the row is empty): causal, and a position sees only the earlier positions of its own unit that
+    are in its own part or in part 0. A training row's units are sequences (n_parts 1: a sequence sees only
+    itself); an evaluation row's multiple-choice examples have n_parts 1 + n_choices (part 0 the context that
+    every answer sees, part c + 1 answer c). Empty places see only empty places."""
     L = tf.shape(seg)[1]
-    same = tf.equal(seg[:, :, None], seg[:, None, :])                                      # (R, L, L)
-    return (causal_mask(L) * tf.cast(same, tf.float32))[:, None]
+    unit, part = (seg - 1) // n_parts, (seg - 1) % n_parts                                # empty: unit -1
+    visible = tf.logical_and(tf.equal(unit[:, :, None], unit[:, None, :]),
+                             tf.logical_or(tf.equal(part[:, None, :], 0), tf.equal(part[:, :, None], part[:, None, :])))
+    return (causal_mask(L) * tf.cast(visible, tf.float32))[:, None]                       # (R, 1, L, L)
 
 
 def mask_attn_weights(w, b):
@@ -197,7 +201,8 @@ class Path(NamedTuple):
     each context once (Model.score_packed); `multiple`: batches padded to their longest sequence rounded up to a
     multiple of this, 0 to n_ctx (the original's padding); `packed_train`: each training tower's sequences packed
     end to end into rows of one shape for the whole run (inputs.Packing, Model.packed_rows) instead of padded;
-    `fixed_eval`: every evaluation batch of a split at one shape (n_batch examples, the split's longest)."""
+    `fixed_eval`: every evaluation batch of a split at one shape, its n_batch examples packed whole end to end into
+    rows of one shape per split (inputs.eval_batch, Model.score_rows)."""
     name: str
     masked_lm: bool
     fused: bool
@@ -315,6 +320,15 @@ class Model(tf.Module):
         clf_h = tf.gather(tf.reshape(h, [-1, self.n_embd]), clf_at)                         # (n, n_seq, C)
         clf_logits = self.clf(clf_h, train, seeds)
         return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
+
+    def score_rows(self, X, seg, clf_at, Y, n_parts=1, fused=True):
+        """Evaluation of examples packed whole end to end in rows (inputs.eval_batch): X int32 (R, L, 2), seg int32
+        (R, L) (segment_mask's, n_parts per unit: 1 for sequences, 1 + n_choices for packed multiple-choice
+        examples), clf_at int32 (n, n_seq) each sequence's extract position r * L + t, Y (n) -> clf_logits,
+        clf_losses: without dropout, __call__'s (and score_packed's)."""
+        h = self.transformer(X, self.we, segment_mask(seg, n_parts), False, None, fused)          # (R, L, C)
+        clf_logits = self.clf(tf.gather(tf.reshape(h, [-1, self.n_embd]), clf_at), False, None)
+        return clf_logits, self.clf_losses(clf_logits, Y)
 
     def dropped_we(self, train, seed):
         """The stream of dropout seeds of one call (seed, or a random one in training) and `we` after its dropout:
@@ -447,11 +461,20 @@ def finetune_objective(model, lm_coef, path):
     return objective
 
 
-def make_eval_step(model, packed, jit_compile=False):
-    """A tf.function scoring a batch of any size without dropout -> (clf_logits, clf_losses). packed: the batch is
-    inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice, Model.score_packed), else pad_batch's (X, M, Y)."""
+def make_eval_step(model, packed, jit_compile=False, rows=False):
+    """A tf.function scoring a batch of any size without dropout -> (clf_logits, clf_losses). rows: the batch is
+    inputs.eval_batch's (X, seg, clf_at, Y) (Model.score_rows; packed: multiple-choice examples, each its context
+    and answers); else packed: inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice, Model.score_packed),
+    else pad_batch's (X, M, Y)."""
     head = model.head
     Y_spec = tf.TensorSpec([None], tf.float32 if head.loss == 'squared' else tf.int32)
+    if rows:
+        n_parts = 1 + head.n_seq if packed else 1
+        return tf.function(lambda X, seg, clf_at, Y: model.score_rows(X, seg, clf_at, Y, n_parts),
+                           jit_compile=jit_compile,
+                           input_signature=[tf.TensorSpec([None, None, 2], tf.int32),
+                                            tf.TensorSpec([None, None], tf.int32),
+                                            tf.TensorSpec([None, head.n_seq], tf.int32), Y_spec])
     if packed:
         return tf.function(model.score_packed, jit_compile=jit_compile,
                            input_signature=[tf.TensorSpec([None, None, 2], tf.int32),

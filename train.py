@@ -74,12 +74,17 @@ def train(args, control):
     packing, path = (None, path) if args.eval_only else training_packing(args, task, data, n_batch_train, path)
     train_step = loop.make_train_step(finetune_objective(model, args.lm_coef, path), model.params, opt, strategy,
                                       args.seed, path.jit_compile, args.accum_steps, loss_scale, n_towers=args.n_gpu)
-    eval_step = make_eval_step(model, packed=data.packed, jit_compile=path.jit_compile)
+    eval_step = make_eval_step(model, packed=data.packed, jit_compile=path.jit_compile, rows=path.fixed_eval)
+    eval_packings = {}  # id(split) -> its one shape
 
-    def batch(split):  # one shape per split; with --padded padded to n_ctx, as the original
-        if path.fixed_eval:
-            return lambda rows: inputs.fixed_batch_inputs(task, split, rows, data.n_vocab, n_batch_train)
-        return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx, path.pad_to(data.n_ctx))
+    def batch(split):  # packed in rows of one shape per split; with --padded padded to n_ctx, as the original
+        if not path.fixed_eval:
+            return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx,
+                                                    path.pad_to(data.n_ctx))
+        if id(split) not in eval_packings:
+            eval_packings[id(split)] = inputs.eval_packing(task, split, n_batch_train, args.n_embd)
+        packing = eval_packings[id(split)]
+        return lambda rows: inputs.eval_batch(task, split, rows, data.n_vocab, n_batch_train, packing)
 
     def train_batch(split):  # each part's sequences packed (one shape per run), else as batch(split)
         if path.packed_train:

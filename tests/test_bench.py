@@ -120,17 +120,21 @@ def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
             np.testing.assert_array_equal(np.sort(Xk[..., 0][seg > 0]), np.sort(X[rows][..., 0][M[rows] > 0]))
             np.testing.assert_array_equal(Xk.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
     Xp, seg, clf_idx = pack_roc(*fields['va'], s.n_vocab, max_len)
-    longest = int((seg < 3).sum(1).max())
     for i in range(s.n_need):
         rows = slice(i * s.nbt, (i + 1) * s.nbt)
         T = int((seg[rows] < 3).sum(1).max())
-        for path, length in [(TRIMMED._replace(multiple=8), round_up(T, 8)), (DEFAULT, longest)]:
-            got = s.batch(s.valid_packed, path, i)
-            assert got[0].shape[1] == length
-            np.testing.assert_array_equal(got[0][:, :T], Xp[rows, :T])
-            np.testing.assert_array_equal(got[1][:, :T], seg[rows, :T])
-            np.testing.assert_array_equal(got[2], clf_idx[rows])
-            assert (got[1][:, T:] == 3).all()
+        got = s.batch(s.valid_packed, TRIMMED._replace(multiple=8), i)
+        assert got[0].shape[1] == round_up(T, 8)
+        np.testing.assert_array_equal(got[0][:, :T], Xp[rows, :T])
+        np.testing.assert_array_equal(got[1][:, :T], seg[rows, :T])
+        np.testing.assert_array_equal(got[2], clf_idx[rows])
+        assert (got[1][:, T:] == 3).all()
+        for path in [DEFAULT, XLA]:  # the examples whole, several a row, in the split's one shape
+            Xr, seg_r, clf_at, _ = s.batch(s.valid_packed, path, i)
+            packing = s.eval_packings[id(s.valid_packed)]
+            assert Xr.shape == (packing.rows, packing.length, 2)
+            np.testing.assert_array_equal(np.sort(Xr[..., 0][seg_r > 0]), np.sort(Xp[rows][..., 0][seg[rows] < 3]))
+            np.testing.assert_array_equal(Xr.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
 
 
 @pytest.mark.parametrize('argv, program, flag', [(['bench.py', '--masks', '--help'], 'bench_masks.py', '--update_s'),

@@ -343,34 +343,39 @@ def test_each_packed_tower_draws_its_own_we_mask_on_any_number_of_devices(n_repl
 
 # ---------------------------------------------------------------------------------------------- evaluation
 
-@pytest.mark.parametrize('name', ['rocstories', 'mrpc'])
-def test_evaluation_at_one_shape_per_split_scores_as_the_trimmed_batches(name):
-    """fixed_batch_inputs: every batch of the split at one shape (the last one filled with copies, whose outputs
-    iter_apply drops), the same logits and mean loss as batches cut to their longest."""
+@pytest.mark.parametrize('name', ['rocstories', 'race', 'mrpc', 'sst2'])
+def test_evaluation_in_rows_of_one_shape_scores_as_the_trimmed_batches(name):
+    """eval_batch: every batch of the split at one shape (eval_packing's; the last one filled with copies, whose
+    outputs iter_apply drops), several examples a row, each whole (a multiple-choice example's context and its
+    answers), with the same logits and mean loss as batches cut to their longest."""
     task, n, n_batch = TASKS[name], 11, 4
     rng = np.random.RandomState(8)
     texts = random_texts(task, n, rng, longest=12)
     packed = task.shape == 'multiple_choice'
     split = inputs.Split(None, random_labels(task, n, rng), sequences(task, texts, N_VOCAB, 16),
                          inputs.pack_choices(task, texts, N_VOCAB, 16) if packed else None)
-    model, _ = make_model(name)
+    model, params = make_model(name)
     from model import make_eval_step
-    eval_step = make_eval_step(model, packed=packed)
-    shapes = []
+    packing = inputs.eval_packing(task, split, n_batch, 768)
+    shapes, shared = [], []
 
-    def fixed(rows):
-        batch = inputs.fixed_batch_inputs(task, split, rows, N_VOCAB, n_batch)
+    def rows_batch(rows):
+        batch = inputs.eval_batch(task, split, rows, N_VOCAB, n_batch, packing)
         shapes.append(tuple(x.shape for x in batch))
+        shared.append(max(len(set(r) - {0}) for r in batch[1]))
         return batch
 
-    logits, cost = loop.iter_apply(eval_step, fixed, n, n_batch)
-    want_logits, want_cost = loop.iter_apply(
-        eval_step, lambda rows: inputs.batch_inputs(task, split, rows, N_VOCAB, 16, 1), n, n_batch)
-    assert len(shapes) == 3 and len(set(shapes)) == 1 and shapes[0][0][0] == n_batch
-    longest = (split.packed.seqs if packed else split.seqs).lengths.max()
-    assert shapes[0][0][1 if packed else 2] == longest
+    logits, cost = loop.iter_apply(make_eval_step(model, packed=packed, rows=True), rows_batch, n, n_batch)
+    assert len(shapes) == 3 and len(set(shapes)) == 1 and shapes[0][2] == (n_batch, task.n_seq)
+    assert max(shared) > (1 + task.n_seq if packed else 1)  # rows hold several examples (or sequences)
+    X, M = inputs.pad_batch(split.seqs, np.arange(n), task.n_seq, N_VOCAB)
+    want_logits, want_losses, _ = reference.forward(params, X, M, split.Y, N_HEAD, CLF, **HEADS[name])
     np.testing.assert_allclose(logits, want_logits, **TOL)
-    assert logits.shape[0] == n and cost == pytest.approx(want_cost, rel=1e-5)
+    assert cost == pytest.approx(want_losses.mean(), rel=1e-5)
+    if packed:  # an answer that saw the answers before it, or another example's, would not match
+        bad = make_eval_step(model, packed=False, rows=True)  # every part its own unit
+        bad_logits, _ = loop.iter_apply(bad, rows_batch, n, n_batch)
+        assert np.abs(bad_logits - want_logits).max() > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------- a whole run
