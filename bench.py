@@ -141,7 +141,8 @@ MIXED_VARIANTS = [  # with --mixed: train.py's default path in mixed precision (
     Variant('default fp16', DEFAULT, 'fp16'),
 ]
 EVAL_VARIANTS = [Variant('padded (--padded)', PADDED), Variant('packed, trimmed (the last default)', TRIMMED),
-                 Variant('packed, one shape (default)', DEFAULT), Variant('padded xla', PADDED._replace(jit_compile=True)),
+                 Variant('packed, one shape (default)', DEFAULT),
+                 Variant('padded xla', PADDED._replace(jit_compile=True)),
                  Variant('packed xla, one shape (--xla)', XLA)]
 
 
@@ -194,7 +195,8 @@ def check_variant(v, model0, s, ref):
     step = make_step(v, model0, default_adam(model0.params, v.path.fused_adam, s.t_total), s)
     cost = float(step(*next(loop.distribute(s.strategy, [batch])))[0])
     params = [p.numpy() for p in model0.params]
-    out = dict(cost=cost, T=f'{batch[0].shape[0]}x{batch[0].shape[1]}' if v.path.packed_train else int(batch[0].shape[2]))
+    T = f'{batch[0].shape[0]}x{batch[0].shape[1]}' if v.path.packed_train else int(batch[0].shape[2])
+    out = dict(cost=cost, T=T)
     if ref is not None:
         out['d_clf'] = float(np.max(np.abs(clf - ref['clf'])))
         out['d_lm'] = float(np.max(np.abs(lm - ref['lm'])))

@@ -131,7 +131,7 @@ def batch_flops(M, masked, dims):
 
 
 def packed_batch_flops(seg, masked, dims):
-    """batch_flops of a packed training batch (inputs.pack_parts' seg (rows, L)): (its shape 'RxL', real tokens,
+    """batch_flops of a packed training batch (pack.pack_parts' seg (rows, L)): (its shape 'RxL', real tokens,
     useful FLOPs: each sequence at its own length, the LM head on its predicted tokens; executed: every row at L,
     the LM head on every position unless masked)."""
     n_layer, n_embd, n_lm = dims

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import inputs
+import pack
 import loop
 import tasks
 from bench_harness import N_WARMUP, progress, table
@@ -64,9 +65,9 @@ class Setup(NamedTuple):
         padded (X, M, Y), or a packed split's (X, seg, clf_idx, Y)."""
         rows = np.arange(i * self.nbt, min((i + 1) * self.nbt, len(split.Y)))
         if path.packed_train and split is self.train:
-            return inputs.packed_train_batch(self.task, split, rows, self.n_vocab, self.n_gpu, self.packing)
+            return pack.packed_train_batch(self.task, split, rows, self.n_vocab, self.n_gpu, self.packing)
         if path.fixed_eval and split is not self.train:
-            return inputs.eval_batch(self.task, split, rows, self.n_vocab, self.nbt, self.eval_packings[id(split)])
+            return pack.eval_batch(self.task, split, rows, self.n_vocab, self.nbt, self.eval_packings[id(split)])
         return inputs.batch_inputs(self.task, split, rows, self.n_vocab, self.n_ctx, path.pad_to(self.n_ctx))
 
     def hp(self, **changes):
@@ -181,13 +182,13 @@ def setup(args, tmp, phases):
     if not args.model_dir:
         unit_layer_norms(init, n_layer)
     orders = inputs.epoch_orders(n_train, 3, np.random.get_state())  # as train.py, after the special rows
-    (packing, packs), t_plan = timed(lambda: inputs.packing_plan(s.train.seqs, orders, task.n_seq, args.n_batch,
+    (packing, packs), t_plan = timed(lambda: pack.packing_plan(s.train.seqs, orders, task.n_seq, args.n_batch,
                                                                  args.n_gpu, n_embd, 1, n_ctx))
     rows += [['packing plan', f'{t_plan:.2f}', f'{packing.rows} rows of {packing.length} per tower, '
                                               f'{100 * packing.real:.0f}% real tokens (trimmed batches: '
                                               f'{100 * packing.trimmed:.0f}%) over the 3 epochs'
                                               + ('' if packs else "; train.py would not pack")]]
-    eval_packings = {id(split): inputs.eval_packing(task, split, nbt, n_embd) for split in (s.valid, valid_packed)}
+    eval_packings = {id(split): pack.eval_packing(task, split, nbt, n_embd) for split in (s.valid, valid_packed)}
     pk = eval_packings[id(valid_packed)]
     rows.append(['evaluation packing', '', f'{pk.rows} rows of {pk.length} per batch of {nbt} (packed valid split)'])
     phases.mark('weights loaded (1 model)')

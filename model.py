@@ -200,9 +200,9 @@ class Path(NamedTuple):
     `jit_compile`: the whole train and evaluation steps compiled by XLA; `packed`: multiple choice evaluated with
     each context once (Model.score_packed); `multiple`: batches padded to their longest sequence rounded up to a
     multiple of this, 0 to n_ctx (the original's padding); `packed_train`: each training tower's sequences packed
-    end to end into rows of one shape for the whole run (inputs.Packing, Model.packed_rows) instead of padded;
+    end to end into rows of one shape for the whole run (pack.Packing, Model.packed_rows) instead of padded;
     `fixed_eval`: every evaluation batch of a split at one shape, its n_batch examples packed whole end to end into
-    rows of one shape per split (inputs.eval_batch, Model.score_rows)."""
+    rows of one shape per split (pack.eval_batch, Model.score_rows)."""
     name: str
     masked_lm: bool
     fused: bool
@@ -308,7 +308,7 @@ class Model(tf.Module):
         return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
 
     def packed_rows(self, X, seg, clf_at, Y, train=False, seed=None, path=DEFAULT):
-        """__call__'s outputs for sequences packed end to end in rows (inputs.pack_parts): X int32 (R, L, 2) token
+        """__call__'s outputs for sequences packed end to end in rows (pack.pack_parts): X int32 (R, L, 2) token
         and position ids (positions restarting at each sequence), seg int32 (R, L) 1 + each position's sequence
         (example i's sequence j is i * n_seq + j; 0 where the row is empty), clf_at int32 (n, n_seq) where each
         sequence's extract token lies (r * L + t), Y (n) -> clf_logits (n, head.n_logits), clf_losses (n),
@@ -322,7 +322,7 @@ class Model(tf.Module):
         return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
 
     def score_rows(self, X, seg, clf_at, Y, n_parts=1, fused=True):
-        """Evaluation of examples packed whole end to end in rows (inputs.eval_batch): X int32 (R, L, 2), seg int32
+        """Evaluation of examples packed whole end to end in rows (pack.eval_batch): X int32 (R, L, 2), seg int32
         (R, L) (segment_mask's, n_parts per unit: 1 for sequences, 1 + n_choices for packed multiple-choice
         examples), clf_at int32 (n, n_seq) each sequence's extract position r * L + t, Y (n) -> clf_logits,
         clf_losses: without dropout, __call__'s (and score_packed's)."""
@@ -452,7 +452,7 @@ def finetune_objective(model, lm_coef, path):
     classifier loss that the run reports), computed along `path`: the batch is (X, M, Y), or with
     path.packed_train one part's packed rows (X, seg, clf_at, Y)."""
     def objective(batch, seed):
-        if path.packed_train:  # inputs.packed_train_batch's (X, seg, clf_at, Y)
+        if path.packed_train:  # pack.packed_train_batch's (X, seg, clf_at, Y)
             _, clf_losses, lm_losses = model.packed_rows(*batch, train=True, seed=seed, path=path)
         else:
             X, M, Y = batch
@@ -463,7 +463,7 @@ def finetune_objective(model, lm_coef, path):
 
 def make_eval_step(model, packed, jit_compile=False, rows=False):
     """A tf.function scoring a batch of any size without dropout -> (clf_logits, clf_losses). rows: the batch is
-    inputs.eval_batch's (X, seg, clf_at, Y) (Model.score_rows; packed: multiple-choice examples, each its context
+    pack.eval_batch's (X, seg, clf_at, Y) (Model.score_rows; packed: multiple-choice examples, each its context
     and answers); else packed: inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice, Model.score_packed),
     else pad_batch's (X, M, Y)."""
     head = model.head

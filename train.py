@@ -39,6 +39,7 @@ with tensorflow_start_up_hidden():
 
     import analysis
     import inputs
+    import pack
     import loop
     import tasks
     from model import Head, Model, finetune_objective, make_eval_step, path_of
@@ -82,13 +83,13 @@ def train(args, control):
             return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx,
                                                     path.pad_to(data.n_ctx))
         if id(split) not in eval_packings:
-            eval_packings[id(split)] = inputs.eval_packing(task, split, n_batch_train, args.n_embd)
+            eval_packings[id(split)] = pack.eval_packing(task, split, n_batch_train, args.n_embd)
         packing = eval_packings[id(split)]
-        return lambda rows: inputs.eval_batch(task, split, rows, data.n_vocab, n_batch_train, packing)
+        return lambda rows: pack.eval_batch(task, split, rows, data.n_vocab, n_batch_train, packing)
 
     def train_batch(split):  # each part's sequences packed (one shape per run), else as batch(split)
         if path.packed_train:
-            return lambda rows: inputs.packed_train_batch(task, split, rows, data.n_vocab,
+            return lambda rows: pack.packed_train_batch(task, split, rows, data.n_vocab,
                                                           args.n_gpu * args.accum_steps, packing)
         return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx, path.pad_to(data.n_ctx))
 
@@ -148,7 +149,7 @@ def epochs(state, strategy, batch, n_train, n_batch_train):
 
 
 def training_packing(args, task, data, n_batch_train, path):
-    """The one shape of the run's packed training parts (inputs.packing_plan) for its epochs' orders, drawn ahead
+    """The one shape of the run's packed training parts (pack.packing_plan) for its epochs' orders, drawn ahead
     on a copy of numpy's generator as it stands before the run (where RunState takes it, on a resumed run too),
     and the run's Path: `path`, or, when packing would compute more than cutting each batch to its longest
     (lengths far apart), `path` without packing. Says which in one line."""
@@ -157,7 +158,7 @@ def training_packing(args, task, data, n_batch_train, path):
     split = data.splits[task.train]
     orders = inputs.epoch_orders(len(split.Y), args.n_iter, np.random.get_state())
     n_part = args.n_batch // args.accum_steps
-    packing, cheaper = inputs.packing_plan(split.seqs, orders, task.n_seq, n_part, args.n_gpu * args.accum_steps,
+    packing, cheaper = pack.packing_plan(split.seqs, orders, task.n_seq, n_part, args.n_gpu * args.accum_steps,
                                            args.n_embd, path.pad_to(data.n_ctx), data.n_ctx)
     trimmed = f'cut to each batch\'s longest sequence: {100 * packing.trimmed:.0f}% real tokens'
     if not cheaper:

@@ -50,6 +50,16 @@ def test_batch_flops_count_the_padding_as_executed_and_the_real_tokens_as_useful
     assert batch_flops(M, False, (n_layer, n_embd, n_lm)) == (7, 15., useful, padded)
 
 
+def test_packed_batch_flops_count_every_row_as_executed_and_each_sequence_as_useful():
+    n_layer, n_embd, n_head, n_lm = 2, 8, 2, 30
+    seg = np.array([[1] * 4 + [2] * 6 + [0] * 2, [3] * 3 + [0] * 9, [0] * 12])  # rows of 12: 4 + 6, 3, empty
+    useful = 3 * sum(matmul_flops(L, n_layer, n_embd, n_head, L - 1, n_lm) for L in (4, 6, 3))
+    masked = 3 * (3 * matmul_flops(12, n_layer, n_embd, n_head, 0, n_lm) + 2 * (3 + 5 + 2) * n_embd * n_lm)
+    every = 3 * 3 * matmul_flops(12, n_layer, n_embd, n_head, 11, n_lm)   # the LM head at every position
+    assert bench_harness.packed_batch_flops(seg, True, (n_layer, n_embd, n_lm)) == ('3x12', 13., useful, masked)
+    assert bench_harness.packed_batch_flops(seg, False, (n_layer, n_embd, n_lm)) == ('3x12', 13., useful, every)
+
+
 def fake_jobs(calls):
     """Four jobs recording (name, batch) in `calls`: 'a' traces again on its first timed batch, 'b' never, 'c' asks
     for a second pass, 'd' raises on its first timed batch."""

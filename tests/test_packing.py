@@ -10,7 +10,9 @@ from sklearn.utils import shuffle
 
 import inputs
 import loop
-from inputs import Packing, Ragged, first_fit, pack_parts, packing_plan, sequences
+import pack
+from inputs import Ragged, sequences
+from pack import Packing, first_fit, packing_plan
 from model import DEFAULT, PADDED, XLA, finetune_objective, segment_mask
 from opt import Adam, warmup_linear
 from tasks import TASKS
@@ -74,7 +76,7 @@ def test_each_sequence_lies_whole_in_one_row_with_its_positions_restarting(name)
     split = split_of(task, n)
     packing = Packing(rows=task.n_seq * 3, length=20)
     rows = np.array([4, 1, 3, 0, 5, 2])
-    X, seg, clf_at, Y = inputs.packed_train_batch(task, split, rows, N_VOCAB, n_parts, packing)
+    X, seg, clf_at, Y = pack.packed_train_batch(task, split, rows, N_VOCAB, n_parts, packing)
     assert X.shape == (n_parts * packing.rows, 20, 2) and seg.shape == X.shape[:2] and clf_at.shape == (n, task.n_seq)
     assert X.dtype == seg.dtype == clf_at.dtype == np.int32 and (Y == split.Y[rows]).all()
     n_part = n // n_parts
@@ -98,7 +100,7 @@ def test_a_sequence_as_long_as_the_row_fills_it_alone():
     task = TASKS['sst2']
     split = split_of(task, 4, seed=3)
     L = int(split.seqs.lengths.max())
-    X, seg, _, _ = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, L))
+    X, seg, _, _ = pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, L))
     longest = int(np.argmax(split.seqs.lengths))
     (r, t, length), = [v for (p, s), v in spans(seg, 1, 4).items() if s == longest]
     assert (t, length) == (0, L) and set(seg[r]) == {longest + 1}
@@ -108,7 +110,7 @@ def test_a_part_that_does_not_fit_the_packing_is_refused():
     task = TASKS['rocstories']
     split = split_of(task, 4)
     with pytest.raises(ValueError, match='more than the packing'):
-        inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(1, 20))
+        pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(1, 20))
 
 
 # --------------------------------------------------------------------------------------------- the run's plan
@@ -131,12 +133,12 @@ def test_the_plans_rows_fit_every_part_of_the_epochs_and_one_row_less_does_not()
     global_batches = [order[i:i + n_batch * n_gpu] for order in orders
                       for i in range(0, n - n_batch * n_gpu + 1, n_batch * n_gpu)]
     for rows in global_batches:
-        inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
+        pack.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
     tight = packing._replace(rows=packing.rows - 1)
     failed = 0
     for rows in global_batches:
         try:
-            inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, tight)
+            pack.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, tight)
         except ValueError:
             failed += 1
     assert failed > 0
@@ -158,7 +160,7 @@ def test_batches_of_equal_lengths_are_not_packed():
 def test_a_sequence_attends_only_to_its_own_earlier_positions():
     task = TASKS['rocstories']
     split = split_of(task, 4)
-    X, seg, _, _ = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(4, 24))
+    X, seg, _, _ = pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(4, 24))
     b = segment_mask(tf.constant(seg)).numpy()[:, 0]                                   # (rows, L, L)
     want = np.zeros_like(b)
     for r, t, length in spans(seg, 2, 4).values():
@@ -181,7 +183,7 @@ def test_packed_rows_give_the_references_outputs_on_the_padded_arrays(name, path
     model, params = make_model(name)
     L = int(split.seqs.lengths.max())
     packing = tight_packing(task, split, np.arange(n), n_parts, L, extra=1)
-    batch = inputs.packed_train_batch(task, split, np.arange(n), N_VOCAB, n_parts, packing)
+    batch = pack.packed_train_batch(task, split, np.arange(n), N_VOCAB, n_parts, packing)
     n_in_row = [len(set(r) - {0}) for r in batch[1]]
     assert 0 in n_in_row and 1 in n_in_row and max(n_in_row) > 1  # empty rows, rows alone, rows shared
     got = packed_outputs(model, batch, n_parts, path)
@@ -207,7 +209,7 @@ def test_packed_gradient_is_the_references_and_empty_rows_and_places_add_nothing
             loss = tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)
         return float(loss), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.params)]
 
-    batch = inputs.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(4, 32))
+    batch = pack.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(4, 32))
     loss, grads = loss_and_grads(batch)
     X, M = inputs.pad_batch(split.seqs, np.arange(n), 2, N_VOCAB)
     want_loss, _, want = reference.loss_and_gradients(params, X, M, split.Y, N_HEAD, CLF, 0.5)
@@ -253,7 +255,7 @@ def test_packed_updates_are_the_numpy_runs_on_one_device_or_two(n_replicas, accu
                                 accum_steps=accum_steps, n_towers=n_gpu)
     packing = tight_packing(task, split, np.arange(16), 2 * n_gpu * accum_steps, 24)
     assert packing.rows > 1
-    batches = (inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu * accum_steps, packing)
+    batches = (pack.packed_train_batch(task, split, rows, N_VOCAB, n_gpu * accum_steps, packing)
                for rows in np.arange(16).reshape(2, 8))
     for batch in loop.distribute(strategy, batches):
         step(*batch)
@@ -276,7 +278,7 @@ def test_packed_and_padded_paths_drop_out_alike_in_distribution_not_in_value(mon
     model, _ = make_model('rocstories', **pdrops)
     seed = tf.constant([3, 0], tf.int32)
     X, M = inputs.pad_batch(split.seqs, np.arange(n), 2, N_VOCAB, n_ctx=16, multiple=16)
-    batch = inputs.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(20, 32))
+    batch = pack.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(20, 32))
     records = {}
     for name, call in [('padded', lambda: model(X, M, split.Y, train=True, seed=seed, path=PADDED)),
                        ('packed', lambda: model.packed_rows(*batch, train=True, seed=seed, path=DEFAULT))]:
@@ -305,7 +307,7 @@ def test_sequences_sharing_a_row_draw_their_own_attention_and_residual_masks():
     split = split_of(task, 4, seed=7)
     ids = split.seqs.tolist()
     split = split._replace(seqs=Ragged.from_lists(ids[:2] * 2 + ids[4:]))
-    batch = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, 32))
+    batch = pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, 32))
     assert len({r for r, _, _ in spans(batch[1], 1, 8).values()}) < 8  # some rows hold two sequences
     for pdrop, differ in [(0., False), (0.3, True)]:
         model, _ = make_model('rocstories', attn_pdrop=pdrop, resid_pdrop=pdrop)
@@ -334,7 +336,7 @@ def test_each_packed_tower_draws_its_own_we_mask_on_any_number_of_devices(n_repl
     step = loop.make_train_step(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy,
                                 test_towers.SEED, accum_steps=accum_steps, n_towers=test_towers.N_GPU)
     n_parts, n_global = test_towers.N_GPU * accum_steps, test_towers.N_GPU * test_towers.N_BATCH
-    batches = (inputs.packed_train_batch(TASKS['rocstories'], split, rows, test_towers.N_VOCAB, n_parts,
+    batches = (pack.packed_train_batch(TASKS['rocstories'], split, rows, test_towers.N_VOCAB, n_parts,
                                          Packing(4, 16)) for rows in np.arange(len(Y)).reshape(-1, n_global))
     for batch in loop.distribute(strategy, batches):
         step(*batch)
@@ -356,11 +358,11 @@ def test_evaluation_in_rows_of_one_shape_scores_as_the_trimmed_batches(name):
                          inputs.pack_choices(task, texts, N_VOCAB, 16) if packed else None)
     model, params = make_model(name)
     from model import make_eval_step
-    packing = inputs.eval_packing(task, split, n_batch, 768)
+    packing = pack.eval_packing(task, split, n_batch, 768)
     shapes, shared = [], []
 
     def rows_batch(rows):
-        batch = inputs.eval_batch(task, split, rows, N_VOCAB, n_batch, packing)
+        batch = pack.eval_batch(task, split, rows, N_VOCAB, n_batch, packing)
         shapes.append(tuple(x.shape for x in batch))
         shared.append(max(len(set(r) - {0}) for r in batch[1]))
         return batch
@@ -421,7 +423,7 @@ def test_a_packed_run_logs_the_numpy_runs_numbers(tmp_path, monkeypatch, capsys)
     flags[flags.index('--n_ctx') + 1] = '200'
     # this tiny model's attention (n_embd 8, rows of ~100) would outweigh its matmuls and keep the batches trimmed:
     # the work of a large one, where the positions count, makes train.py pack
-    monkeypatch.setattr(inputs, 'work', lambda positions, length, n_embd: positions)
+    monkeypatch.setattr(pack, 'work', lambda positions, length, n_embd: positions)
     out = rl.run(str(tmp_path), 'packed', flags, *rl.hp_flags(), '--vector_l2', *rl.NO_DROPOUT)
     printed = capsys.readouterr().out
     assert 'training batches: the 8 sequences of each tower packed into' in printed
