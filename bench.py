@@ -49,7 +49,13 @@ def parser():
     p.add_argument('--profile', action='store_true',
                    help="also profile one more update of each path (TensorFlow's profiler): op time by op type")
     p.add_argument('--ablation', action='store_true',
-                   help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM)")
+                   help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM), "
+                        "and the last --xla (trimmed to multiples of 8)")
+    p.add_argument('--no_rss', action='store_true',
+                   help='skip the peak RSS of each path alone (one child process per path, run first)')
+    p.add_argument('--rss_of', metavar='VARIANT',
+                   help="instead, set up and run only the first updates of this row of the training table, then "
+                        "print the process's peak RSS (what bench.py runs in a child process per path)")
     p.add_argument('--mnli_pipeline', action='store_true',
                    help="instead, run bench_pipeline.py with the other flags: the MNLI input pipeline on a generated "
                         "MNLI-sized folder (reading, encoding, the input sequences, the cache), then MNLI updates")
@@ -100,13 +106,16 @@ with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP
     import numpy as np
     import tensorflow as tf
 
+    import bench_harness
     import loop
     from bench_harness import (N_WARMUP, Failures, Phases, batch_flops, default_adam, interleaved, matmul_job,
-                               op_profile, progress, sync, training_matmuls)
+                               op_profile, packed_batch_flops, progress, sync, training_matmuls)
+    import bench_rss
     from bench_original import OriginalGraph
     from bench_setup import print_setup, setup
-    from bench_tables import agreement_table, evaluation_table, memory_table, profile_section, training_table
-    from model import DEFAULT, PADDED, XLA, finetune_objective, make_eval_step
+    from bench_tables import (agreement_table, evaluation_table, memory_table, profile_section, targets_table,
+                              training_table)
+    from model import DEFAULT, PADDED, TRIMMED, XLA, finetune_objective, make_eval_step
     from opt import LossScale
 
 
@@ -119,23 +128,35 @@ class Variant(NamedTuple):
 
 ORIGINAL = 'original graph (TF1)'  # bench_original.OriginalGraph: the baseline of every ratio
 MATMUL, MATMUL_2048 = 'matmuls alone (the model\'s shapes)', 'matmul 2048x2048'  # timed beside the updates
-VARIANTS = [Variant('padded (--padded)', PADDED), Variant('default (train.py)', DEFAULT), Variant('xla (--xla)', XLA)]
-DEFAULT_ROW = VARIANTS[1].name
-ABLATION_VARIANTS = [  # with --ablation, between padded and default: the default's gains one at a time
+VARIANTS = [Variant('padded (--padded)', PADDED), Variant('trimmed (the last default)', TRIMMED),
+            Variant('default (train.py, packed)', DEFAULT), Variant('xla (--xla, packed)', XLA)]
+DEFAULT_ROW = VARIANTS[2].name
+ABLATION_VARIANTS = [  # with --ablation, after padded: the default's gains one at a time, and the last --xla
     Variant('padded + fused adam', PADDED._replace(fused_adam=True)),
     Variant('+ trimmed, masked LM', PADDED._replace(fused_adam=True, multiple=1, masked_lm=True)),
+    Variant('xla trimmed (the last --xla)', XLA._replace(packed_train=False, fixed_eval=False)),
 ]
 MIXED_VARIANTS = [  # with --mixed: train.py's default path in mixed precision (changes the rounding)
     Variant('default bf16', DEFAULT, 'bf16'),
     Variant('default fp16', DEFAULT, 'fp16'),
 ]
-EVAL_VARIANTS = [Variant('padded (--padded)', PADDED), Variant('packed (default)', DEFAULT),
-                 Variant('padded xla', PADDED._replace(jit_compile=True)), Variant('packed xla', XLA)]
+EVAL_VARIANTS = [Variant('padded (--padded)', PADDED), Variant('packed, trimmed (the last default)', TRIMMED),
+                 Variant('packed, one shape (default)', DEFAULT),
+                 Variant('padded xla', PADDED._replace(jit_compile=True)),
+                 Variant('packed xla, one shape (--xla)', XLA)]
 
 
 def variants_of(args):
     return VARIANTS[:1] + (ABLATION_VARIANTS if args.ablation else []) + VARIANTS[1:] \
         + (MIXED_VARIANTS if args.mixed else [])
+
+
+def forward(model, path):
+    """The dropout-off forward losses (clf_losses, lm_losses) of a training batch along `path` (its packed rows
+    with packed_train)."""
+    if path.packed_train:
+        return tf.function(lambda *b: model.packed_rows(*b, train=False, path=path)[1:], jit_compile=path.jit_compile)
+    return tf.function(lambda X, M, Y: model(X, M, Y, train=False, path=path)[1:], jit_compile=path.jit_compile)
 
 
 # ------------------------------------------------------------------------------ dropout-off agreement checks
@@ -169,13 +190,13 @@ def check_variant(v, model0, s, ref):
     at s.init, and its parameters after one update on it, and their differences from ref (the original graph's
     results; None: no differences)."""
     model0.assign(s.init)
-    X, M, Y = s.batch(s.train, v.path, 0)
-    fwd = tf.function(lambda X, M, Y: model0(X, M, Y, train=False, path=v.path)[1:], jit_compile=v.path.jit_compile)
-    clf, lm = (t.numpy() for t in fwd(X, M, Y))
+    batch = s.batch(s.train, v.path, 0)
+    clf, lm = (t.numpy() for t in forward(model0, v.path)(*batch))
     step = make_step(v, model0, default_adam(model0.params, v.path.fused_adam, s.t_total), s)
-    cost = float(step(*next(loop.distribute(s.strategy, [(X, M, Y)])))[0])
+    cost = float(step(*next(loop.distribute(s.strategy, [batch])))[0])
     params = [p.numpy() for p in model0.params]
-    out = dict(cost=cost, T=int(X.shape[2]))
+    T = f'{batch[0].shape[0]}x{batch[0].shape[1]}' if v.path.packed_train else int(batch[0].shape[2])
+    out = dict(cost=cost, T=T)
     if ref is not None:
         out['d_clf'] = float(np.max(np.abs(clf - ref['clf'])))
         out['d_lm'] = float(np.max(np.abs(lm - ref['lm'])))
@@ -233,15 +254,16 @@ def train_job(v, model, s):
     job = dict(call=lambda i: sync(step(*split[i])), traces=step.experimental_get_tracing_count,
                always_again=v.path.jit_compile or v.path.fused,  # XLA compiles each new shape: no retrace shows it
                opt=opt)
-    return flops_of(job, batches, v.path.masked_lm, s.dims)
+    return flops_of(job, batches, v.path.masked_lm, s.dims, v.path.packed_train)
 
 
-def flops_of(job, batches, masked, dims):
-    """job with, per batch, its length T, real tokens and useful and executed FLOPs (batch_flops) in Ts, tok,
-    useful, executed."""
-    for k, values in zip(('Ts', 'tok', 'useful', 'executed'), zip(*(batch_flops(M, masked, dims)
-                                                                    for _, M, _ in batches))):
+def flops_of(job, batches, masked, dims, packed=False):
+    """job with, per batch, its length T (packed: its rows 'RxL'), real tokens, useful and executed FLOPs
+    (batch_flops, packed_batch_flops) and the positions it computes in Ts, tok, useful, executed, positions."""
+    counts = [packed_batch_flops(b[1], masked, dims) if packed else batch_flops(b[1], masked, dims) for b in batches]
+    for k, values in zip(('Ts', 'tok', 'useful', 'executed'), zip(*counts)):
         job[k] = list(values)
+    job['positions'] = [int(np.prod(b[1].shape)) for b in batches]
     return job
 
 
@@ -263,13 +285,13 @@ def training_rounds(s, model, variants, failures, args, tmp, t_start):
         except Exception as err:  # noqa: BLE001
             timings[v.name] = failures.record(f'train {v.name} (setup)', err)
     default = jobs.get(DEFAULT_ROW)
-    mm_rows = 2 * s.nbt * int(np.median(default['Ts'] if default else [s.n_ctx]))
+    mm_rows = int(np.median(default['positions'] if default else [2 * s.nbt * s.n_ctx]))
     mm_jobs = {MATMUL: matmul_job(training_matmuls(mm_rows, s.n_embd), 2), MATMUL_2048: matmul_job([(2048,) * 3], 10)}
     jobs.update(mm_jobs)
     timings.update(interleaved(jobs, args.steps, 'train', t_start, failures))
     for name, job in jobs.items():
         if isinstance(timings[name], dict) and name not in mm_jobs:
-            timings[name].update({k: job[k][N_WARMUP:] for k in ('Ts', 'tok', 'useful', 'executed')})
+            timings[name].update({k: job[k][N_WARMUP:] for k in ('Ts', 'tok', 'useful', 'executed', 'positions')})
     mm_rate = tuple(mm_jobs[n]['flops'] / statistics.median(timings[n]['first']) / 1e9
                     if isinstance(timings[n], dict) else None for n in (MATMUL, MATMUL_2048))
     profiles = {}
@@ -288,7 +310,7 @@ def training_rounds(s, model, variants, failures, args, tmp, t_start):
 def eval_job(v, model, s):
     """The evaluation step of a variant (its path packed or padded, compiled or not) on the first n_need batches
     of the valid split; logits[i] of batch i."""
-    eval_step = make_eval_step(model, packed=v.path.packed, jit_compile=v.path.jit_compile)
+    eval_step = make_eval_step(model, packed=v.path.packed, jit_compile=v.path.jit_compile, rows=v.path.fixed_eval)
     split = s.valid_packed if v.path.packed else s.valid
     batches = [s.batch(split, v.path, i) for i in range(s.n_need)]
     logits = {}
@@ -341,6 +363,8 @@ def bench(args, tmp, failures):
     """Set up, check every variant against the original graph, time the training updates, then the evaluation
     batches, and print the tables."""
     t_start, phases, variants = time.perf_counter(), Phases(), variants_of(args)
+    rss = {} if args.no_rss else bench_rss.measure([ORIGINAL] + [v.name for v in variants], os.path.abspath(__file__),
+                                                    sys.argv[1:])
     s, model = setup(args, tmp, phases)
     print_setup(s, args)
     checks = agreement_checks(s, variants, failures, t_start)
@@ -359,13 +383,39 @@ def bench(args, tmp, failures):
         profile_section(profiles)
     agreement_table(names, checks)
     evaluation_table(s, args, [ORIGINAL] + [v.name for v in EVAL_VARIANTS], results)
+    if rss:
+        bench_rss.rss_table(rss, N_WARMUP + 1)
+    targets_table(timings, results, mm_rate, rss, ORIGINAL, DEFAULT_ROW, EVAL_VARIANTS[2].name, VARIANTS[1].name,
+                  s.packs)
     memory_table(s, phases, t_start)
+
+
+def rss_child(args, tmp):
+    """--rss_of: the setup, then the first N_WARMUP + 1 updates of that variant alone (the original graph's or a
+    path's), then its peak RSS printed for the parent (bench_rss)."""
+    names = {v.name: v for v in VARIANTS + ABLATION_VARIANTS + MIXED_VARIANTS}
+    if args.rss_of != ORIGINAL and args.rss_of not in names:
+        raise InputError(f"--rss_of {args.rss_of!r} is no row of the training table: choose one of "
+                         f"{', '.join([ORIGINAL, *names])}")
+    s, model = setup(args, tmp, Phases())
+    after_setup = bench_harness.peak_rss_gb()
+    if args.rss_of == ORIGINAL:
+        graph = OriginalGraph(**s.hp())
+        job = original_job(graph, s)
+    else:
+        v = names[args.rss_of]
+        job = train_job(v, model if v.precision == 'fp32' else s.new_model(precision=v.precision), s)
+    for i in range(N_WARMUP + 1):
+        job['call'](i)
+    bench_rss.report(after_setup)
 
 
 def main(args):
     failures = Failures()
     tmp = tempfile.mkdtemp(prefix='bench-')
     try:
+        if args.rss_of:
+            return rss_child(args, tmp)
         bench(args, tmp, failures)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

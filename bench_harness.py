@@ -130,6 +130,23 @@ def batch_flops(M, masked, dims):
     return T, float(M.sum()), useful, 3 * forward_flops(M.sum(1), T, lm_rows, n_layer, n_embd, n_lm)
 
 
+def packed_batch_flops(seg, masked, dims):
+    """batch_flops of a packed training batch (pack.pack_parts' seg (rows, L)): (its shape 'RxL', real tokens,
+    useful FLOPs: each sequence at its own length, the LM head on its predicted tokens; executed: every row at L,
+    the LM head on every position unless masked)."""
+    n_layer, n_embd, n_lm = dims
+    seg = np.asarray(seg)
+    n_rows, L = seg.shape
+    starts = np.concatenate([np.ones((n_rows, 1), bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+    runs = np.cumsum(starts.ravel()) - 1                                    # a run of equal seg: one sequence
+    lengths = np.bincount(runs[seg.ravel() > 0])
+    lengths = lengths[lengths > 0]
+    useful = 3 * forward_flops(lengths, None, np.sum(lengths - 1), n_layer, n_embd, n_lm)
+    lm_rows = np.sum(lengths - 1) if masked else n_rows * (L - 1)
+    return f'{n_rows}x{L}', float(lengths.sum()), useful, 3 * forward_flops(np.zeros(n_rows), L, lm_rows, n_layer,
+                                                                          n_embd, n_lm)
+
+
 def training_matmuls(rows, n_embd):
     """The (m, k, n) of a block's four weight matmuls over `rows` positions in training: forward x W, and the
     gradients dy W^T and x^T dy."""

@@ -45,9 +45,10 @@ with tensorflow_start_up_hidden():
 
     import inputs
     import loop
+    import pack
     import tasks
     from bench_harness import N_WARMUP, default_adam, fmt, peak_rss_gb, progress, sync, table
-    from model import DEFAULT, Head, Model, finetune_objective
+    from model import DEFAULT, TRIMMED, Head, Model, finetune_objective
     from sample_files import bpe_files
     from text_utils import TextEncoder
     from vocab import N_SPECIAL, Vocab
@@ -173,7 +174,9 @@ def pipeline(args, tmp):
 
 def updates(args, task, seqs, order, n_vocab, n_ctx):
     """Seconds per update of the full-size model with MNLI's head on MNLI-shaped batches (`seqs` the training
-    sequences, `order` a shuffled order of the examples), as train.py runs them: the default path, 4 towers of 8."""
+    sequences, `order` a shuffled order of the examples), as train.py runs them: the default path, 4 towers of 8,
+    its batches packed where pack.packing_plan says that computes less (for this order as one epoch), else cut to
+    their longest."""
     n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, 12, 12)
     n_batch, n_gpu = 8, 4
     progress(f'MNLI updates: model n_embd {n_embd}, {n_layer} layers, n_ctx {n_ctx}, {n_gpu} towers of {n_batch}')
@@ -181,26 +184,35 @@ def updates(args, task, seqs, order, n_vocab, n_ctx):
     with tensorflow_start_up_hidden(device_init=True):
         strategy = loop.make_strategy(n_gpu)
     n_updates = len(order) // (n_batch * n_gpu)
+    packing, packs = pack.packing_plan(seqs, [order], task.n_seq, n_batch, n_gpu, n_embd, 1, n_ctx)
+    path = DEFAULT if packs else TRIMMED
     with strategy.scope():
         model = Model(n_vocab, N_SPECIAL, n_ctx, Vocab(n_vocab).classify, n_embd=n_embd, n_head=n_head,
                       n_layer=n_layer, head=Head(**task.head))
-        opt = default_adam(model.params, DEFAULT.fused_adam, 3 * n_updates)
-    step = loop.make_train_step(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy, 42,
-                                DEFAULT.jit_compile, n_towers=n_gpu)
+        opt = default_adam(model.params, path.fused_adam, 3 * n_updates)
+    step = loop.make_train_step(finetune_objective(model, 0.5, path), model.params, opt, strategy, 42,
+                                path.jit_compile, n_towers=n_gpu)
     labels = np.arange(len(seqs) // task.n_seq, dtype=np.int32) % len(task.labels)
-    batches = loop.distribute(strategy, inputs.epoch_batches(
-        lambda rows: (*inputs.pad_batch(seqs, rows, task.n_seq, n_vocab), labels[rows]), order, n_batch * n_gpu))
+    split = inputs.Split(None, labels, seqs)
+    if packs:
+        def batch(rows):
+            return pack.packed_train_batch(task, split, rows, n_vocab, n_gpu, packing)
+    else:
+        def batch(rows):
+            return (*inputs.pad_batch(seqs, rows, task.n_seq, n_vocab), labels[rows])
+    batches = loop.distribute(strategy, inputs.epoch_batches(batch, order, n_batch * n_gpu))
     times, lengths = [], []
     for k, batch in enumerate(islice(batches, N_WARMUP + args.steps)):
         t0 = time.perf_counter()
         sync(step(*batch)[0])
         if k >= N_WARMUP:
             times.append(time.perf_counter() - t0)
-            lengths.append(int(batch[0].shape[2]))
+            lengths.append(f'{batch[0].shape[0]}x{batch[0].shape[1]}' if packs else str(int(batch[0].shape[2])))
     s = statistics.median(times)
-    table(['MNLI training update (batch 32)', 's/update (median)', 'updates/s', 'T of the timed batches',
-           'epoch of updates'],
-          [['train.py default path', fmt(s, '.2f'), fmt(1 / s, '.3f'), ' '.join(map(str, lengths)),
+    table(['MNLI training update (batch 32)', 's/update (median)', 'updates/s',
+           'T of the timed batches' + (' (rows x L)' if packs else ''), 'epoch of updates'],
+          [[f"train.py default path ({'packed' if packs else 'cut to the longest'})", fmt(s, '.2f'), fmt(1 / s, '.3f'),
+            ' '.join(lengths),
             f'{n_updates} x {s:.2f} s = {n_updates * s / 3600:.1f} h']])
 
 

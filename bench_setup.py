@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import inputs
+import pack
 import loop
 import tasks
 from bench_harness import N_WARMUP, progress, table
@@ -28,8 +29,9 @@ class Setup(NamedTuple):
     """What every measurement runs on: ROCStories' train and valid splits (inputs.Split; the valid one also packed)
     for a model of n_vocab, n_ctx, n_embd, n_layer, n_head whose LM head has n_lm rows; the initial parameters
     `init` (numpy, the original's order: loaded weights and a fresh classifier); the strategy, the global batch
-    nbt, the n_need batches of each job, t_total (the schedule's updates); what was used (`about`) and the setup
-    table's rows."""
+    nbt, the n_need batches of each job, t_total (the schedule's updates); the packing of the training towers that
+    train.py would choose for this run (3 epochs, seed 42) and whether it would pack; what was used (`about`) and
+    the setup table's rows."""
     task: object
     train: object
     valid: object
@@ -48,15 +50,24 @@ class Setup(NamedTuple):
     t_total: int
     about: dict
     rows: list
+    packing: object = None
+    packs: bool = True
+    eval_packings: dict = None
 
     @property
     def dims(self):
         return self.n_layer, self.n_embd, self.n_lm
 
     def batch(self, split, path, i):
-        """Batch i (rows i * nbt onwards) of `split` as `path` pads it, as numpy arrays: (X, M, Y), or a packed
-        split's (X, seg, clf_idx, Y)."""
+        """Batch i (rows i * nbt onwards) of `split` as `path` makes it, as numpy arrays, as train.py does: the
+        train split packed by tower (packed_train_batch's (X, seg, clf_at, Y)) on a packed_train path, an
+        evaluated split in rows of its one shape (eval_batch's (X, seg, clf_at, Y)) on a fixed_eval path, else
+        padded (X, M, Y), or a packed split's (X, seg, clf_idx, Y)."""
         rows = np.arange(i * self.nbt, min((i + 1) * self.nbt, len(split.Y)))
+        if path.packed_train and split is self.train:
+            return pack.packed_train_batch(self.task, split, rows, self.n_vocab, self.n_gpu, self.packing)
+        if path.fixed_eval and split is not self.train:
+            return pack.eval_batch(self.task, split, rows, self.n_vocab, self.nbt, self.eval_packings[id(split)])
         return inputs.batch_inputs(self.task, split, rows, self.n_vocab, self.n_ctx, path.pad_to(self.n_ctx))
 
     def hp(self, **changes):
@@ -170,8 +181,18 @@ def setup(args, tmp, phases):
     init = [p.numpy() for p in model.params]  # loaded weights plus the fresh classifier: every variant starts here
     if not args.model_dir:
         unit_layer_norms(init, n_layer)
+    orders = inputs.epoch_orders(n_train, 3, np.random.get_state())  # as train.py, after the special rows
+    (packing, packs), t_plan = timed(lambda: pack.packing_plan(s.train.seqs, orders, task.n_seq, args.n_batch,
+                                                                 args.n_gpu, n_embd, 1, n_ctx))
+    rows += [['packing plan', f'{t_plan:.2f}', f'{packing.rows} rows of {packing.length} per tower, '
+                                              f'{100 * packing.real:.0f}% real tokens (trimmed batches: '
+                                              f'{100 * packing.trimmed:.0f}%) over the 3 epochs'
+                                              + ('' if packs else "; train.py would not pack")]]
+    eval_packings = {id(split): pack.eval_packing(task, split, nbt, n_embd) for split in (s.valid, valid_packed)}
+    pk = eval_packings[id(valid_packed)]
+    rows.append(['evaluation packing', '', f'{pk.rows} rows of {pk.length} per batch of {nbt} (packed valid split)'])
     phases.mark('weights loaded (1 model)')
-    return s._replace(init=init), model
+    return s._replace(init=init, packing=packing, packs=packs, eval_packings=eval_packings), model
 
 
 def print_setup(s, args):

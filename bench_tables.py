@@ -26,16 +26,18 @@ def training_table(s, args, names, timings, mm_rate, mm_rows):
             continue
         first, seen = firsts[name], seens[name]
         executed = med([f / t for f, t in zip(r['executed'], r['seen'])]) / 1e9
+        useful = med([f / t for f, t in zip(r['useful'], r['first'])]) / 1e9
         rows.append([name, f'{first:.2f}', ratio(firsts.get(original), first), ratio(firsts.get(padded), first),
                      f"{med(r['cpu_first']):.2f}", f"{med([t / f for t, f in zip(r['tok'], r['first'])]):.0f}",
                      f'{seen:.2f}', ratio(seens.get(original), seen), ratio(seens.get(padded), seen),
                      f"{r['warm'][0]:.1f}", str(r['traces']), ','.join(str(T) for T in r['Ts']),
-                     f"{med([f / t for f, t in zip(r['useful'], r['seen'])]) / 1e9:.1f}", f'{executed:.1f}',
+                     f'{useful:.1f}', fmt(mm_rate[0] and 100 * useful / mm_rate[0], '.0f') + '%', f'{executed:.1f}',
                      fmt(mm_rate[0] and 100 * executed / mm_rate[0], '.0f') + '%'])
     print(f'TRAINING UPDATE (global batch {s.nbt} = {args.n_gpu} towers of {args.n_batch}; dropout on; median over '
           f'{args.steps} updates after {N_WARMUP} warm-up; the variants interleaved)')
     table(['variant', 's/update', 'vs orig', 'vs padded', 'CPU s', 'real tok/s', 's/upd seen', 'vs orig',
-           'vs padded', '1st upd s', 'retraces', 'T per batch', 'useful GF/s', 'exec GF/s', 'of matmul'], rows)
+           'vs padded', '1st upd s', 'retraces', 'T (RxL packed)', 'useful GF/s', 'of matmul', 'exec GF/s',
+           'of matmul'], rows)
     print(f"{original}: the original's train graph (bench_original.py: its model, towers and adam under "
           "tf.compat.v1, in a Session), fed")
     print("  the same weights and padded batches. vs orig, vs padded: speed-up over it and over --padded (time "
@@ -51,16 +53,20 @@ def training_table(s, args, names, timings, mm_rate, mm_rows):
     print("  without a retrace). 1st upd s: the first warm-up update (trace + compile).")
     print("Rounds: update r of every variant runs before update r + 1 of any (order rotated), so outside load "
           "falls on all alike.")
-    print("real tok/s: real tokens (M.sum()) / s. GF/s from 's/upd seen': useful = FLOPs of the real tokens only "
-          "(LM head on real")
-    print("  predicted tokens), exec = FLOPs of the shapes computed (padding included; LM head on every position "
-          "unless masked);")
-    print("  3x forward, forward = 24 L C^2 + 4 L T C per token + 2 C V per predicted token. of matmul: exec GF/s "
-          "over the rate below.")
+    print("real tok/s: real tokens / s. useful GF/s: FLOPs of the real tokens only (each sequence at its own "
+          "length, the LM head on")
+    print("  its predicted tokens) / 's/update'; exec GF/s: FLOPs of the shapes computed (padding and empty rows "
+          "included; LM head on")
+    print("  every position unless masked) / 's/upd seen'. 3x forward, forward = 24 L C^2 + 4 L T C per token + 2 C "
+          "V per predicted")
+    print("  token (T: the row's length). of matmul: over the rate below. Packed: each tower's sequences in R rows "
+          "of L (pack.Packing;")
+    print(f"  this run's: {s.packing.rows} rows of {s.packing.length}, {100 * s.packing.real:.0f}% real tokens over "
+          f"train.py's 3 epochs, trimmed batches {100 * s.packing.trimmed:.0f}%).")
     print(f"matmul rate, timed in the same rounds (median): {fmt(mm_rate[0], '.1f')} GFLOP/s for a block's "
           f"training matmuls at {mm_rows} rows")
-    print(f"  ((R, C) x (C, 3C), (C, C), (C, 4C), (4C, C), each forward, dy W^T and x^T dy; R = 2 x {s.nbt} x the "
-          f"default's median T), {fmt(mm_rate[1], '.1f')} GFLOP/s at 2048x2048.")
+    print(f"  ((R, C) x (C, 3C), (C, C), (C, 4C), (4C, C), each forward, dy W^T and x^T dy; R = the positions "
+          f"the default computes per update), {fmt(mm_rate[1], '.1f')} GFLOP/s at 2048x2048.")
     print()
 
 
@@ -131,9 +137,12 @@ def evaluation_table(s, args, names, results):
            'max|dclf_logits|'], rows)
     print(f"{original}: the original's mgpu_predict graph, fetching the logits and the mean classifier loss as "
           "its evaluation did.")
+    pk = s.eval_packings[id(s.valid_packed)]
     print(f'padded: inputs.batch_inputs padded to n_ctx ({s.nbt} x 2 sequences of n_ctx {s.n_ctx}, the original\'s '
-          'arrays); packed: inputs.packed_batch (one sequence per example, cut to the batch\'s longest, to a '
-          'multiple of 8 for xla).')
+          'arrays); packed, trimmed: inputs.packed_batch (one sequence per example: the story, then both endings; '
+          'cut to the batch\'s longest);')
+    print(f'one shape: pack.eval_batch (those sequences end to end, several a row, in the split\'s one shape: '
+          f'{pk.rows} rows of {pk.length}).')
     print("max|dclf_logits| over all the batches scored, against the original graph. 's/batch 2nd': "
           "the same batches again.")
     if eref:
@@ -159,3 +168,33 @@ def memory_table(s, phases, t_start):
     print()
     print(f'total time {time.perf_counter() - t_start:.0f} s')
 
+
+
+def targets_table(timings, evaluations, mm_rate, rss, original, default, eval_default, trimmed, packs):
+    """Issue 23's targets against this run's figures: the default's training update and evaluation batch against
+    the original graph (first pass), its useful GFLOP/s against the matmul rate of the same rounds, and its
+    updates' peak RSS against the trimmed path's (the default before packing)."""
+    med = statistics.median
+
+    def speedup(results, name):
+        ok = isinstance(results.get(original), dict) and isinstance(results.get(name), dict)
+        return med(results[original]['first']) / med(results[name]['first']) if ok else None
+
+    r = timings.get(default)
+    useful = (med([f / t for f, t in zip(r['useful'], r['first'])]) / 1e9 if isinstance(r, dict) else None)
+    share = useful and mm_rate[0] and useful / mm_rate[0]
+    peak = {n: rss[n]['peak'] if isinstance(rss.get(n), dict) else None for n in (default, trimmed)}
+    train_x, eval_x = speedup(timings, default), speedup(evaluations, eval_default)
+    rows = [['training update vs the original graph', '>= 1.50x', fmt(train_x, '.2f') + 'x'],
+            ['evaluation batch vs the original graph', '>= 2.00x', fmt(eval_x, '.2f') + 'x'],
+            ['useful GFLOP/s of the matmul rate', '>= 75%', fmt(share and 100 * share, '.0f') + '%'],
+            ['peak RSS of the updates (GB)', f"<= {fmt(peak[trimmed], '.2f')} (trimmed)", fmt(peak[default], '.2f')]]
+    met = [None if x is None else x >= t for x, t in [(train_x, 1.5), (eval_x, 2.), (share, .75)]]
+    met.append(None if None in peak.values() else peak[default] <= peak[trimmed])
+    print(f"ISSUE 23'S TARGETS (the default: '{default}' and '{eval_default}'; first pass)")
+    table(['target', 'wanted', 'measured', 'met'], [row + ['n/a' if m is None else 'yes' if m else 'no']
+                                                    for row, m in zip(rows, met)])
+    if not packs:
+        print("This run's batches: train.py would not pack them (cutting each to its longest computes less, "
+              "pack.packing_plan); the default row above is the packed path all the same.")
+        print()

@@ -86,7 +86,7 @@ FLAGS = {
         help="the original's computation: batches padded to n_ctx, the LM head over padding too, "
              "both choices of an example scored separately, every op and the Adam update op by op; "
              "slower. With dropout off, the same numbers as the default; with dropout on, its masks "
-             "have other shapes (padded vs trimmed): the same distribution, not the same values"),
+             "have other shapes (padded vs packed or trimmed): the same distribution, not the same values"),
     'xla': dict(action='store_true', help='compile the train and evaluation steps with XLA'),
     'precision': dict(type=str, default='fp32',
         help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '

@@ -22,6 +22,7 @@ How train.py uses it:
     n_ctx_model = max(int(s.seqs.lengths.max()) for s in ...)            # <= n_ctx
     X, M, Y = batch_inputs(task, split, rows, n_vocab, n_ctx_model, multiple)   # one batch of examples `rows`
     (with split.packed: X, seg, clf_idx, Y for Model.score_packed)
+The default path packs them instead, end to end in rows of one shape: pack.py.
 """
 import hashlib
 import os
@@ -31,6 +32,7 @@ from typing import NamedTuple
 import ftfy
 import numpy as np
 import spacy
+from sklearn.utils import shuffle
 from tqdm import tqdm
 
 import datasets
@@ -279,16 +281,16 @@ def choice_lengths(task, texts, n_ctx):
     return context_cut, answer_cut
 
 
-def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1, n_ctx=None):
+def pad_batch(seqs, rows, n_seq, n_vocab, multiple=1, n_ctx=None, length=None):
     """The model's inputs for examples `rows` of `seqs` (from `sequences`): X int32 (n, n_seq, T, 2), token ids in
     [..., 0] (0-padded) and the ids of positions t in [..., 1]; M float32 (n, n_seq, T), 1 on real tokens.
     T is the batch's longest sequence, rounded up to a multiple of `multiple`, at most n_ctx (multiple = n_ctx pads
-    to n_ctx, as the original)."""
+    to n_ctx, as the original); or `length` (at least the longest)."""
     rows = np.asarray(rows, dtype=np.int64)
     batch = seqs.take((rows[:, None] * n_seq + np.arange(n_seq)).ravel())
     lengths = batch.lengths
     T = round_up(int(lengths.max(initial=1)), multiple)
-    T = T if n_ctx is None else min(T, n_ctx)
+    T = length if length is not None else T if n_ctx is None else min(T, n_ctx)
     M = (np.arange(T) < lengths[:, None]).reshape(len(rows), n_seq, T)
     X = np.zeros((len(rows), n_seq, T, 2), dtype=np.int32)
     X[..., 0][M] = batch.ids
@@ -323,17 +325,17 @@ def pack_choices(task, texts, n_vocab, n_ctx):
     return Packed(seqs, 2 + sum(context_cut), answer_cut.T + 1, n_vocab)
 
 
-def packed_batch(packed, rows, multiple=1):
+def packed_batch(packed, rows, multiple=1, length=None):
     """The inputs of Model.score_packed for examples `rows` of `packed`: X int32 (n, T, 2), token ids in [..., 0]
     and the ids of the positions in [..., 1], each answer's positions restarting right after the
     delimiter; seg int32 (n, T), 0 the shared prefix, c + 1 answer c, k + 1 padding (token 0, position 0);
     clf_idx int32 (n, k) the _classify_ positions. T is the batch's longest packed example, rounded up to a
-    multiple of `multiple`."""
+    multiple of `multiple`; or `length` (at least the longest)."""
     rows = np.asarray(rows, dtype=np.int64)
     batch = packed.seqs.take(rows)
     prefix, answers = packed.prefix[rows, None], packed.answers[rows]        # (n, 1), (n, k)
     lengths = batch.lengths
-    T = round_up(int(lengths.max(initial=1)), multiple)
+    T = round_up(int(lengths.max(initial=1)), multiple) if length is None else length
     t = np.arange(T)
     ends = prefix + np.cumsum(answers, axis=1)                                # (n, k) where each answer ends
     starts = np.concatenate([np.zeros_like(prefix), prefix, ends[:, :-1]], axis=1)  # (n, k + 1) each segment's start
@@ -387,3 +389,13 @@ def batch_inputs(task, split, rows, n_vocab, n_ctx, multiple):
 def epoch_batches(batch, order, n_batch_train):
     """The full batches of one epoch: batch(rows) for consecutive runs of n_batch_train of `order`."""
     return (batch(rows) for rows in batches_of(order, n_batch_train, full_only=True))
+
+
+def epoch_orders(n_train, n_epochs, rng_state):
+    """The example orders of n_epochs successive epochs, as train.py's epochs draw them (sklearn.utils.shuffle of
+    the split order, each epoch the next draw of the generator), from a generator in `rng_state` (numpy's
+    get_state()): drawn on a copy, so numpy's global generator does not move."""
+    rng = np.random.RandomState()
+    rng.set_state(rng_state)
+    return [shuffle(np.arange(n_train), random_state=rng) for _ in range(n_epochs)]
+

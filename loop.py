@@ -68,15 +68,16 @@ def check_replicas(n_batch, n_towers, n_replicas, accum_steps=1):
 
 
 def distribute(strategy, batches):
-    """Each global batch (a tuple of arrays whose first axis is the examples) of `batches` split over the replicas:
-    replica r of R (over all workers) gets rows [r * n / R, (r + 1) * n / R), the original's towers r * n_gpu / R
-    onwards."""
+    """Each global batch (a tuple of arrays whose first axis is n_gpu equal runs, one per tower: the examples, or
+    a packed batch's rows) of `batches` split over the replicas: replica r of R (over all workers) gets rows
+    [r * n / R, (r + 1) * n / R) of each array (n its own length), the original's towers r * n_gpu / R onwards."""
     for batch in batches:
         batch = tuple(tf.convert_to_tensor(x) for x in batch)
 
         def replica_rows(ctx, batch=batch):
-            k = int(batch[0].shape[0]) // ctx.num_replicas_in_sync
-            return tuple(x[ctx.replica_id_in_sync_group * k:(ctx.replica_id_in_sync_group + 1) * k] for x in batch)
+            r, n_replicas = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+            return tuple(x[r * (int(x.shape[0]) // n_replicas):(r + 1) * (int(x.shape[0]) // n_replicas)]
+                         for x in batch)
 
         yield strategy.experimental_distribute_values_from_function(replica_rows)
 
@@ -86,12 +87,12 @@ def distribute(strategy, batches):
 def make_train_step(objective, params, opt, strategy, seed, jit_compile=False, accum_steps=1, loss_scale=None,
                     n_towers=None):
     """A tf.function doing one update of `params` from a global batch already split over the replicas, as the
-    original's n_towers towers (its n_gpu; default one per replica): the global batch is n_towers equal towers in
-    row order; each replica holds an equal run of them and computes them one after the other, each tower split
-    further into accum_steps equal parts; the gradients of the parts' losses, averaged over every part of every
-    tower (the gradient of the mean over the global batch), make one update of `opt`.
-    objective(part, part_seed) -> (loss, cost): `part` the batch's arrays cut to one part's rows, the loss to
-    differentiate and the figure to report (averaged over the parts and replicas).
+    original's n_towers towers (its n_gpu; default one per replica): each array of the global batch is n_towers
+    equal runs of its first axis, tower after tower; each replica holds an equal run of towers and computes them
+    one after the other, each tower split further into accum_steps equal parts; the gradients of the parts'
+    losses, averaged over every part of every tower (the gradient of the mean over the global batch), make one
+    update of `opt`. objective(part, part_seed) -> (loss, cost): `part` the batch's arrays each cut to one part's
+    run, the loss to differentiate and the figure to report (averaged over the parts and replicas).
     Each part draws its own dropout masks, seeded by fold_in(fold_in((seed, updates done), global tower index),
     part): the same masks on any number of replicas; accum_steps > 1 draws more masks than the original's towers.
     jit_compile: each part's gradient compiled by XLA. With a LossScale, the loss is scaled before the gradient,
@@ -122,10 +123,10 @@ def make_train_step(objective, params, opt, strategy, seed, jit_compile=False, a
         n_parts = towers * accum_steps
         if n_parts == 1:
             return part_grads(batch, part_seed(0))
-        n = tf.shape(batch[0])[0] // n_parts
+        sizes = [tf.shape(x)[0] // n_parts for x in batch]
         grads, cost = [tf.zeros_like(p) for p in params], 0.
         for k in tf.range(n_parts):  # a loop in the graph: one part's activations alive at a time
-            g, c = part_grads(tuple(x[k * n:(k + 1) * n] for x in batch), part_seed(k))
+            g, c = part_grads(tuple(x[k * n:(k + 1) * n] for x, n in zip(batch, sizes)), part_seed(k))
             grads, cost = [a + b / n_parts for a, b in zip(grads, g)], cost + c / n_parts
         return grads, cost
 
@@ -249,13 +250,13 @@ def fit(run, train_step, epoch_batches, n_epochs, n_batches, log, evaluate_after
 
 def iter_apply(eval_step, batch, n, n_batch, desc=None):
     """Logits (n, n_logits) and the mean loss of n examples, in batches of n_batch (the last one partial):
-    batch(rows) gives eval_step's arguments for the examples `rows`, eval_step returns (logits, losses); desc
-    labels the bar."""
+    batch(rows) gives eval_step's arguments for the examples `rows` (and possibly filler examples after them,
+    whose outputs are dropped), eval_step returns (logits, losses); desc labels the bar."""
     logits, losses = [], []
     with tqdm(total=n, desc=desc, unit='ex', file=sys.stderr, ncols=80, leave=False) as bar:
         for rows in batches_of(np.arange(n), n_batch):
             clf_logits, clf_losses = eval_step(*batch(rows))
-            logits.append(clf_logits.numpy())
-            losses.append(clf_losses.numpy())
+            logits.append(clf_logits.numpy()[:len(rows)])
+            losses.append(clf_losses.numpy()[:len(rows)])
             bar.update(len(losses[-1]))
     return np.concatenate(logits, 0), float(np.sum(np.concatenate(losses), dtype=np.float64)) / n

@@ -161,6 +161,19 @@ def packed_mask(seg):
     return (causal_mask(T) * tf.cast(visible, tf.float32))[:, None]
 
 
+def segment_mask(seg, n_parts=1):
+    """(R, 1, L, L) mask of units packed end to end in rows, seg (R, L) 1 + each position's unit * n_parts + its
+    part (0 where the row is empty): causal, and a position sees only the earlier positions of its own unit that
+    are in its own part or in part 0. A training row's units are sequences (n_parts 1: a sequence sees only
+    itself); an evaluation row's multiple-choice examples have n_parts 1 + n_choices (part 0 the context that
+    every answer sees, part c + 1 answer c). Empty places see only empty places."""
+    L = tf.shape(seg)[1]
+    unit, part = (seg - 1) // n_parts, (seg - 1) % n_parts                                # empty: unit -1
+    visible = tf.logical_and(tf.equal(unit[:, :, None], unit[:, None, :]),
+                             tf.logical_or(tf.equal(part[:, None, :], 0), tf.equal(part[:, :, None], part[:, None, :])))
+    return (causal_mask(L) * tf.cast(visible, tf.float32))[:, None]                       # (R, 1, L, L)
+
+
 def mask_attn_weights(w, b):
     """The original's masking: w * b - 1e9 * (1 - b), so that softmax gives 0 where b is 0."""
     return w * b + -1e9 * (1 - b)
@@ -207,7 +220,10 @@ class Path(NamedTuple):
     LayerNorm as XLA kernels; `fused_adam`: Adam's update of a parameter one XLA kernel (opt.Adam's fused);
     `jit_compile`: the whole train and evaluation steps compiled by XLA; `packed`: multiple choice evaluated with
     each context once (Model.score_packed); `multiple`: batches padded to their longest sequence rounded up to a
-    multiple of this, 0 to n_ctx (the original's padding)."""
+    multiple of this, 0 to n_ctx (the original's padding); `packed_train`: each training tower's sequences packed
+    end to end into rows of one shape for the whole run (pack.Packing, Model.packed_rows) instead of padded;
+    `fixed_eval`: every evaluation batch of a split at one shape, its n_batch examples packed whole end to end into
+    rows of one shape per split (pack.eval_batch, Model.score_rows)."""
     name: str
     masked_lm: bool
     fused: bool
@@ -215,6 +231,8 @@ class Path(NamedTuple):
     jit_compile: bool
     packed: bool
     multiple: int
+    packed_train: bool = False
+    fixed_eval: bool = False
 
     def pad_to(self, n_ctx):
         """The `multiple` a batch of the model's n_ctx is padded to (n_ctx: every batch padded to n_ctx)."""
@@ -223,10 +241,12 @@ class Path(NamedTuple):
 
 PADDED = Path('padded', masked_lm=False, fused=False, fused_adam=False, jit_compile=False, packed=False,
               multiple=0)  # the original's computation, op by op
-DEFAULT = Path('default', masked_lm=True, fused=True, fused_adam=True, jit_compile=False, packed=True, multiple=1)
-XLA = Path('xla', masked_lm=False, fused=True, fused_adam=True, jit_compile=True, packed=True,
-           multiple=8)  # few shapes to compile
-PATHS = {path.name: path for path in (PADDED, DEFAULT, XLA)}
+TRIMMED = Path('trimmed', masked_lm=True, fused=True, fused_adam=True, jit_compile=False, packed=True,
+               multiple=1)  # each batch cut to its longest sequence (the default before packing)
+DEFAULT = TRIMMED._replace(name='default', packed_train=True, fixed_eval=True)
+XLA = Path('xla', masked_lm=False, fused=True, fused_adam=True, jit_compile=True, packed=True, multiple=8,
+           packed_train=True, fixed_eval=True)  # one shape to compile (multiple: unpacked batches, few shapes)
+PATHS = {path.name: path for path in (PADDED, TRIMMED, DEFAULT, XLA)}
 
 
 def path_of(padded, xla):
@@ -297,10 +317,7 @@ class Model(tf.Module):
         head) with T <= n_ctx -> clf_logits (n, head.n_logits), clf_losses (n), lm_losses (n * n_seq). `seed`
         (int32 (2,)) seeds the dropout masks. `path` (Path) computes the same losses with less work:
         path.masked_lm the LM head only where M is 1, path.fused the XLA kernels of gelu and LayerNorm."""
-        if train and seed is None:
-            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
-        seeds = Seeds(seed)
-        we = dropout(self.we, self.embd_pdrop, train, seeds)       # one mask per call: per tower (part) and update
+        seeds, we = self.dropped_we(train, seed)
         T = tf.shape(X)[2]
         X = tf.reshape(X, [-1, T, 2])                                # (B, T, 2), B = n * n_seq
         M = tf.reshape(M, [-1, T])
@@ -310,6 +327,37 @@ class Model(tf.Module):
         clf_h = tf.gather(h, pool_idx, batch_dims=1)                 # (B, C)
         clf_logits = self.clf(tf.reshape(clf_h, [-1, self.head.n_seq, self.n_embd]), train, seeds)
         return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
+
+    def packed_rows(self, X, seg, clf_at, Y, train=False, seed=None, path=DEFAULT):
+        """__call__'s outputs for sequences packed end to end in rows (pack.pack_parts): X int32 (R, L, 2) token
+        and position ids (positions restarting at each sequence), seg int32 (R, L) 1 + each position's sequence
+        (example i's sequence j is i * n_seq + j; 0 where the row is empty), clf_at int32 (n, n_seq) where each
+        sequence's extract token lies (r * L + t), Y (n) -> clf_logits (n, head.n_logits), clf_losses (n),
+        lm_losses (n * n_seq). A sequence sees only itself (segment_mask), so with dropout off these are
+        __call__'s numbers; with dropout on the same sites draw masks of the rows' shapes, in the same order."""
+        seeds, we = self.dropped_we(train, seed)
+        h = self.transformer(X, we, segment_mask(seg), train, seeds, path.fused)            # (R, L, C)
+        lm_losses = self.packed_lm_losses(h, we, X, seg, tf.shape(clf_at)[0] * self.head.n_seq, path.masked_lm)
+        clf_h = tf.gather(tf.reshape(h, [-1, self.n_embd]), clf_at)                         # (n, n_seq, C)
+        clf_logits = self.clf(clf_h, train, seeds)
+        return clf_logits, self.clf_losses(clf_logits, Y), lm_losses
+
+    def score_rows(self, X, seg, clf_at, Y, n_parts=1, fused=True):
+        """Evaluation of examples packed whole end to end in rows (pack.eval_batch): X int32 (R, L, 2), seg int32
+        (R, L) (segment_mask's, n_parts per unit: 1 for sequences, 1 + n_choices for packed multiple-choice
+        examples), clf_at int32 (n, n_seq) each sequence's extract position r * L + t, Y (n) -> clf_logits,
+        clf_losses: without dropout, __call__'s (and score_packed's)."""
+        h = self.transformer(X, self.we, segment_mask(seg, n_parts), False, None, fused)          # (R, L, C)
+        clf_logits = self.clf(tf.gather(tf.reshape(h, [-1, self.n_embd]), clf_at), False, None)
+        return clf_logits, self.clf_losses(clf_logits, Y)
+
+    def dropped_we(self, train, seed):
+        """The stream of dropout seeds of one call (seed, or a random one in training) and `we` after its dropout:
+        the call's first draw, one mask per call (per tower part and update)."""
+        if train and seed is None:
+            seed = tf.random.uniform([2], maxval=2 ** 31 - 1, dtype=tf.int32)
+        seeds = Seeds(seed)
+        return seeds, dropout(self.we, self.embd_pdrop, train, seeds)
 
     def score_packed(self, X, seg, clf_idx, Y, fused=True):
         """Evaluation of packed multiple-choice examples, each [_start_] context [_delimiter_] answer1
@@ -390,6 +438,28 @@ class Model(tf.Module):
             total = tf.reduce_sum(tf.reshape(losses, tf.shape(targets)) * weights, 1)
         return total / tf.reduce_sum(weights, 1)
 
+    def packed_lm_losses(self, h, we, X, seg, n_seqs, masked):
+        """Per-sequence mean LM loss (n_seqs) of packed rows h (R, L, C): position t predicts token t + 1 where
+        both belong to the same sequence (seg, as packed_rows'), over every row of we. masked: the LM head only
+        on those positions, else on all and weighted."""
+        targets = X[:, 1:, 0]
+        predicts = tf.logical_and(tf.equal(seg[:, 1:], seg[:, :-1]), seg[:, 1:] > 0)        # (R, L - 1)
+        seq = tf.maximum(seg[:, 1:] - 1, 0)
+        if masked:
+            idx = tf.where(predicts)                                                        # (K, 2)
+            logits = tf.matmul(tf.gather_nd(h[:, :-1], idx), tf.cast(we, h.dtype), transpose_b=True)  # (K, V)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather_nd(targets, idx),
+                                                                    logits=tf.cast(logits, tf.float32))
+            weights, seq = tf.ones_like(losses), tf.gather_nd(seq, idx)
+        else:
+            logits = tf.matmul(tf.reshape(h[:, :-1], [-1, self.n_embd]), tf.cast(we, h.dtype), transpose_b=True)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(targets, [-1]),
+                                                                    logits=tf.cast(logits, tf.float32))
+            weights, seq = tf.reshape(tf.cast(predicts, tf.float32), [-1]), tf.reshape(seq, [-1])
+            losses = losses * weights
+        total = tf.math.unsorted_segment_sum(losses, seq, n_seqs)
+        return total / tf.math.unsorted_segment_sum(weights, seq, n_seqs)
+
     def clf(self, clf_h, train, seeds):
         """Logits (n, head.n_logits) of the extract hidden states clf_h (n, n_seq, C); in training, dropout with
         one mask shared by the sequences of an example (so that for 'sum' it is the mask of their sum)."""
@@ -452,11 +522,15 @@ def tower_loss(clf_losses, lm_losses, lm_coef):
 
 
 def finetune_objective(model, lm_coef, path):
-    """Fine-tuning's objective for loop.make_train_step: (X, M, Y), a dropout seed -> (tower_loss, the mean
-    classifier loss that the run reports), computed along `path`."""
+    """Fine-tuning's objective for loop.make_train_step: a part's batch, a dropout seed -> (tower_loss, the mean
+    classifier loss that the run reports), computed along `path`: the batch is (X, M, Y), or with
+    path.packed_train one part's packed rows (X, seg, clf_at, Y)."""
     def objective(batch, seed):
-        X, M, Y = batch
-        _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=seed, path=path)
+        if path.packed_train:  # pack.packed_train_batch's (X, seg, clf_at, Y)
+            _, clf_losses, lm_losses = model.packed_rows(*batch, train=True, seed=seed, path=path)
+        else:
+            X, M, Y = batch
+            _, clf_losses, lm_losses = model(X, M, Y, train=True, seed=seed, path=path)
         return tower_loss(clf_losses, lm_losses, lm_coef), tf.reduce_mean(clf_losses)
     return objective
 
@@ -488,11 +562,20 @@ def make_lm_eval_step(model, strategy, n_rows, path):
     return eval_step
 
 
-def make_eval_step(model, packed, jit_compile=False):
-    """A tf.function scoring a batch of any size without dropout -> (clf_logits, clf_losses). packed: the batch is
-    inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice, Model.score_packed), else pad_batch's (X, M, Y)."""
+def make_eval_step(model, packed, jit_compile=False, rows=False):
+    """A tf.function scoring a batch of any size without dropout -> (clf_logits, clf_losses). rows: the batch is
+    pack.eval_batch's (X, seg, clf_at, Y) (Model.score_rows; packed: multiple-choice examples, each its context
+    and answers); else packed: inputs.packed_batch's (X, seg, clf_idx, Y) (multiple choice, Model.score_packed),
+    else pad_batch's (X, M, Y)."""
     head = model.head
     Y_spec = tf.TensorSpec([None], tf.float32 if head.loss == 'squared' else tf.int32)
+    if rows:
+        n_parts = 1 + head.n_seq if packed else 1
+        return tf.function(lambda X, seg, clf_at, Y: model.score_rows(X, seg, clf_at, Y, n_parts),
+                           jit_compile=jit_compile,
+                           input_signature=[tf.TensorSpec([None, None, 2], tf.int32),
+                                            tf.TensorSpec([None, None], tf.int32),
+                                            tf.TensorSpec([None, head.n_seq], tf.int32), Y_spec])
     if packed:
         return tf.function(model.score_packed, jit_compile=jit_compile,
                            input_signature=[tf.TensorSpec([None, None, 2], tf.int32),

@@ -54,6 +54,7 @@ with tensorflow_start_up_hidden():
 
     import analysis
     import inputs
+    import pack
     import loop
     import tasks
     from model import Head, Model, finetune_objective, make_eval_step, path_of
@@ -88,11 +89,25 @@ def train(args, control):
     print(run_plan(args, n_batches, n_batch_train, [len(s.Y) for s in data.evaluated.values()],
                    sum(len(data.splits[name].Y) for name in task.tests)))
     model, opt, loss_scale = build_model(args, task, strategy, path, data.n_vocab, data.n_ctx, n_batches * args.n_iter)
+    packing, path = (None, path) if args.eval_only else training_packing(args, task, data, n_batch_train, path)
     train_step = loop.make_train_step(finetune_objective(model, args.lm_coef, path), model.params, opt, strategy,
                                       args.seed, path.jit_compile, args.accum_steps, loss_scale, n_towers=args.n_gpu)
-    eval_step = make_eval_step(model, packed=data.packed, jit_compile=path.jit_compile)
+    eval_step = make_eval_step(model, packed=data.packed, jit_compile=path.jit_compile, rows=path.fixed_eval)
+    eval_packings = {}  # id(split) -> its one shape
 
-    def batch(split):  # padded to each batch's longest sequence; with --padded to n_ctx, as the original
+    def batch(split):  # packed in rows of one shape per split; with --padded padded to n_ctx, as the original
+        if not path.fixed_eval:
+            return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx,
+                                                    path.pad_to(data.n_ctx))
+        if id(split) not in eval_packings:
+            eval_packings[id(split)] = pack.eval_packing(task, split, n_batch_train, args.n_embd)
+        packing = eval_packings[id(split)]
+        return lambda rows: pack.eval_batch(task, split, rows, data.n_vocab, n_batch_train, packing)
+
+    def train_batch(split):  # each part's sequences packed (one shape per run), else as batch(split)
+        if path.packed_train:
+            return lambda rows: pack.packed_train_batch(task, split, rows, data.n_vocab,
+                                                          args.n_gpu * args.accum_steps, packing)
         return lambda rows: inputs.batch_inputs(task, split, rows, data.n_vocab, data.n_ctx, path.pad_to(data.n_ctx))
 
     saved = dict(model=model, opt=opt, **({} if loss_scale is None else {'loss_scale': loss_scale}))
@@ -107,7 +122,8 @@ def train(args, control):
         log()
     else:
         train_split = data.splits[task.train]
-        loop.fit(run, train_step, epochs(run.state, strategy, batch(train_split), len(train_split.Y), n_batch_train),
+        loop.fit(run, train_step, epochs(run.state, strategy, train_batch(train_split), len(train_split.Y),
+                                         n_batch_train),
                  args.n_iter, n_batches, log, save_every=args.save_every, check=loss_scale is None,
                  evaluate_after=lambda n_updates, n_epochs: n_updates in EVAL_UPDATES and n_epochs == 0)
     run.summaries.close()
@@ -146,6 +162,29 @@ def epochs(state, strategy, batch, n_train, n_batch_train):
         yield from loop.distribute(strategy, inputs.epoch_batches(batch, order[done * n_batch_train:], n_batch_train))
         state.epoch_rng = np.random.get_state()
     return epoch_batches
+
+
+def training_packing(args, task, data, n_batch_train, path):
+    """The one shape of the run's packed training parts (pack.packing_plan) for its epochs' orders, drawn ahead
+    on a copy of numpy's generator as it stands before the run (where RunState takes it, on a resumed run too),
+    and the run's Path: `path`, or, when packing would compute more than cutting each batch to its longest
+    (lengths far apart), `path` without packing. Says which in one line."""
+    if not path.packed_train:
+        return None, path
+    split = data.splits[task.train]
+    orders = inputs.epoch_orders(len(split.Y), args.n_iter, np.random.get_state())
+    n_part = args.n_batch // args.accum_steps
+    packing, cheaper = pack.packing_plan(split.seqs, orders, task.n_seq, n_part, args.n_gpu * args.accum_steps,
+                                           args.n_embd, path.pad_to(data.n_ctx), data.n_ctx)
+    trimmed = f'cut to each batch\'s longest sequence: {100 * packing.trimmed:.0f}% real tokens'
+    if not cheaper:
+        print(f'training batches: {trimmed} (packed into {packing.rows} rows of {packing.length} per tower, '
+              f'{100 * packing.real:.0f}%, they would compute more)')
+        return None, path._replace(packed_train=False)
+    print(f'training batches: the {n_part * task.n_seq} sequences of each tower{" part" * (args.accum_steps > 1)} '
+          f'packed into {packing.rows} rows of {packing.length} tokens, {100 * packing.real:.0f}% real tokens '
+          f'({trimmed})')
+    return packing, path
 
 
 def evaluation_log(args, task, run, model, eval_step, batch, evaluated, n_batch, params_path):

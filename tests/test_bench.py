@@ -10,7 +10,7 @@ import pytest
 import bench_harness
 import bench_setup
 from bench_harness import Failures, batch_flops, forward_flops, interleaved
-from model import DEFAULT, PADDED, XLA
+from model import DEFAULT, PADDED, TRIMMED, XLA
 from tests.fixtures import write_rocstories
 from tests.reference import context_length, pack_roc, transform_roc
 from tests.test_newcomer import imported, run_script
@@ -48,6 +48,16 @@ def test_batch_flops_count_the_padding_as_executed_and_the_real_tokens_as_useful
     padded = 3 * 4 * matmul_flops(7, n_layer, n_embd, n_head, 6, n_lm)     # the LM head at every position
     assert batch_flops(M, True, (n_layer, n_embd, n_lm)) == (7, 15., useful, masked)
     assert batch_flops(M, False, (n_layer, n_embd, n_lm)) == (7, 15., useful, padded)
+
+
+def test_packed_batch_flops_count_every_row_as_executed_and_each_sequence_as_useful():
+    n_layer, n_embd, n_head, n_lm = 2, 8, 2, 30
+    seg = np.array([[1] * 4 + [2] * 6 + [0] * 2, [3] * 3 + [0] * 9, [0] * 12])  # rows of 12: 4 + 6, 3, empty
+    useful = 3 * sum(matmul_flops(L, n_layer, n_embd, n_head, L - 1, n_lm) for L in (4, 6, 3))
+    masked = 3 * (3 * matmul_flops(12, n_layer, n_embd, n_head, 0, n_lm) + 2 * (3 + 5 + 2) * n_embd * n_lm)
+    every = 3 * 3 * matmul_flops(12, n_layer, n_embd, n_head, 11, n_lm)   # the LM head at every position
+    assert bench_harness.packed_batch_flops(seg, True, (n_layer, n_embd, n_lm)) == ('3x12', 13., useful, masked)
+    assert bench_harness.packed_batch_flops(seg, False, (n_layer, n_embd, n_lm)) == ('3x12', 13., useful, every)
 
 
 def fake_jobs(calls):
@@ -92,7 +102,8 @@ def test_interleaved_rotates_the_order_and_times_the_retraced_jobs_again(capsys)
 def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
     """bench_setup's batches, through the registry and inputs.py: padded to n_ctx for the original graph and
     --padded (transform_roc's arrays, n_ctx the longest input of any split), cut to the batch's longest on the
-    default path, and packed for evaluation (pack_roc's, cut to the batch's longest rounded up to 8 for xla)."""
+    trimmed paths, each tower packed into the run's rows on the packed ones (the same tokens), and packed for
+    evaluation (pack_roc's, cut to the batch's longest, or to the split's longest at one shape)."""
     write_rocstories(str(tmp_path / 'data'), n_val=380, n_test=12)  # the original keeps 374 for validation
     args = argparse.Namespace(data_dir=str(tmp_path / 'data'), model_dir=None, quick=True, n_layer=None, n_batch=2,
                               n_gpu=1, steps=1)
@@ -109,19 +120,31 @@ def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
         np.testing.assert_array_equal(got[1], M[rows])
         np.testing.assert_array_equal(got[2], s.train.Y[rows])
         T = int(M[rows].sum(-1).max())
-        for path, got in [(DEFAULT, s.batch(s.train, DEFAULT, i)), (XLA, s.batch(s.train, XLA, i))]:
+        for path in [TRIMMED, XLA._replace(packed_train=False)]:
+            got = s.batch(s.train, path, i)
             assert got[0].shape[2] == min(round_up(T, path.multiple), s.n_ctx)
             np.testing.assert_array_equal(got[0], X[rows, :, :got[0].shape[2]])
+        for path in [DEFAULT, XLA]:
+            Xk, seg, clf_at, Y = s.batch(s.train, path, i)
+            assert Xk.shape == (s.n_gpu * s.packing.rows, s.packing.length, 2) and (Y == s.train.Y[rows]).all()
+            np.testing.assert_array_equal(np.sort(Xk[..., 0][seg > 0]), np.sort(X[rows][..., 0][M[rows] > 0]))
+            np.testing.assert_array_equal(Xk.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
     Xp, seg, clf_idx = pack_roc(*fields['va'], s.n_vocab, max_len)
     for i in range(s.n_need):
         rows = slice(i * s.nbt, (i + 1) * s.nbt)
         T = int((seg[rows] < 3).sum(1).max())
-        got = s.batch(s.valid_packed, XLA, i)
+        got = s.batch(s.valid_packed, TRIMMED._replace(multiple=8), i)
         assert got[0].shape[1] == round_up(T, 8)
         np.testing.assert_array_equal(got[0][:, :T], Xp[rows, :T])
         np.testing.assert_array_equal(got[1][:, :T], seg[rows, :T])
         np.testing.assert_array_equal(got[2], clf_idx[rows])
         assert (got[1][:, T:] == 3).all()
+        for path in [DEFAULT, XLA]:  # the examples whole, several a row, in the split's one shape
+            Xr, seg_r, clf_at, _ = s.batch(s.valid_packed, path, i)
+            packing = s.eval_packings[id(s.valid_packed)]
+            assert Xr.shape == (packing.rows, packing.length, 2)
+            np.testing.assert_array_equal(np.sort(Xr[..., 0][seg_r > 0]), np.sort(Xp[rows][..., 0][seg[rows] < 3]))
+            np.testing.assert_array_equal(Xr.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
 
 
 @pytest.mark.parametrize('argv, program, flag', [(['bench.py', '--masks', '--help'], 'bench_masks.py', '--update_s'),
