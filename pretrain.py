@@ -175,7 +175,7 @@ if __name__ != '__mp_main__':  # a corpus-encoding worker process imports this f
         from model import Model, make_lm_eval_step, path_of, pretrain_objective
         from opt import Adam, LossScale, schedules
         from lm_log import Progress
-        from run_state import Interrupted, RunControl, check_outputs, check_resume, resume_command
+        from run_state import check_outputs, check_resume, run_with_control
         from windows import EpochPlan, heldout_windows, lm_batch, weighted
 
 
@@ -369,14 +369,8 @@ def main(argv=None):
 
 
 def run(args, argv):
-    """The run of checked `args` (from `argv`), holding its locks and signals; one `error:` line and status 2 on
-    bad input, 128 + the signal's number when stopped by one."""
-    with RunControl(resume_command(argv, 'pretrain.py')) as control:
-        try:
-            exit_on_input_error(pretrain, args, control)
-        except Interrupted as stop:  # outside the training loop: nothing to save
-            print(f"{stop}: stopped outside the training loop, where a run saves nothing", file=sys.stderr)
-            sys.exit(128 + stop.signum)
+    """The run of checked `args` (from `argv`), holding its locks and signals (run_state.run_with_control)."""
+    run_with_control(pretrain, args, argv, 'pretrain.py')
 
 
 if __name__ == '__main__':

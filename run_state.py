@@ -17,7 +17,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from flags import RESUMABLE_CHANGES
-from utils import InputError, no_space
+from utils import InputError, exit_on_input_error, no_space
 
 
 class RunState(tf.train.experimental.PythonState):
@@ -264,6 +264,18 @@ def command_path(program):
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), program)
     relative = os.path.relpath(path)
     return path if relative.startswith('..') else relative
+
+
+def run_with_control(fn, args, argv, program):
+    """fn(args, control): the training program `program`'s run of checked `args` (from its command line `argv`),
+    holding its locks and its signals (RunControl); one `error:` line and status 2 on bad input, 128 + the
+    signal's number when one stops it outside the training loop."""
+    with RunControl(resume_command(argv, program)) as control:
+        try:
+            exit_on_input_error(fn, args, control)
+        except Interrupted as stop:  # outside the training loop: nothing to save
+            print(f"{stop}: stopped outside the training loop, where a run saves nothing", file=sys.stderr)
+            sys.exit(128 + stop.signum)
 
 
 def resume_command(argv, program='train.py'):

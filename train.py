@@ -59,7 +59,7 @@ with tensorflow_start_up_hidden():
     import tasks
     from model import Head, Model, finetune_objective, make_eval_step, path_of
     from opt import Adam, LossScale, schedules
-    from run_state import Interrupted, RunControl, check_outputs, check_resume, command_path, resume_command
+    from run_state import check_outputs, check_resume, command_path, run_with_control
     from tasks import TASKS
     from text_utils import TextEncoder
     from utils import InputError, atomic_write
@@ -375,14 +375,8 @@ def main(argv=None):
 
 
 def run(args, argv):
-    """The run of checked `args` (from `argv`), holding its locks and signals; one `error:` line and status 2 on
-    bad input, 128 + the signal's number when stopped by one."""
-    with RunControl(resume_command(argv)) as control:
-        try:
-            exit_on_input_error(train, args, control)
-        except Interrupted as stop:  # outside the training loop: nothing to save
-            print(f"{stop}: stopped outside the training loop, where a run saves nothing", file=sys.stderr)
-            sys.exit(128 + stop.signum)
+    """The run of checked `args` (from `argv`), holding its locks and signals (run_state.run_with_control)."""
+    run_with_control(train, args, argv, 'train.py')
 
 
 if __name__ == '__main__':

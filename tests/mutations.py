@@ -368,6 +368,9 @@ MUTATIONS = [
      'for starts, lengths in plan.batches(epoch):', [PRETRAIN, '-k', 'ctrl_c']),
     ('the counts not in the checkpoints', 'pretrain.py', 'saved = dict(model=model, opt=opt, progress=progress, ',
      'saved = dict(model=model, opt=opt, ', [PRETRAIN, '-k', 'ctrl_c']),
+    # --- the layout (issue 24)
+    ('a program imports another program', 'generate.py', 'from flags import add_flags, bpe_paths\n',
+     'from flags import add_flags, bpe_paths\nimport download  # noqa: F401\n', ['tests/test_layout.py']),
     ('pretrain: a rerun replaces the previous outputs', 'pretrain.py',
      'replaced = check_outputs(own, own_log, save=True)', 'replaced = []', [PRETRAIN, '-k', 'rerun']),
 ]
