@@ -11,6 +11,7 @@ How a program uses it:
 """
 import os
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -189,19 +190,31 @@ def start_run(args, control, saved, log_path, params, before_writing=lambda: Non
     return Run(control, state, checkpoint, logger, summaries, params)
 
 
-def fit(run, train_step, epoch_batches, n_epochs, n_batches, log, evaluate_after=lambda n_updates, n_epochs: False,
-        save_every=0, check=True, cost_name='clf_cost', postfix=None, max_updates=0, after_update=None, on_save=None):
-    """The training loop, from where run.state stands to n_epochs epochs of n_batches updates (an int, or a list of
-    each epoch's count), or to max_updates updates when that comes first (0: no limit): each update
+class Schedule(NamedTuple):
+    """When loop.fit does what: n_epochs epochs of n_batches updates (an int, or a list of each epoch's count), or
+    max_updates updates when that comes first (0: no limit); an evaluation after an update when
+    evaluate_after(n_updates, n_epochs) says so, after each epoch and after the max_updates-th update; a
+    checkpoint every save_every updates, at the end of each epoch and after the last update when save_every is
+    set (0: only when a signal comes)."""
+    n_epochs: int
+    n_batches: object
+    evaluate_after: object = lambda n_updates, n_epochs: False
+    save_every: int = 0
+    max_updates: int = 0
+
+
+def fit(run, train_step, epoch_batches, schedule, log, check=True, cost_name='clf_cost', postfix=None,
+        after_update=None, on_save=None):
+    """The training loop, from where run.state stands to the end of `schedule` (a Schedule): each update
     train_step(*batch) on the batches epoch_batches(epoch, done) gives for each epoch (those after the first
-    `done`, which a resumed run has made); after_update(n_updates, cost) after each update; log() after an update
-    when evaluate_after(n_updates, n_epochs) says so, after each epoch and after the max_updates-th update; a
-    checkpoint every save_every updates, at the end of each epoch and after the last update when save_every is set,
-    and when a signal came (then the program exits, saying how to resume), on_save() just before each checkpoint.
-    One bar spans the whole run (its ETA is the run's), showing postfix(costs, lrt) (default: the running mean
-    cost and the learning rate); TensorBoard gets train/<cost_name>, train/lr and train/grad_norm per update.
-    check: stop on an update whose cost or gradient is not finite."""
+    `done`, which a resumed run has made); after_update(n_updates, cost) after each update; log() when the schedule
+    says; a checkpoint when it says and when a signal came (then the program exits, saying how to resume),
+    on_save() just before each checkpoint. One bar spans the whole run (its ETA is the run's), showing
+    postfix(costs, lrt) (default: the running mean cost and the learning rate); TensorBoard gets
+    train/<cost_name>, train/lr and train/grad_norm per update. check: stop on an update whose cost or gradient is
+    not finite."""
     state, control, summaries = run.state, run.control, run.summaries
+    n_epochs, n_batches, evaluate_after, save_every, max_updates = schedule
     per_epoch = [n_batches] * n_epochs if isinstance(n_batches, int) else list(n_batches)
     total = min(sum(per_epoch), max_updates) if max_updates else sum(per_epoch)
     postfix = postfix or (lambda costs, lrt: f'loss {np.mean(costs):.3f} lr {float(lrt):.3g}')

@@ -222,11 +222,11 @@ def pretrain(args, control):
 
     pending = []  # (tokens read, tokens predicted) of the batch being trained on
     print('n_updates n_tokens tr_cost va_cost va_ppl')
-    loop.fit(run, train_step, epoch_batches(plan, corpus.train, strategy, n_vocab, pending), args.n_iter,
-             per_epoch, progress.logger(run, evaluate if len(corpus.valid) > 1 else None),
-             evaluate_after=lambda n, _: args.eval_every and n % args.eval_every == 0, save_every=args.save_every,
-             cost_name='lm_cost', postfix=progress.postfix, max_updates=args.max_updates, after_update=after_update,
-             on_save=save)
+    schedule = loop.Schedule(args.n_iter, per_epoch, lambda n, _: args.eval_every and n % args.eval_every == 0,
+                             args.save_every, args.max_updates)
+    loop.fit(run, train_step, epoch_batches(plan, corpus.train, strategy, n_vocab, pending), schedule,
+             progress.logger(run, evaluate if len(corpus.valid) > 1 else None), cost_name='lm_cost',
+             postfix=progress.postfix, after_update=after_update, on_save=save)
     save()
     run.summaries.close()
     if chief:

@@ -124,8 +124,9 @@ def train(args, control):
         train_split = data.splits[task.train]
         loop.fit(run, train_step, epochs(run.state, strategy, train_batch(train_split), len(train_split.Y),
                                          n_batch_train),
-                 args.n_iter, n_batches, log, save_every=args.save_every, check=loss_scale is None,
-                 evaluate_after=lambda n_updates, n_epochs: n_updates in EVAL_UPDATES and n_epochs == 0)
+                 loop.Schedule(args.n_iter, n_batches, save_every=args.save_every,
+                               evaluate_after=lambda n_updates, n_epochs: n_updates in EVAL_UPDATES and n_epochs == 0),
+                 log, check=loss_scale is None)
     run.summaries.close()
 
     outputs = []
