@@ -225,7 +225,7 @@ def save_best_params(params, path):
     best_params.safetensors (save_safetensors_params), the two renamed into place together."""
     arrays = [as_array(p) for p in params]
     write_together([(path, 'wb', lambda f: _dump_joblib(arrays, f)),
-                    (safetensors_path(path), 'wb', lambda f: f.write(safetensors_bytes(arrays)))])
+                    (safetensors_path(path), 'wb', lambda f: write_safetensors(f, arrays))])
 
 
 def safetensors_path(path):
@@ -245,11 +245,25 @@ def param_names(n_params):
     return ['model/we'] + [f'model/h{l}/{k}' for l in range(n_layer) for k in LAYER_PARAMS]
 
 
-def safetensors_bytes(arrays):
-    """A safetensors file of the parameter arrays, each named by param_names; the metadata repeats the order."""
+def write_safetensors(f, arrays):
+    """The parameter arrays as a safetensors file into the binary file `f`, each named by param_names; the metadata
+    repeats the order. Written array by array, in the file format that safetensors.numpy.save writes (an 8-byte
+    little-endian header length, a JSON header padded with spaces to a multiple of 8, then the raw little-endian
+    float32 data, the tensors sorted by name), so that saving holds no second copy of the parameters in memory
+    (safetensors.numpy.save builds the whole file as one bytes object: ~0.5 GB more at GPT-1's size)."""
     names = param_names(len(arrays))
-    return safetensors.numpy.save({name: np.ascontiguousarray(a, np.float32) for name, a in zip(names, arrays)},
-                                  metadata={'format': 'np', 'order': ' '.join(names)})
+    data = {name: np.ascontiguousarray(a, '<f4') for name, a in zip(names, arrays)}
+    header, offset = {'__metadata__': {'format': 'np', 'order': ' '.join(names)}}, 0
+    for name in sorted(data):
+        header[name] = {'dtype': 'F32', 'shape': list(data[name].shape),
+                        'data_offsets': [offset, offset + data[name].nbytes]}
+        offset += data[name].nbytes
+    text = json.dumps(header, separators=(',', ':')).encode('utf-8')
+    text += b' ' * (-len(text) % 8)
+    f.write(len(text).to_bytes(8, 'little'))
+    f.write(text)
+    for name in sorted(data):
+        f.write(memoryview(data[name]).cast('B'))
 
 
 def load_safetensors_params(path):

@@ -389,6 +389,26 @@ def test_best_params_safetensors_holds_the_same_arrays_by_the_original_s_names(t
         assert len(loaded) == len(params) and all(np.array_equal(a, b) for a, b in zip(loaded, params))
 
 
+def test_best_params_safetensors_is_the_file_the_safetensors_package_writes(tmp_path):
+    """weights.write_safetensors streams the file; the safetensors package's own writer, given the same arrays,
+    names and metadata, gives the same header (as JSON: its key order is the package's) and the same data bytes."""
+    params = finetuned(n_ctx=2)
+    names = weights.param_names(len(params))
+    path = tmp_path / 'best_params.safetensors'
+    with open(path, 'wb') as f:
+        weights.write_safetensors(f, params)
+    ours = path.read_bytes()
+    theirs = safetensors.numpy.save(dict(zip(names, params)), metadata={'format': 'np', 'order': ' '.join(names)})
+
+    def split(raw):
+        n = int.from_bytes(raw[:8], 'little')
+        return n, json.loads(raw[8:8 + n]), raw[8 + n:]
+    (n_ours, header_ours, data_ours), (n_theirs, header_theirs, data_theirs) = split(ours), split(theirs)
+    assert n_ours == n_theirs and n_ours % 8 == 0 and header_ours == header_theirs and data_ours == data_theirs
+    loaded = safetensors.numpy.load(ours)
+    assert sorted(loaded) == sorted(names) and all(np.array_equal(loaded[n], p) for n, p in zip(names, params))
+
+
 def test_best_params_safetensors_refuses_other_files(tmp_path):
     params = finetuned(n_ctx=2)
     names = weights.param_names(len(params))
@@ -414,10 +434,10 @@ def test_a_crash_while_saving_leaves_both_previous_files(tmp_path, monkeypatch):
     weights.save_best_params(good, path)
     before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
 
-    def crash(arrays):
+    def crash(f, arrays):
         raise KeyboardInterrupt()
 
-    monkeypatch.setattr(weights, 'safetensors_bytes', crash)  # the second file fails after the first is written
+    monkeypatch.setattr(weights, 'write_safetensors', crash)  # the second file fails after the first is written
     with pytest.raises(KeyboardInterrupt):
         weights.save_best_params(finetuned(seed=5, n_ctx=2), path)
     assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
