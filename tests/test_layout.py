@@ -1,5 +1,5 @@
 """The project's layout (issue 24): programs import libraries, never another program; the required top-level files
-stay; a file's top-level imports name only files of the project or installed packages."""
+stay; every program runs as a script, and every library is imported by some file of the project."""
 import ast
 import glob
 import os
