@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 
-from flags import CHOICES, FLAGS, add_flags
+from engine.flags import CHOICES, FLAGS, add_flags
 from utils import HelpFormatter, InputError, exit_on_input_error
 
 # The SHA-256 of the original's two BPE files (download.py's table; a test checks that they agree): a vocabulary is
@@ -271,7 +271,7 @@ def check_hf_config(config, arrays, n_layer, n_vocab, path):
 def from_hf(args):
     """--from_hf: HF_DIR -> the original's layout in --out."""
     import numpy as np
-    from weights import LAYER_PARAMS, save_openai_params
+    from formats.weights import LAYER_PARAMS, save_openai_params
     hf_dir = args.from_hf
     arrays = read_hf_arrays(hf_dir)
     n_layer = hf_layers(arrays, os.path.join(hf_dir, 'model.safetensors'))
@@ -395,7 +395,7 @@ def to_hf(args):
     """--to_hf: best parameters of a multiple-choice run, or a model folder -> a transformers folder in --out."""
     import numpy as np
     import safetensors.numpy
-    from weights import LAYER_PARAMS, check_shapes, load_params, openai_shapes, read_openai_params
+    from formats.weights import LAYER_PARAMS, check_shapes, load_params, openai_shapes, read_openai_params
     encoder, merges = read_vocab(args.encoder_path, args.bpe_path)
     check_original_bpe(encoder, merges, f"{args.encoder_path!r} and {args.bpe_path!r}")
     n_vocab = len(encoder)

@@ -3,10 +3,10 @@
     python generate.py --restore save/rocstories/best_params.jl --prompt "The cat sat on the mat."
 
 The LM head is h . we^T over every row of `we` (SPEC.md, "Model"); here the distribution over text is the
-softmax over the n_vocab token rows only (Model.lm_logprobs): the special rows (`_start_`, `_delimiter_`,
+softmax over the n_vocab token rows only (model.lm_logprobs): the special rows (`_start_`, `_delimiter_`,
 `_classify_`) and the position rows are never sampled nor counted. As in fine-tuning, every sequence begins with
 `_start_` (a fresh random row, drawn from numpy's generator seeded with --seed) and position t has the id of
-position t (vocab.Vocab). The zero-shot figures of the language model (the paper's Figure 2, and Story Cloze)
+position t (text_utils.Vocab). The zero-shot figures of the language model (the paper's Figure 2, and Story Cloze)
 are zeroshot.py's.
 """
 import argparse
@@ -14,7 +14,7 @@ import os
 import random
 import sys
 
-from flags import add_flags, bpe_paths
+from engine.flags import add_flags, bpe_paths
 from utils import (HelpFormatter, InputError, check_weights_folder, download_command, exit_on_input_error,
                    tensorflow_start_up_hidden)
 
@@ -64,10 +64,10 @@ with tensorflow_start_up_hidden():
     import numpy as np
     import tensorflow as tf
 
-    from model import Model, language_model, load_language_model
-    from text_utils import TextEncoder
-    from vocab import N_SPECIAL, Vocab
-    from weights import LAYER_PARAMS, check_shapes, load_params
+    from formats.language_model import language_model, load_language_model
+    from formats.weights import LAYER_PARAMS, check_shapes, load_params
+    from model import Config, Model, lm_logprobs
+    from text_utils import TextEncoder, Vocab
 
 
 # ------------------------------------------------------------------------------------------ the language model
@@ -75,7 +75,7 @@ with tensorflow_start_up_hidden():
 
 def positions(model, T):
     """Position ids (T,) of a sequence."""
-    return Vocab(model.n_vocab).position(np.arange(T, dtype=np.int32))
+    return Vocab(model.cfg.n_vocab).position(np.arange(T, dtype=np.int32))
 
 
 def make_next_logprobs(model, n_vocab):
@@ -84,7 +84,7 @@ def make_next_logprobs(model, n_vocab):
     @tf.function(input_signature=[tf.TensorSpec([None, None, 2], tf.int32)])
     def next_logprobs(X):
         B, T = tf.shape(X)[0], tf.shape(X)[1]
-        return model.lm_logprobs(X, at=tf.stack([tf.range(B), tf.fill([B], T - 1)], 1), n_rows=n_vocab)
+        return lm_logprobs(model, X, at=tf.stack([tf.range(B), tf.fill([B], T - 1)], 1), n_rows=n_vocab)
     return next_logprobs
 
 
@@ -110,7 +110,7 @@ def sample(model, tokens, n_tokens, n_vocab, temperature=1.0, top_k=40, seed=42)
     rng = np.random.RandomState(seed)
     tokens = list(tokens)
     new = []
-    for _ in range(max(0, min(n_tokens, model.n_ctx - len(tokens)))):
+    for _ in range(max(0, min(n_tokens, model.cfg.n_ctx - len(tokens)))):
         X = np.stack([np.asarray(tokens, np.int32), positions(model, len(tokens))], -1)[None]   # (1, T, 2)
         new.append(pick(next_logprobs(X)[0].numpy(), temperature, top_k, rng))
         tokens.append(new[-1])
@@ -141,8 +141,7 @@ def finetuned_model(args, n_vocab):
     if rest or n_layer < 1 or we.ndim != 2 or we.shape[0] <= Vocab(n_vocab).rows(0):
         raise InputError(f"{args.restore!r} holds {len(params)} arrays, the first of shape {we.shape}: not the "
                          f"parameters of a model with this vocabulary of {n_vocab} pieces (--encoder_path)")
-    model = Model(n_vocab, N_SPECIAL, we.shape[0] - Vocab(n_vocab).rows(0), Vocab(n_vocab).classify, n_embd=we.shape[1],
-                  n_head=args.n_head, n_layer=n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    model = Model(Config(n_vocab, we.shape[0] - Vocab(n_vocab).rows(0), n_embd=we.shape[1], n_head=args.n_head, n_layer=n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
     check_shapes(args.restore, params, [p.shape for p in model.params])
     model.assign(params)
     return model
@@ -160,11 +159,11 @@ def generate(args):
         raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the --n_ctx "
                          f"{args.n_ctx} positions and leaves none to generate: shorten it or raise --n_ctx (at most 512)")
     model = finetuned_model(args, n_vocab) if args.restore else pretrained_model(args, n_vocab)
-    if len(tokens) >= model.n_ctx:
-        raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the {model.n_ctx} "
+    if len(tokens) >= model.cfg.n_ctx:
+        raise InputError(f"the prompt is {len(tokens) - 1} BPE tokens: with _start_ it fills the {model.cfg.n_ctx} "
                          f"positions of the model in {args.restore!r} and leaves none to generate: shorten it")
-    if len(tokens) + args.n_tokens > model.n_ctx:
-        print(f"note: stopping at n_ctx {model.n_ctx}: {model.n_ctx - len(tokens)} tokens", file=sys.stderr)
+    if len(tokens) + args.n_tokens > model.cfg.n_ctx:
+        print(f"note: stopping at n_ctx {model.cfg.n_ctx}: {model.cfg.n_ctx - len(tokens)} tokens", file=sys.stderr)
     ids = sample(model, tokens, args.n_tokens, n_vocab, args.temperature, args.top_k, args.seed)
     print(args.prompt.strip(), decode(text_encoder.decoder, ids).rstrip())  # the prompt, then its continuation
 

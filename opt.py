@@ -1,5 +1,7 @@
-"""Adam with the decoupled weight-decay fix of Loshchilov & Hutter, as the original's `adam`, and its
-learning-rate schedules. Everything in float32."""
+"""Adam with the decoupled weight-decay fix of Loshchilov & Hutter, as the original's `adam`, its learning-rate
+schedules, and the update (SPEC.md, "Optimiser"): the gradients of the original's towers averaged, clipped, then
+Adam. Everything in float32; Adam's update of a parameter is one XLA kernel with `fused` (engine/kernels.py's
+switch, a Path's `fused`)."""
 import math
 
 import tensorflow as tf
@@ -50,6 +52,11 @@ class Adam(tf.Module):
         t = tf.convert_to_tensor(t, tf.float32)
         lrt = self.lr * tf.sqrt(1 - self.b2 ** t) / (1 - self.b1 ** t)
         return lrt * self.schedule(t / self.t_total)
+
+    def scheduled_lr(self):
+        """The learning rate that the schedule gave the last update: lr * schedule(t / t_total) (lrt without Adam's
+        bias corrections)."""
+        return self.lr * self.schedule(self.t / self.t_total)
 
     def apply(self, grads, norm=None):
         """One update of every parameter from its (replica-averaged) gradient; returns the lrt used. norm: the
@@ -109,3 +116,69 @@ def update_step(p, g, m, v, lrt, b1, b2, e, l2):
 # parameters make this matter). XLA cannot reach the copies of a variable mirrored on other devices: mirrored
 # variables are updated op by op.
 fused_update = tf.function(update_step, jit_compile=True)
+
+
+# ---------------------------------------------------------------------------------------------------- the update
+
+def make_update(objective, params, opt, strategy, seed, jit_compile=False, accum_steps=1, loss_scale=None,
+                n_towers=None):
+    """The update, a tf.function: one update of `params` by `opt` from a global batch already split over the
+    replicas (loop.distribute), as the original's n_towers towers (its n_gpu; default one per replica): each array
+    of the global batch is n_towers equal runs of its first axis, tower after tower; each replica holds an equal run of towers and computes them
+    one after the other, each tower split further into accum_steps equal parts; the gradients of the parts'
+    losses, averaged over every part of every tower (the gradient of the mean over the global batch), make one
+    update of `opt`. objective(part, part_seed) -> (loss, cost): `part` the batch's arrays each cut to one part's
+    run, the loss to differentiate and the figure to report (averaged over the parts and replicas).
+    Each part draws its own dropout masks, seeded by fold_in(fold_in((seed, updates done), global tower index),
+    part): the same masks on any number of replicas; accum_steps > 1 draws more masks than the original's towers.
+    jit_compile: each part's gradient compiled by XLA. With a LossScale, the loss is scaled before the gradient,
+    and an update whose gradient is not finite is skipped. The step returns the cost, lrt and the gradient's
+    global norm: (cost, lrt, norm)."""
+    if n_towers and n_towers % strategy.num_replicas_in_sync:
+        raise ValueError(f'{n_towers} towers cannot be shared evenly by {strategy.num_replicas_in_sync} replicas')
+
+    def part_grads(part, part_seed):
+        with tf.GradientTape() as tape:
+            loss, cost = objective(part, part_seed)
+            if loss_scale is not None:
+                loss = loss * loss_scale.scale
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, params)], cost
+
+    part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads
+
+    def replica_step(*batch):
+        ctx = tf.distribute.get_replica_context()
+        towers = (n_towers or ctx.num_replicas_in_sync) // ctx.num_replicas_in_sync  # this replica's towers
+        first_tower = ctx.replica_id_in_sync_group * towers
+        update_seed = tf.stack([tf.constant(seed, tf.int32), tf.cast(opt.t, tf.int32)])
+
+        def part_seed(k):  # this replica's part k: part k % accum_steps of its tower k // accum_steps
+            tower_seed = tf.random.experimental.stateless_fold_in(update_seed, first_tower + k // accum_steps)
+            return tf.random.experimental.stateless_fold_in(tower_seed, k % accum_steps)
+
+        n_parts = towers * accum_steps
+        if n_parts == 1:
+            return part_grads(batch, part_seed(0))
+        sizes = [tf.shape(x)[0] // n_parts for x in batch]
+        grads, cost = [tf.zeros_like(p) for p in params], 0.
+        for k in tf.range(n_parts):  # a loop in the graph: one part's activations alive at a time
+            g, c = part_grads(tuple(x[k * n:(k + 1) * n] for x, n in zip(batch, sizes)), part_seed(k))
+            grads, cost = [a + b / n_parts for a, b in zip(grads, g)], cost + c / n_parts
+        return grads, cost
+
+    @tf.function(reduce_retracing=True)  # trimmed batches vary in length: one trace for all of them
+    def train_step(*batch):
+        grads, cost = strategy.run(replica_step, args=batch)
+        grads = [strategy.reduce(tf.distribute.ReduceOp.MEAN, g, axis=None) for g in grads]
+        cost = strategy.reduce(tf.distribute.ReduceOp.MEAN, cost, axis=None)
+        if loss_scale is None:
+            norm = tf.linalg.global_norm(grads)  # once: logged, and the clipping's
+            return cost, opt.apply(grads, norm), norm
+        grads = [g / loss_scale.scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        norm = tf.linalg.global_norm(grads)
+        lrt = tf.cond(finite, lambda: opt.apply(grads, norm), opt.skip)
+        loss_scale.update(finite)
+        return cost, lrt, norm
+
+    return train_step

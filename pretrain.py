@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 
-from flags import CHOICES, add_flags, bpe_paths, check_desc, check_output_dir, format_flags
+from engine.flags import CHOICES, add_flags, bpe_paths, check_desc, check_output_dir, format_flags
 from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
 
 # train.py's flags that pre-training shares, with train.py's names and meanings (the defaults are the paper's).
@@ -169,14 +169,16 @@ if __name__ != '__mp_main__':  # a corpus-encoding worker process imports this f
         import tensorflow as tf
         from tqdm import tqdm
 
-        import corpus as corpora
-        import loop
-        import weights
-        from model import Model, make_lm_eval_step, path_of, pretrain_objective
+        from engine import loop
+        from engine.kernels import path_of
+        from engine.run_state import check_outputs, check_resume, run_with_control
+        from formats import weights
+        from model import Config, Model, pretrain_objective
+        import opt
         from opt import Adam, LossScale, schedules
-        from lm_log import Progress
-        from run_state import check_outputs, check_resume, run_with_control
-        from windows import EpochPlan, heldout_windows, lm_batch, weighted
+        from pretraining import corpus as corpora
+        from pretraining.lm_log import Progress
+        from pretraining.windows import EpochPlan, heldout_windows, lm_batch, weighted
 
 
 def pretrain(args, control):
@@ -197,36 +199,47 @@ def pretrain(args, control):
     print(run_plan(args, corpus, per_epoch, n_updates))
 
     path = path_of(False, args.xla)
-    model, opt, loss_scale = build_model(args, strategy, path, n_vocab, n_updates)
-    train_step = loop.make_train_step(pretrain_objective(model, n_vocab, path), model.lm_params, opt, strategy,
-                                      args.seed, path.jit_compile, args.accum_steps, loss_scale)
-    eval_step = make_lm_eval_step(model, strategy, n_vocab, path)
+    model, adam, loss_scale = build_model(args, strategy, path, n_vocab, n_updates)
+    update = opt.make_update(pretrain_objective(model, n_vocab, path), model.params, adam, strategy, args.seed,
+                             path.jit_compile, args.accum_steps, loss_scale)
+    eval_step = loop.make_lm_eval_step(model, strategy, n_vocab, path)
     progress = Progress()
-    saved = dict(model=model, opt=opt, progress=progress, **({} if loss_scale is None else {'loss_scale': loss_scale}))
-    run = loop.start_run(own, control, saved, own_log, model.lm_params, n_updates=n_updates, replace=replaced)
+    saved = dict(model=model, opt=adam, progress=progress, **({} if loss_scale is None else {'loss_scale': loss_scale}))
+    run = loop.start_run(own.desc, own.log_dir, own.save_dir, own.resume, vars(own), control, saved, model.params,
+                         adam, n_updates, cost_name='lm_cost', replace=replaced)
     folder = os.path.join(args.save_dir, args.desc)
 
     def save(where=folder):  # the model folder (the first worker's), once per update
         if chief and progress.saved.get(where) != run.state.n_updates:
-            weights.save_model_folder(where, model.we.numpy(), [p.numpy() for p in model.lm_params[1:]], n_vocab,
+            weights.save_model_folder(where, model.we.numpy(), [p.numpy() for p in model.params[1:]], n_vocab,
                                       args.encoder_path, args.bpe_path)
             progress.saved[where] = run.state.n_updates
 
-    def after_update(n, cost):
-        progress.add(*pending.pop(0), cost)
-        if args.keep_every and n % args.keep_every == 0:
-            save(os.path.join(folder, 'updates', str(n)))
-
-    def evaluate():
-        return held_out_cost(eval_step, strategy, corpus.valid, args.n_batch, args.n_ctx, n_vocab)
-
-    pending = []  # (tokens read, tokens predicted) of the batch being trained on
+    log = progress.logger(run, lambda: held_out_cost(eval_step, strategy, corpus.valid, args.n_batch, args.n_ctx,
+                                                     n_vocab) if len(corpus.valid) > 1 else None)
     print('n_updates n_tokens tr_cost va_cost va_ppl')
-    schedule = loop.Schedule(args.n_iter, per_epoch, lambda n, _: args.eval_every and n % args.eval_every == 0,
-                             args.save_every, args.max_updates)
-    loop.fit(run, train_step, epoch_batches(plan, corpus.train, strategy, n_vocab, pending), schedule,
-             progress.logger(run, evaluate if len(corpus.valid) > 1 else None), cost_name='lm_cost',
-             postfix=progress.postfix, after_update=after_update, on_save=save)
+    with run:  # the progress bar; from here a first Ctrl-C stops the loop at the next boundary, saving
+        while run.state.n_epochs < args.n_iter and run.state.n_updates < n_updates:
+            epoch = run.state.n_epochs
+            run.epoch(epoch, args.n_iter)
+            done = run.state.n_updates - sum(per_epoch[:epoch])  # the updates a resumed run made in this epoch
+            for starts, lengths in plan.batches(epoch, done):
+                X, M = lm_batch(corpus.train, starts, lengths, args.n_batch, args.n_ctx, n_vocab)
+                cost, lrt, grad_norm = update(*loop.distribute(strategy, (X, weighted(M))))
+                run.updated(cost, lrt, grad_norm, check=loss_scale is None, postfix=progress.postfix)
+                progress.add(int(lengths.sum()), float(M.sum()), float(cost))  # tokens read, predicted
+                n = run.state.n_updates
+                if args.keep_every and n % args.keep_every == 0:
+                    save(os.path.join(folder, 'updates', str(n)))
+                if args.eval_every and n % args.eval_every == 0:
+                    log()
+                if n == args.max_updates:  # the run's last update: maybe in the middle of an epoch
+                    break
+                run.boundary(save=args.save_every and n % args.save_every == 0, on_save=save)
+            if run.state.n_updates == sum(per_epoch[:epoch + 1]):
+                run.state.n_epochs += 1
+            log()
+            run.boundary(save=args.save_every, on_save=save)
     save()
     run.summaries.close()
     if chief:
@@ -324,28 +337,17 @@ def build_model(args, strategy, path, n_vocab, n_updates):
     weights, its optimiser over the LM's parameters (the schedule's warmup of --warmup_updates of the n_updates)
     and fp16's LossScale (else None), made under the strategy."""
     with strategy.scope():
-        model = Model(n_vocab, 0, args.n_ctx, None, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer,
-                      embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop,
-                      clf_pdrop=0, afn=args.afn, precision=args.precision)
+        model = Model(Config(n_vocab, args.n_ctx, n_special=0, n_embd=args.n_embd, n_head=args.n_head,
+                             n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
+                             resid_pdrop=args.resid_pdrop, afn=args.afn, precision=args.precision, head=None))
         warmup = args.warmup_updates / n_updates
-        opt = Adam(model.lm_params, lr=args.lr, t_total=n_updates, b1=args.b1, b2=args.b2, e=args.e,
-                   schedule=lambda x: schedules[args.lr_schedule](x, warmup=warmup), l2=args.l2,
-                   vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm, fused=path.fused_adam)
+        adam = Adam(model.params, lr=args.lr, t_total=n_updates, b1=args.b1, b2=args.b2, e=args.e,
+                    schedule=lambda x: schedules[args.lr_schedule](x, warmup=warmup), l2=args.l2,
+                    vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm, fused=path.fused)
         loss_scale = LossScale() if args.precision == 'fp16' else None
     if args.init_from and not args.resume:
         model.assign(weights.load_openai_params(args.init_from, args.n_ctx, 0))  # check_init_from: its layers
-    return model, opt, loss_scale
-
-
-def epoch_batches(plan, stream, strategy, n_vocab, pending):
-    """loop.fit's epoch_batches: epoch k's updates after the first `done`, each a global batch (X, W) of windows
-    split over the replicas; (tokens read, tokens predicted) of each batch appended to `pending`."""
-    def batches(epoch, done):
-        for starts, lengths in plan.batches(epoch, done):
-            X, M = lm_batch(stream, starts, lengths, plan.n_batch, plan.n_ctx, n_vocab)
-            pending.append((int(lengths.sum()), float(M.sum())))
-            yield from loop.distribute(strategy, [(X, weighted(M))])
-    return batches
+    return model, adam, loss_scale
 
 
 def held_out_cost(eval_step, strategy, stream, n_batch, n_ctx, n_vocab):
@@ -356,9 +358,8 @@ def held_out_cost(eval_step, strategy, stream, n_batch, n_ctx, n_vocab):
     for i in tqdm(range(0, len(starts), n_batch), desc='evaluating held-out', unit='batch', file=sys.stderr,
                   leave=False):
         X, M = lm_batch(stream, starts[i:i + n_batch], lengths[i:i + n_batch], n_batch, n_ctx, n_vocab)
-        for batch in loop.distribute(strategy, [(X, M)]):
-            t, c = eval_step(*batch)
-            total, count = total + float(t), count + float(c)
+        t, c = eval_step(*loop.distribute(strategy, (X, M)))
+        total, count = total + float(t), count + float(c)
     return total / count
 
 

@@ -1,13 +1,21 @@
-"""The original's text pipeline: ftfy, standardisation, spaCy's rule-based English tokenizer, lower-cased BPE."""
+"""The original's text pipeline: ftfy, standardisation, spaCy's rule-based English tokenizer, lower-cased BPE; a
+data set's texts encoded once, kept ragged (MNLI's 393k pairs are never held as (n, n_ctx) arrays) and cached; and
+the rows GPT-1 adds after the BPE pieces (Vocab: the special tokens, then the positions)."""
+import hashlib
 import json
 import os
 import re
+import sys
+from typing import NamedTuple
 
 import ftfy
+import numpy as np
 import spacy
 from tqdm import tqdm
 
-from utils import InputError, download_command
+import datasets
+from datasets import Examples
+from utils import InputError, atomic_write, download_command
 
 
 def get_pairs(word):
@@ -83,6 +91,7 @@ class TextEncoder:
     """Maps text to the original's BPE ids; `encoder` is token -> id, `decoder` id -> token."""
 
     def __init__(self, encoder_path, bpe_path):
+        self.encoder_path, self.bpe_path = encoder_path, bpe_path
         self.nlp = spacy.blank('en')
         # Token texts do not depend on lexical attributes (like_num, shape, ...): not computing them for each new
         # word halves the tokenizer's time.
@@ -155,3 +164,202 @@ class TextEncoder:
         for token in self.nlp.tokenizer(piece + ' '):
             ids.extend(self.encoder.get(t, 0) for t in self.bpe(token.text.lower()).split(' '))
         return ids
+
+
+# ------------------------------------------------------------------------ encoded data sets, and their cache
+
+class Ragged(NamedTuple):
+    """n sequences of token ids in one array: sequence i is ids[offsets[i]:offsets[i + 1]]. ids int32 (total,),
+    offsets int64 (n + 1,)."""
+    ids: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def from_lists(cls, seqs):
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ids = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
+        return cls(ids, offsets)
+
+    @classmethod
+    def concat(cls, parts):
+        """The sequences of `parts` (Raggeds) one after the other."""
+        offsets = [np.zeros(1, dtype=np.int64)]
+        for part in parts:
+            offsets.append(part.offsets[1:] + offsets[-1][-1])
+        return cls(np.concatenate([p.ids for p in parts]).astype(np.int32), np.concatenate(offsets))
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def lengths(self):
+        return np.diff(self.offsets)
+
+    def tolist(self):
+        return [self[i].tolist() for i in range(len(self))]
+
+    def take(self, rows, lengths=None):
+        """The sequences `rows` (int array), each cut to its first `lengths` tokens (default: whole)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows] if lengths is None else np.asarray(lengths, dtype=np.int64)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        src = np.repeat(self.offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(self.ids[src], offsets)
+
+
+def encode_examples(encoder, examples, desc, chunk=2048):
+    """`examples` with each text field replaced by a Ragged of its BPE ids. Each distinct text is encoded once (an
+    MNLI premise serves three hypotheses, a RACE article all its questions), in chunks, under a progress bar
+    labelled `desc`."""
+    texts = [t for field in examples.texts for t in field]
+    unique = list(dict.fromkeys(texts))
+    parts = []
+    with tqdm(total=len(unique), desc=desc, unit=' texts', ncols=100, leave=False) as bar:
+        for i in range(0, len(unique), chunk):
+            parts.append(Ragged.from_lists(encoder.encode(unique[i:i + chunk], verbose=False)))
+            bar.update(len(unique[i:i + chunk]))
+    encoded = Ragged.concat(parts) if parts else Ragged(np.zeros(0, np.int32), np.zeros(1, np.int64))
+    position = {t: k for k, t in enumerate(unique)}
+    rows = np.fromiter((position[t] for t in texts), dtype=np.int64, count=len(texts))
+    n = len(examples.ids)
+    return examples._replace(texts=tuple(encoded.take(rows[k * n:(k + 1) * n]) for k in range(len(examples.texts))))
+
+
+def encode_splits(encoder, splits, name):
+    """{split: Examples with Ragged fields} of a task's {split: Examples}."""
+    return {split: encode_examples(encoder, examples, f'encoding {name} {split}') for split, examples in splits.items()}
+
+
+def encoded_dataset(task, data_dir, cache_dir, text_encoder):
+    """The task's splits ({split: Examples}) with every text field encoded (a Ragged of token ids), and a function
+    that caches them (call it once every input is checked). They are read from --cache_dir when the data files,
+    the BPE files, the code that reads and encodes them and its libraries are those that wrote the cache; a cache
+    that cannot be read, or that does not fit the data, is encoded again (with a warning) and replaced. `task` a
+    finetuning.tasks entry; cache_dir None: no cache."""
+    splits = task.load(data_dir)  # read and checked on every run: the cache holds only the encodings
+    n_vocab = len(text_encoder.encoder)
+    if not cache_dir:
+        return encode_splits(text_encoder, splits, task.name), lambda: None
+    digest = hashlib.sha256(f'{ftfy.__version__} {spacy.__version__}'.encode())
+    code = [__file__, datasets.__file__, sys.modules[type(task).__module__].__file__]  # the reading and encoding
+    for path in task.paths(data_dir) + [text_encoder.encoder_path, text_encoder.bpe_path] + code:
+        with open(path, 'rb') as f:
+            digest.update(f.read())
+    cache_path = os.path.join(cache_dir, f'{task.name}-{digest.hexdigest()[:20]}.npz')
+    if os.path.isfile(cache_path):
+        try:
+            return load_encoded(cache_path, splits, n_vocab), lambda: None
+        except Exception as err:  # whatever a damaged file makes numpy raise: the cache is only a shortcut
+            print(f"warning: the cache {cache_path!r} is damaged ({type(err).__name__}: {err}): encoding the data "
+                  "set again", file=sys.stderr)
+    encoded = encode_splits(text_encoder, splits, task.name)
+    return encoded, lambda: save_cache(cache_path, encoded)
+
+
+def save_cache(path, splits):
+    """save_encoded, atomically; a failure (full disk, read-only folder) a warning: the cache only saves
+    time."""
+    try:
+        with atomic_write(path, 'wb') as f:
+            save_encoded(f, splits)
+    except (OSError, InputError) as err:
+        print(f"warning: could not cache the encoded data set in {path!r} ({err}): the next run encodes it again",
+              file=sys.stderr)
+
+
+def save_encoded(f, splits):
+    """Write encoded splits to `f` (a path or a binary file) as one .npz of plain arrays (no pickle)."""
+    arrays = {}
+    for split, ex in splits.items():
+        for k, field in enumerate(ex.texts):
+            arrays[f'{split}/texts/{k}/ids'], arrays[f'{split}/texts/{k}/offsets'] = field.ids, field.offsets
+        arrays[f'{split}/ids'] = np.asarray(ex.ids, dtype=str)
+        arrays[f'{split}/n_skipped'] = np.asarray(ex.n_skipped)
+        if ex.y is not None:
+            arrays[f'{split}/y'] = ex.y
+        if ex.group is not None:
+            arrays[f'{split}/group'] = np.asarray(ex.group, dtype=str)
+    np.savez(f, **arrays)
+
+
+def load_encoded(path, like=None, n_vocab=None):
+    """The encoded splits that save_encoded wrote to `path` (nothing in it is unpickled). Given `like` (the splits
+    as read from the data files, before encoding) and n_vocab, ValueError unless the file holds exactly their
+    splits, fields, example ids and labels, each field a well-formed Ragged of token ids in [0, n_vocab)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {key: z[key] for key in z.files}
+    splits = {}
+    for split in dict.fromkeys(key.split('/')[0] for key in arrays):
+        n_fields = len({key for key in arrays if key.startswith(f'{split}/texts/')}) // 2
+        texts = tuple(Ragged(arrays[f'{split}/texts/{k}/ids'], arrays[f'{split}/texts/{k}/offsets'])
+                      for k in range(n_fields))
+        splits[split] = Examples(texts, arrays.get(f'{split}/y'), arrays[f'{split}/ids'].tolist(),
+                                 arrays.get(f'{split}/group'), int(arrays[f'{split}/n_skipped']))
+    if like is not None:
+        check_encoded(splits, like, n_vocab)
+    return splits
+
+
+def check_encoded(encoded, like, n_vocab):
+    """ValueError unless `encoded` (load_encoded's splits) encodes the splits `like` (see load_encoded)."""
+    if list(encoded) != list(like):
+        raise ValueError(f'splits {list(encoded)} instead of {list(like)}')
+    for split, ex in like.items():
+        got = encoded[split]
+        if got.ids != [str(i) for i in ex.ids] or len(got.texts) != len(ex.texts):
+            raise ValueError(f'{split}: other examples or fields than the data set')
+        same_y = (got.y is None and ex.y is None) or (
+            got.y is not None and ex.y is not None and got.y.dtype == np.asarray(ex.y).dtype
+            and np.array_equal(got.y, ex.y))
+        same_group = (got.group is None) == (ex.group is None) and (
+            ex.group is None or got.group.tolist() == [str(g) for g in ex.group])
+        if not (same_y and same_group and got.n_skipped == ex.n_skipped):
+            raise ValueError(f'{split}: labels or groups differ from the data set')
+        for k, field in enumerate(got.texts):
+            ids, offsets = field.ids, field.offsets
+            if not (ids.dtype == np.int32 and ids.ndim == 1 and offsets.dtype == np.int64
+                    and offsets.shape == (len(ex.ids) + 1,) and offsets[0] == 0 and offsets[-1] == len(ids)
+                    and np.all(np.diff(offsets) >= 0) and (len(ids) == 0 or 0 <= ids.min() <= ids.max() < n_vocab)):
+                raise ValueError(f'{split}: field {k} is not {len(ex.ids)} texts of token ids below {n_vocab}')
+
+
+# ------------------------------------------------------------------------ the special tokens and positions
+# The three special tokens `_start_`, `_delimiter_`, `_classify_` (the paper's extract token) follow the n_vocab
+# pieces, then one row per position (SPEC.md, "Text encoding" and "The model"). Every token id and position id of
+# the project is made here.
+
+N_SPECIAL = 3
+
+
+class Vocab(NamedTuple):
+    """The ids of a vocabulary of n_vocab BPE pieces (40,478 for GPT-1's): pieces 0 .. n_vocab - 1, then the
+    n_special special tokens, then the positions; `we` has rows(n_ctx) rows. Fine-tuning has the 3 special tokens;
+    pre-training none (n_special 0: the published files' token rows, then the positions)."""
+    n_vocab: int
+    n_special: int = N_SPECIAL
+
+    @property
+    def start(self):
+        return self.n_vocab
+
+    @property
+    def delimiter(self):
+        return self.n_vocab + 1
+
+    @property
+    def classify(self):
+        return self.n_vocab + 2
+
+    def position(self, t):
+        """The id of position t (an int or an int array), counted from 0."""
+        return self.n_vocab + self.n_special + t
+
+    def rows(self, n_ctx):
+        """Rows of `we` for a context of n_ctx positions: the pieces, the special tokens, the positions."""
+        return self.n_vocab + self.n_special + n_ctx

@@ -12,18 +12,18 @@ data/CoLA, data/RACE, data/DPRD, and data/ for the Story Cloze CSVs) and prints 
 writes the figure and one prediction per example. --checkpoints scores every save/{desc}/updates/<n_updates>/
 model folder on each task (default the four of Figure 2) and writes the curve: a JSON and a PNG beside it, each
 task's metric against the updates, raw and as the paper normalises it, (metric - random) / (state of the art -
-random) (paper.py says where each comes from). It resumes: the updates already in the JSON are not scored again.
+random) (results.py says where each comes from). It resumes: the updates already in the JSON are not scored again.
 """
 import argparse
 import json
 import os
 import sys
 
-from flags import add_flags, check_output_dir
+from engine.flags import add_flags, check_output_dir
 from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
 
 TASKS = ('sst2', 'cola', 'race', 'dprd', 'rocstories')
-FIGURE2 = ('sst2', 'cola', 'race', 'dprd')  # paper.ZERO_SHOT_TASKS, here so that --help needs no import
+FIGURE2 = ('sst2', 'cola', 'race', 'dprd')  # results.ZERO_SHOT_TASKS, here so that --help needs no import
 FOLDERS = {'sst2': 'SST-2', 'cola': 'CoLA', 'race': 'RACE', 'dprd': 'DPRD', 'rocstories': ''}  # under --data_root
 SPLITS = {'sst2': ('dev', 'train'), 'cola': ('dev', 'train'), 'race': ('dev', 'test', 'train'),
           'dprd': ('test', 'train'), 'rocstories': ('valid', 'test', 'train')}  # labelled splits, the default first
@@ -123,15 +123,13 @@ with tensorflow_start_up_hidden():
     import tensorflow as tf
     from tqdm import tqdm
 
-    import heuristics
-    import metrics
-    import paper
-    from analysis import save_png
     from datasets import dprd
-    from inputs import encode_examples
-    from model import language_model, load_language_model
-    from tasks import TASKS as REGISTRY, score
-    from text_utils import TextEncoder
+    from finetuning import metrics
+    from finetuning.tasks import TASKS as REGISTRY, score
+    from formats.language_model import language_model, load_language_model
+    from paper import heuristics, results
+    from paper.runs import save_png
+    from text_utils import TextEncoder, encode_examples
     from utils import atomic_write
 
 
@@ -155,7 +153,7 @@ def token_id(encoder, piece):
 def prepare(task, examples, train, text_encoder, n_ctx):
     """The model's inputs of the labelled `examples` (and, for CoLA, of the `train` split that sets the
     threshold): {'examples': the inputs of the split (heuristics' rule), 'train': CoLA's}, the texts encoded one
-    at a time (inputs.encode_examples)."""
+    at a time (text_utils.encode_examples)."""
     if task != 'dprd':
         fields = [field.tolist() for field in encode_examples(text_encoder, examples, f'encoding {task}').texts]
     if task == 'sst2':
@@ -268,8 +266,8 @@ def curve(args):
         scores = {task: first(evaluate(task, inputs, examples, scorer, args.n_batch)[1])
                   for task, (examples, inputs) in data.items()}
         points = sorted(points + [{'n_updates': n_updates, 'folder': folder, 'scores': scores,
-                                   'normalised': {t: paper.normalised(t, v) for t, v in scores.items()
-                                                  if t in paper.RANDOM}}], key=lambda p: p['n_updates'])
+                                   'normalised': {t: results.normalised(t, v) for t, v in scores.items()
+                                                  if t in results.RANDOM}}], key=lambda p: p['n_updates'])
         write_curve(args.json, settings, points)
         tqdm.write(f"{n_updates} updates: " + '  '.join(f'{TITLES[t]} {v:.2f}' for t, v in scores.items()))
     write_curve(args.json, settings, points)
@@ -291,10 +289,10 @@ def previous_points(path, settings):
 
 def write_curve(path, settings, points):
     """The curve's JSON: the settings, the paper's chance levels and states of the art, and one point per model."""
-    tasks = [t for t in settings['tasks'] if t in paper.RANDOM]
+    tasks = [t for t in settings['tasks'] if t in results.RANDOM]
     with atomic_write(path) as f:
-        json.dump({**settings, 'random': {t: paper.RANDOM[t] for t in tasks},
-                   'sota': {t: paper.SOTA[t] for t in tasks}, 'sota_sources': {t: paper.SOTA_SOURCES[t] for t in tasks},
+        json.dump({**settings, 'random': {t: results.RANDOM[t] for t in tasks},
+                   'sota': {t: results.SOTA[t] for t in tasks}, 'sota_sources': {t: results.SOTA_SOURCES[t] for t in tasks},
                    'points': points}, f, indent=1)
         f.write('\n')
 
@@ -310,7 +308,7 @@ def plot_curve(points, tasks, out_path):
     for i, task in enumerate(tasks):
         axes[0].plot(x, [p['scores'][task] for p in points], color=f'C{i}', marker='o', markersize=3,
                      label=TITLES[task])
-        if task in paper.RANDOM:
+        if task in results.RANDOM:
             axes[1].plot(x, [p['normalised'][task] for p in points], color=f'C{i}', marker='o', markersize=3,
                          label=TITLES[task])
     for ax, ylabel in zip(axes, ['zero-shot metric (accuracy %, Matthews corr. x 100)',

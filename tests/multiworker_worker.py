@@ -15,7 +15,7 @@ os.environ['CUDA_VISIBLE_DEVICES'] = ''
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import loop  # noqa: E402
+from engine import loop  # noqa: E402
 from opt import Adam, warmup_linear  # noqa: E402
 from tests.test_train import HP, batches, new_model, random_arrays  # noqa: E402
 from tests.fixtures import finetune_step, train_batches  # noqa: E402

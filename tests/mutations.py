@@ -397,7 +397,7 @@ def real_files_env():
     """The environment of the copies' test runs: GPT1_DATA_DIR and GPT1_MODEL_DIR set to where this project finds
     the real files (a copy has no ../shared beside it), so that the tests that need them run rather than skip."""
     sys.path.insert(0, ROOT)
-    from sample_files import real_path
+    from formats.sample_files import real_path
     env = dict(os.environ)
     for kind in ('data', 'model'):
         if f'GPT1_{kind.upper()}_DIR' not in env and real_path(kind):

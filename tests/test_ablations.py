@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import flags
+from engine import flags
 import train
-from model import DEFAULT, PADDED, TRIMMED, finetune_objective
-from tasks import TASKS
+from engine.kernels import DEFAULT, PADDED, TRIMMED
+from model import finetune_objective
+from finetuning.tasks import TASKS
 from tests import reference
 from tests import test_task_runs as task_runs
 from tests.fixtures import openai_shapes, write_random_weights
 from tests.test_train import CLF, N_HEAD, batches, new_model, random_arrays
-from weights import load_openai_params
+from formats.weights import load_openai_params
 
 
 @pytest.mark.parametrize('path', [PADDED, TRIMMED], ids=['padded', 'trimmed'])  # batches (X, M, Y)

@@ -8,7 +8,7 @@ import pytest
 
 import analysis
 from datasets import ROC_TEST, rocstories_csv
-from tasks import TASKS
+from finetuning.tasks import TASKS
 from tests.fixtures import write_rocstories
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'

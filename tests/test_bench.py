@@ -3,19 +3,24 @@ against the model's matmuls listed one by one, the interleaved rounds' order and
 as a result, the comparison's batches against the original's arrays (tests/reference.py), and bench.py handing
 --masks and --mnli_pipeline over to their programs before TensorFlow is imported. Nothing here is timed."""
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import bench_harness
-import bench_setup
-from bench_harness import Failures, batch_flops, forward_flops, interleaved
-from model import DEFAULT, PADDED, TRIMMED, XLA
-from tests.fixtures import write_rocstories
-from tests.reference import context_length, pack_roc, transform_roc
-from tests.test_newcomer import imported, run_script
-from utils import round_up
-from vocab import Vocab
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'bench'))  # the benchmarks' modules import each other by name from bench/
+
+import bench_harness  # noqa: E402
+import bench_setup  # noqa: E402
+from bench_harness import Failures, batch_flops, forward_flops, interleaved  # noqa: E402
+from engine.kernels import DEFAULT, PADDED, TRIMMED, XLA  # noqa: E402
+from tests.fixtures import write_rocstories  # noqa: E402
+from tests.reference import context_length, pack_roc, transform_roc  # noqa: E402
+from tests.test_newcomer import imported, run_script  # noqa: E402
+from text_utils import Vocab  # noqa: E402
+from utils import round_up  # noqa: E402
 
 
 def matmul_flops(T, n_layer, n_embd, n_head, lm_positions, n_lm):
@@ -100,10 +105,11 @@ def test_interleaved_rotates_the_order_and_times_the_retraced_jobs_again(capsys)
 
 
 def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
-    """bench_setup's batches, through the registry and inputs.py: padded to n_ctx for the original graph and
-    --padded (transform_roc's arrays, n_ctx the longest input of any split), cut to the batch's longest on the
-    trimmed paths, each tower packed into the run's rows on the packed ones (the same tokens), and packed for
-    evaluation (pack_roc's, cut to the batch's longest, or to the split's longest at one shape)."""
+    """bench_setup's batches, through the registry and finetuning/inputs.py: padded to n_ctx for the original graph
+    and --padded (transform_roc's arrays, n_ctx the longest input of any split), cut to the batch's longest on the
+    trimmed paths, each tower packed into the run's rows on the packed ones (the same tokens); for evaluation
+    padded or cut likewise (transform_roc's arrays of the valid split), or on the fixed_eval paths each example
+    packed whole (pack_roc's tokens: the story once, then both endings) into rows of the split's one shape."""
     write_rocstories(str(tmp_path / 'data'), n_val=380, n_test=12)  # the original keeps 374 for validation
     args = argparse.Namespace(data_dir=str(tmp_path / 'data'), model_dir=None, quick=True, n_layer=None, n_batch=2,
                               n_gpu=1, steps=1)
@@ -129,16 +135,17 @@ def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
             assert Xk.shape == (s.n_gpu * s.packing.rows, s.packing.length, 2) and (Y == s.train.Y[rows]).all()
             np.testing.assert_array_equal(np.sort(Xk[..., 0][seg > 0]), np.sort(X[rows][..., 0][M[rows] > 0]))
             np.testing.assert_array_equal(Xk.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
+    Xv, Mv = transform_roc(*fields['va'], s.n_vocab, s.n_ctx, max_len)
     Xp, seg, clf_idx = pack_roc(*fields['va'], s.n_vocab, max_len)
     for i in range(s.n_need):
         rows = slice(i * s.nbt, (i + 1) * s.nbt)
-        T = int((seg[rows] < 3).sum(1).max())
-        got = s.batch(s.valid_packed, TRIMMED._replace(multiple=8), i)
-        assert got[0].shape[1] == round_up(T, 8)
-        np.testing.assert_array_equal(got[0][:, :T], Xp[rows, :T])
-        np.testing.assert_array_equal(got[1][:, :T], seg[rows, :T])
-        np.testing.assert_array_equal(got[2], clf_idx[rows])
-        assert (got[1][:, T:] == 3).all()
+        T = int(Mv[rows].sum(-1).max())
+        for path, length in [(PADDED, s.n_ctx), (TRIMMED, T), (TRIMMED._replace(multiple=8), round_up(T, 8))]:
+            got = s.batch(s.valid, path, i)  # the evaluation's padded arrays, to n_ctx or cut
+            assert got[0].shape[2] == min(length, s.n_ctx)
+            np.testing.assert_array_equal(got[0], Xv[rows, :, :got[0].shape[2]])
+            np.testing.assert_array_equal(got[1], Mv[rows, :, :got[0].shape[2]])
+            np.testing.assert_array_equal(got[2], s.valid.Y[rows])
         for path in [DEFAULT, XLA]:  # the examples whole, several a row, in the split's one shape
             Xr, seg_r, clf_at, _ = s.batch(s.valid_packed, path, i)
             packing = s.eval_packings[id(s.valid_packed)]
@@ -147,10 +154,11 @@ def test_the_comparisons_batches_are_the_originals_arrays(tmp_path):
             np.testing.assert_array_equal(Xr.reshape(-1, 2)[clf_at.ravel(), 0], Vocab(s.n_vocab).classify)
 
 
-@pytest.mark.parametrize('argv, program, flag', [(['bench.py', '--masks', '--help'], 'bench_masks.py', '--update_s'),
-                                                 (['bench.py', '--help', '--mnli_pipeline'], 'bench_pipeline.py',
+@pytest.mark.parametrize('argv, program, flag', [(['bench/bench.py', '--masks', '--help'], 'bench_masks.py',
+                                                  '--update_s'),
+                                                 (['bench/bench.py', '--help', '--mnli_pipeline'], 'bench_pipeline.py',
                                                   '--quick'),
-                                                 (['bench.py', '--help'], 'bench.py', '--ablation')])
+                                                 (['bench/bench.py', '--help'], 'bench.py', '--ablation')])
 def test_bench_hands_masks_and_the_pipeline_over_to_their_programs_before_tensorflow(argv, program, flag):
     result = run_script(*argv)
     modules, _ = imported(result.stderr)
@@ -161,7 +169,7 @@ def test_bench_hands_masks_and_the_pipeline_over_to_their_programs_before_tensor
 
 
 def test_bench_refuses_a_flag_of_neither_program_and_two_hand_overs():
-    result = run_script('bench.py', '--masks', '--n_batch', '4')
+    result = run_script('bench/bench.py', '--masks', '--n_batch', '4')
     assert result.returncode == 2 and 'bench_masks.py: error: unrecognized arguments: --n_batch 4' in result.stderr
-    result = run_script('bench.py', '--masks', '--mnli_pipeline')
+    result = run_script('bench/bench.py', '--masks', '--mnli_pipeline')
     assert result.returncode == 2 and result.stderr.splitlines()[-1].startswith('error: --masks and --mnli_pipeline')

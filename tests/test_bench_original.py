@@ -1,15 +1,20 @@
 """bench.py's baseline, the original's TF1 graph (bench_original.py): it computes SPEC's numbers (the NumPy
 reference's forward, gradient and Adam, over n_gpu towers), the port's padded path gives the same, and its dropout
 is TensorFlow 1.4's (kept values scaled by 1 / keep)."""
+import sys
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
-from bench_original import OriginalGraph, dropout, v1
-from opt import Adam, warmup_linear
-from tests import reference
-from tests.fixtures import finetune_step
-from tests.test_train import (CLF, HP, N_CTX, N_EMBD, N_HEAD, N_LAYER, N_VOCAB, assert_params_close, batches,
-                              new_model, random_arrays)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))  # bench_original.py lives in bench/
+
+from bench_original import OriginalGraph, dropout, v1  # noqa: E402
+from opt import Adam, warmup_linear  # noqa: E402
+from tests import reference  # noqa: E402
+from tests.fixtures import finetune_step  # noqa: E402
+from tests.test_train import (CLF, HP, N_CTX, N_EMBD, N_HEAD, N_LAYER, N_VOCAB,  # noqa: E402
+                              assert_params_close, batches, new_model, random_arrays)
 
 N_GPU, N_BATCH = 2, 2
 

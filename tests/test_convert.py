@@ -18,8 +18,8 @@ import safetensors.numpy
 
 import convert
 import download
-import tasks
-import weights
+from finetuning import tasks
+from formats import weights
 from tests.fixtures import REAL_FILES_HINT, real_path, write_random_weights
 from tests.test_errors import inputs  # noqa: F401 (the tiny run's inputs, a fixture)
 from tests.test_hostile import tiny  # noqa: F401 (a tiny train.py run, a fixture)
@@ -470,7 +470,7 @@ def test_generate_restores_a_safetensors(inputs, tmp_path):
                                 '--n_head', '4', '--encoder_path', str(inputs['encoder_path']),
                                 '--bpe_path', str(inputs['bpe_path'])])
     model = generate.finetuned_model(args, n_vocab)
-    assert model.n_ctx == 6 and all(np.array_equal(p.numpy(), a) for p, a in zip(model.params, arrays))
+    assert model.cfg.n_ctx == 6 and all(np.array_equal(p.numpy(), a) for p, a in zip(model.params, arrays))
 
 
 
@@ -522,8 +522,8 @@ def on_hf(tmp_path, what, folder, **arrays):
 @needs_bpe
 def test_from_hf_gives_transformers_hidden_states_and_lm_logits(tmp_path, capsys):
     import tensorflow as tf
-    from model import Model, causal_mask
-    from vocab import Vocab
+    from model import Config, Model, lm_logits
+    from text_utils import Vocab
     hf_python()  # skips here, before any work, without transformers
     ids = np.random.RandomState(0).randint(0, N_VOCAB, (3, 14))
     hf = on_hf(tmp_path, 'make_lm', tmp_path / 'hf', ids=ids)
@@ -532,12 +532,11 @@ def test_from_hf_gives_transformers_hidden_states_and_lm_logits(tmp_path, capsys
         shutil.copy(tmp_path / 'vocab_only' / name, tmp_path / 'hf')
     convert_ok(capsys, '--from_hf', tmp_path / 'hf', '--out', tmp_path / 'model')
     V = Vocab(N_VOCAB)
-    model = Model(N_VOCAB, 3, N_POS, V.classify, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0,
-                  attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    model = Model(Config(N_VOCAB, N_POS, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
     model.assign(weights.load_openai_params(str(tmp_path / 'model'), N_POS, 3))
     X = tf.constant(np.stack([ids, np.broadcast_to(V.position(np.arange(14)), ids.shape)], -1).astype(np.int32))
-    h = model.transformer(X, model.we, causal_mask(14), False, None).numpy()
-    logits = model.lm_logits(X, n_rows=N_VOCAB).numpy()
+    h = model(X)[0].numpy()
+    logits = lm_logits(model, X, n_rows=N_VOCAB).numpy()
     assert np.abs(h).max() > 1 and np.abs(h - hf['hidden']).max() < 1e-5
     assert np.abs(logits - hf['logits']).max() < 1e-5 * np.abs(logits).max()
 
@@ -545,8 +544,8 @@ def test_from_hf_gives_transformers_hidden_states_and_lm_logits(tmp_path, capsys
 @needs_bpe
 def test_to_hf_gives_the_port_s_classifier_logits_as_mc_logits(tmp_path, capsys):
     import tensorflow as tf
-    from model import Model
-    from vocab import Vocab
+    from model import Config, Model, finetune_losses, lm_logits
+    from text_utils import Vocab
     hf_python()  # skips here, before any work, without transformers
     V, n_ctx, T = Vocab(N_VOCAB), 12, 10
     params = finetuned(seed=4, n_ctx=n_ctx)
@@ -562,14 +561,13 @@ def test_to_hf_gives_the_port_s_classifier_logits_as_mc_logits(tmp_path, capsys)
                 rng.randint(0, N_VOCAB, rng.randint(1, 3))) + [V.classify]
             X[i, j, :len(seq), 0], M[i, j, :len(seq)], mc[i, j] = seq, 1, len(seq) - 1
     X[..., 1] = V.position(np.arange(T))
-    model = Model(N_VOCAB, 3, n_ctx, V.classify, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0,
-                  attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    model = Model(Config(N_VOCAB, n_ctx, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
     model.assign(params)
-    clf_logits = model(tf.constant(X), tf.constant(M), tf.zeros([4], tf.int32))[0].numpy()
+    clf_logits = finetune_losses(model, (tf.constant(X), tf.constant(M), tf.zeros([4], tf.int32)))[0].numpy()
     hf = on_hf(tmp_path, 'double_heads', tmp_path / 'hf', ids=X[..., 0], mc=mc)
     assert np.abs(clf_logits[:, 0] - clf_logits[:, 1]).min() > 1e-3
     assert np.abs(hf['mc_logits'] - clf_logits).max() < 1e-5
-    lm = model.lm_logits(tf.constant(X.reshape(-1, T, 2)), n_rows=N_VOCAB + 3).numpy()
+    lm = lm_logits(model, tf.constant(X.reshape(-1, T, 2)), n_rows=N_VOCAB + 3).numpy()
     assert np.abs(hf['logits'].reshape(lm.shape) - lm).max() < 1e-5 * np.abs(lm).max()
 
 

@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-import corpus
-import windows
+from pretraining import corpus
+from pretraining import windows
 from text_utils import TextEncoder
 from utils import InputError
 from tests.pretrain_files import N_VOCAB, PIECES, write_corpus, write_vocab

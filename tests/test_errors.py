@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import loop
+from engine import loop
 import train
 import utils
-import weights
+from formats import weights
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
 from tests.fixtures import openai_shapes, write_random_weights, write_rocstories
 

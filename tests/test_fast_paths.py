@@ -9,12 +9,14 @@ import pytest
 import tensorflow as tf
 
 import train
-from inputs import encoded_dataset
-from flags import parse_args
+from engine import kernels
+from engine.flags import parse_args
+from engine.kernels import PADDED
+from model import evaluate_batch, finetune_losses, gelu, norm, segment_mask
 from opt import Adam, warmup_linear
 from tests import reference
 from tests.reference import pack_roc, transform_roc
-from model import PADDED, fused_gelu, fused_norm, gelu, norm
+from text_utils import encoded_dataset
 from tests.test_model import (CLF_TOKEN, N_HEAD, N_VOCAB, TOL, Y0, M0, X0, make_model, random_examples,
                               random_params, run)
 from tests.test_train import tiny_run_files
@@ -23,12 +25,15 @@ from tests.fixtures import finetune_step, train_batches, trim
 
 def test_masked_lm_head_gives_the_original_losses():
     model = make_model()
-    full = model(X0, M0, Y0)
-    masked = model(X0, M0, Y0, path=PADDED._replace(masked_lm=True))
+    full = finetune_losses(model, (X0, M0, Y0))
+    masked = finetune_losses(model, (X0, M0, Y0), path=PADDED._replace(masked_lm=True))
     np.testing.assert_allclose(masked[2], full[2], rtol=1e-5)
     np.testing.assert_allclose(masked[2], reference.forward(random_params(), X0, M0, Y0, N_HEAD, CLF_TOKEN)[2],
                                rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(masked[0], full[0])
+
+
+fused_gelu, fused_norm = kernels.fused(gelu, norm)
 
 
 def test_fused_kernels_forward_match_the_reference():
@@ -93,8 +98,9 @@ def test_packed_evaluation_scores_both_choices_as_two_sequences():
     assert list(clf_idx[1]) == [n + len(e1), n + len(e1) + len(e2) + 1]
 
     model = make_model()
-    logits, losses, _ = model(X, M, Y)
-    packed_logits, packed_losses = model.score_packed(Xp, seg, clf_idx, Y)
+    logits, losses, _ = finetune_losses(model, (X, M, Y))
+    clf_at = (np.arange(len(Xp))[:, None] * Xp.shape[1] + clf_idx).astype(np.int32)  # one example a row, one unit:
+    packed_logits, packed_losses = evaluate_batch(model, (Xp, seg + 1, clf_at, Y), n_parts=4)  # parts 0, 1, 2, pad
     np.testing.assert_allclose(packed_logits, logits, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(packed_losses, losses, rtol=1e-5, atol=1e-6)
     ref_logits = reference.forward(random_params(), X, M, Y, N_HEAD, CLF_TOKEN)[0]
@@ -102,8 +108,8 @@ def test_packed_evaluation_scores_both_choices_as_two_sequences():
 
 
 def test_packed_mask_keeps_the_endings_apart():
-    seg = tf.constant([[0, 0, 1, 1, 2, 2, 3]])
-    b = tf.squeeze(__import__('model').packed_mask(seg)).numpy()
+    seg = tf.constant([[0, 0, 1, 1, 2, 2, 3]]) + 1  # one unit: the story (part 0), ending 1, ending 2, padding
+    b = tf.squeeze(segment_mask(seg, n_parts=4)).numpy()
     assert b[4, 2] == 0 and b[4, 3] == 0       # ending 2 does not see ending 1
     assert b[4, 0] == 1 and b[4, 1] == 1 and b[5, 4] == 1 and b[4, 5] == 0  # it sees the story and its own past
     assert b[3, 2] == 1 and b[3, 4] == 0       # ending 1 is causal
@@ -189,20 +195,19 @@ def test_default_run_logs_the_numbers_of_the_padded_run(tmp_path, monkeypatch):
 def test_encoded_data_set_is_cached_by_its_inputs(tmp_path, monkeypatch):
     monkeypatch.setattr('tests.test_train.real_path', lambda *parts: None)
     data_dir, encoder_path, bpe_path, _, _, _, _ = tiny_run_files(tmp_path)
-    args = parse_args(['--data_dir', data_dir, '--encoder_path', encoder_path, '--bpe_path', bpe_path,
-                      '--cache_dir', str(tmp_path / 'cache')])
+    cache_dir = str(tmp_path / 'cache')
     encoder = train.TextEncoder(encoder_path, bpe_path)
     task = train.TASKS['rocstories']
-    first, write_cache = encoded_dataset(args, task, encoder)
+    first, write_cache = encoded_dataset(task, data_dir, cache_dir, encoder)
     write_cache()
     assert len(os.listdir(tmp_path / 'cache')) == 1
     monkeypatch.setattr(encoder, 'encode', lambda *a, **k: pytest.fail('encoded again despite the cache'))
-    second, _ = encoded_dataset(args, task, encoder)
+    second, _ = encoded_dataset(task, data_dir, cache_dir, encoder)
     assert [f.tolist() for f in second['train'].texts] == [f.tolist() for f in first['train'].texts]
     assert (second['valid'].y == first['valid'].y).all()
     with open(task.paths(data_dir)[1], 'a') as f:
         f.write('id999,A b.,C d.,E f.,G h.,I j.,K l.,1\n')  # another test file: another key, encoded anew
     monkeypatch.undo()
-    third, write_cache = encoded_dataset(args, task, train.TextEncoder(encoder_path, bpe_path))
+    third, write_cache = encoded_dataset(task, data_dir, cache_dir, train.TextEncoder(encoder_path, bpe_path))
     write_cache()
     assert len(third['test'].ids) == len(first['test'].ids) + 1 and len(os.listdir(tmp_path / 'cache')) == 2

@@ -1,4 +1,4 @@
-"""Model.lm_logits and generate.py: the LM logits and sampling against NumPy (tests/reference.py) on tiny random
+"""model.lm_logits and generate.py: the LM logits and sampling against NumPy (tests/reference.py) on tiny random
 models, models with weights set by hand so that the answer is known, and the command end to end. (The zero-shot
 Story Cloze baseline is zeroshot.py's: tests/test_zeroshot.py.)"""
 import re
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import generate
-from model import Model
+from model import Config, Model, lm_logits
 from tests import reference
 from tests.test_train import tiny_run_files
 
@@ -16,8 +16,7 @@ START = N_VOCAB
 
 
 def new_model():
-    return Model(N_VOCAB, N_SPECIAL, N_CTX, N_VOCAB + 2, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER,
-                 embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
 
 
 def random_model(seed=0):
@@ -66,7 +65,7 @@ def test_lm_logits_are_the_hidden_states_times_every_row_of_we():
     X = np.zeros((3, 9, 2), np.int32)
     X[..., 0] = rng.randint(0, N_VOCAB + N_SPECIAL, (3, 9))
     X[..., 1] = N_VOCAB + N_SPECIAL + np.arange(9)
-    logits = model.lm_logits(X).numpy()
+    logits = lm_logits(model, X).numpy()
     assert logits.shape == (3, 9, N_VOCAB + N_SPECIAL + N_CTX)
     np.testing.assert_allclose(logits, numpy_logits(arrays, X), rtol=0, atol=1e-5)
 
@@ -90,7 +89,7 @@ def test_top_k_1_is_greedy():
 
 def test_sampling_never_emits_special_or_position_ids():
     model = constant_model(np.random.RandomState(0).randn(N_VOCAB) * 0.01, other_rows=10.)
-    logits = model.lm_logits(inputs([START, 1, 2])).numpy()
+    logits = lm_logits(model, inputs([START, 1, 2])).numpy()
     assert np.all(np.argmax(logits, -1) >= N_VOCAB)   # the model much prefers those rows: the test can fail
     for temperature, top_k in [(1.0, 0), (1.0, 40), (0, 0), (5.0, 0)]:
         ids = generate.sample(model, [START], 20, N_VOCAB, temperature=temperature, top_k=top_k, seed=0)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inputs import Ragged, pack_choices, packed_batch, pad_batch, sequences
-from model import Head, Model
-from tasks import TASKS
+from finetuning.inputs import pack_choices, packed_batch, pad_batch, sequences
+from text_utils import Ragged
+from model import Config, Head, Model, evaluate_batch, finetune_losses
+from finetuning.tasks import TASKS
 from tests import reference
 
 N_VOCAB, N_SPECIAL, N_CTX, N_EMBD, N_HEAD, N_LAYER = 20, 3, 16, 16, 2, 2
@@ -63,15 +64,14 @@ def random_params(model, seed=0):
 def make_model(name, **kw):
     """The tiny model with task `name`'s head and random params (dropout off unless kw says otherwise)."""
     kw = {**dict(embd_pdrop=0., attn_pdrop=0., resid_pdrop=0., clf_pdrop=0.), **kw}
-    model = Model(N_VOCAB, N_SPECIAL, N_CTX, CLF, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER,
-                  head=Head(**TASKS[name].head), **kw)
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, head=Head(**TASKS[name].head), **kw))
     params = random_params(model)
     model.assign(params)
     return model, params
 
 
 def run(model, X, M, Y, **kw):
-    return [t.numpy() for t in model(tf.constant(X), tf.constant(M), tf.constant(Y), **kw)]
+    return [t.numpy() for t in finetune_losses(model, (tf.constant(X), tf.constant(M), tf.constant(Y)), **kw)]
 
 
 # ------------------------------------------------------------------------------------------------- the heads
@@ -160,7 +160,7 @@ def test_gradient_of_task_and_lm_loss_matches_the_reference(name):
     X, M, Y = inputs(name)
     model, params = make_model(name)
     with tf.GradientTape() as tape:
-        _, clf_losses, lm_losses = model(tf.constant(X), tf.constant(M), tf.constant(Y))
+        _, clf_losses, lm_losses = finetune_losses(model, (tf.constant(X), tf.constant(M), tf.constant(Y)))
         loss = tf.reduce_mean(clf_losses) + lm_coef * tf.reduce_mean(lm_losses)
     grads = tape.gradient(loss, model.params)
     want_loss, _, want = reference.loss_and_gradients(params, X, M, Y, N_HEAD, CLF, lm_coef, **HEADS[name])
@@ -241,10 +241,20 @@ def test_packed_race_example_token_by_token():
         assert (X[0, a:b, 1] - POS).tolist() == list(range(8, 8 + b - a))
 
 
+def score_whole(model, X, seg, clf_idx, Y):
+    """evaluate_batch of packed_batch's rows, one example a row: seg's 0 (the context), c + 1 (answer c) and k + 1
+    (padding) are the parts of the row's one unit (segment_mask's 1 + part, n_parts k + 2)."""
+    k = clf_idx.shape[1]
+    clf_at = np.arange(len(X))[:, None] * X.shape[1] + clf_idx
+    return evaluate_batch(model, (X, seg + 1, clf_at.astype(np.int32), Y), n_parts=k + 2)
+
+
 @pytest.mark.parametrize('multiple', [1, 8])
 def test_packed_race_scores_equal_the_four_sequences(multiple):
-    """Model.score_packed on pack_choices' batch gives __call__'s logits and losses on inputs.sequences' batch, with
-    the article cut (n_ctx 16), on all examples and on a subset padded further."""
+    """Each example whole in one row (pack_choices, packed_batch: the context, then each answer with its positions
+    restarting), scored by evaluate_batch with the answers as the parts of one unit, gives the padded batch's
+    logits and losses on inputs.sequences' batch, with the article cut (n_ctx 16), on all examples and on a subset
+    padded further."""
     task, n, n_ctx = TASKS['race'], 6, N_CTX
     rng = np.random.RandomState(2)
     texts = random_texts(task, n, rng, longest=12)
@@ -258,11 +268,11 @@ def test_packed_race_scores_equal_the_four_sequences(multiple):
         want = run(model, X, M, Y[rows])
         Xp, seg, clf_idx = packed_batch(packed, rows, multiple)
         assert Xp.shape[1] % multiple == 0 and Xp.shape[1] > n_ctx  # longer than n_ctx: positions restart
-        got = [t.numpy() for t in model.score_packed(Xp, seg, clf_idx, Y[rows])]
+        got = [t.numpy() for t in score_whole(model, Xp, seg, clf_idx, Y[rows])]
         for what, g, w in zip(['clf_logits', 'clf_losses'], got, want):
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=what)
         np.testing.assert_allclose(got[0], reference.forward(params, X, M, Y[rows], N_HEAD, CLF, **HEADS['race'])[0],
                                    **TOL)
     # a mask that let an answer see the answers before it would not match
-    bad = model.score_packed(Xp, np.where(seg <= 4, 0, seg), clf_idx, Y[rows])[0].numpy()
+    bad = score_whole(model, Xp, np.where(seg <= 4, 0, seg), clf_idx, Y[rows])[0].numpy()
     assert np.abs(bad - want[0])[:, 1:].min() > 1e-4

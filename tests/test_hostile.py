@@ -21,15 +21,16 @@ import pytest
 import tensorflow as tf
 
 import datasets
+import opt
 import generate
-import loop
+from engine import loop
 import train
 import utils
-import weights
+from formats import weights
 from datasets import ROC_TEST, ROC_VAL
-from flags import parse_args
-from inputs import encoded_dataset
-from model import Model
+from engine.flags import parse_args
+import text_utils
+from model import Config, Model
 from text_utils import TextEncoder
 from tests.fixtures import write_rocstories
 from tests.test_errors import N_EMBD, N_LAYER, files_under, inputs, rewrite_line, run  # noqa: F401 (fixtures)
@@ -104,6 +105,11 @@ def snapshot(folder):
 def encoder_args(inputs, tmp_path, cache_dir):
     args = parse_args(argv_of(inputs, tmp_path, data_dir=inputs['data_dir'], cache_dir=cache_dir))
     return args, train.TextEncoder(args.encoder_path, args.bpe_path)
+
+
+def encoded_dataset(args, task, encoder):
+    """text_utils.encoded_dataset of a run's flags."""
+    return text_utils.encoded_dataset(task, args.data_dir, args.cache_dir, encoder)
 
 
 def assert_same_splits(a, b):
@@ -433,11 +439,11 @@ def resume_line(err):
 
 def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_the_uninterrupted_run(
         inputs, tiny, tmp_path, monkeypatch, reference):
-    make_train_step = loop.make_train_step
+    make_update = opt.make_update
     second_signal = []
 
     def signalling(*args, **kwargs):
-        step, calls = make_train_step(*args, **kwargs), []
+        step, calls = make_update(*args, **kwargs), []
 
         def step_(*batch):
             calls.append(1)
@@ -447,10 +453,10 @@ def test_sigterm_stops_at_the_next_update_with_a_checkpoint_and_resume_ends_as_t
             return step(*batch)
         return step_
 
-    monkeypatch.setattr(loop, 'make_train_step', signalling)
+    monkeypatch.setattr(opt, 'make_update', signalling)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     err = tiny(code=143, **RUN)  # no --save_every: the signal saves anyway
-    monkeypatch.setattr(loop, 'make_train_step', make_train_step)
+    monkeypatch.setattr(opt, 'make_update', make_update)
     assert second_signal == [signal.SIG_DFL]  # a second one stops the program at once
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # given back
     checkpoints = tmp_path / 'out' / 'save' / 'tiny' / 'checkpoints'
@@ -505,8 +511,7 @@ def test_ctrl_c_stops_a_run_and_the_command_it_prints_resumes_it(inputs, tmp_pat
 
 def test_generate_continues_a_prompt_with_a_finetuned_model(inputs, tmp_path, capsys):
     n_vocab = len(json.loads(inputs['encoder_path'].read_text()))
-    model = Model(n_vocab, 3, 20, n_vocab + 2, n_embd=16, n_head=2, n_layer=1, embd_pdrop=0, attn_pdrop=0,
-                  resid_pdrop=0, clf_pdrop=0)
+    model = Model(Config(n_vocab, 20, n_embd=16, n_head=2, n_layer=1, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
     rng = np.random.RandomState(0)
     model.assign([(rng.randn(*p.shape) * 0.5).astype(np.float32) for p in model.params])
     path = tmp_path / 'best_params.jl'
@@ -530,7 +535,7 @@ def test_generate_continues_a_prompt_with_a_finetuned_model(inputs, tmp_path, ca
 
 def test_generate_refuses_a_negative_seed_and_a_prompt_longer_than_the_restored_context(inputs, tmp_path, capsys):
     n_vocab = len(json.loads(inputs['encoder_path'].read_text()))
-    model = Model(n_vocab, 3, 8, n_vocab + 2, n_embd=16, n_head=2, n_layer=1)
+    model = Model(Config(n_vocab, 8, n_embd=16, n_head=2, n_layer=1))
     path = tmp_path / 'best_params.jl'
     weights.save_params(model.params, str(path))
     argv = ['--n_head', '2', '--encoder_path', str(inputs['encoder_path']), '--bpe_path', str(inputs['bpe_path']),

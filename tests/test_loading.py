@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from model import Model
-from weights import load_openai_params, transfer
+from model import Config, Model
+from formats.weights import load_openai_params, transfer
 from tests.fixtures import REAL_FILES_HINT, real_path
 from utils import InputError
 
@@ -92,7 +92,7 @@ def test_loaded_arrays_fit_the_model(weights):
     folder, _ = weights
     n_ctx = 10
     params = load_openai_params(folder, n_ctx, N_SPECIAL)
-    model = Model(N_VOCAB, N_SPECIAL, n_ctx, N_VOCAB + 2, n_embd=N_EMBD, n_head=4, n_layer=N_LAYER)
+    model = Model(Config(N_VOCAB, n_ctx, n_embd=N_EMBD, n_head=4, n_layer=N_LAYER))
     clf = [p.numpy() for p in model.params[-2:]]
     model.assign(transfer(params, N_LAYER))
     for p, a in zip(model.params, params):
@@ -114,7 +114,7 @@ def test_n_transfer_selects_we_then_whole_layers(weights):
 def test_n_transfer_partial_leaves_later_layers_and_clf_fresh(weights):
     folder, _ = weights
     params = load_openai_params(folder, 16, N_SPECIAL)
-    model = Model(N_VOCAB, N_SPECIAL, 16, N_VOCAB + 2, n_embd=N_EMBD, n_head=4, n_layer=N_LAYER)
+    model = Model(Config(N_VOCAB, 16, n_embd=N_EMBD, n_head=4, n_layer=N_LAYER))
     before = [p.numpy() for p in model.params]
     model.assign(transfer(params, 1))
     for i, p in enumerate(model.params):

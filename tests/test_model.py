@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import Model
+from model import Config, Model, finetune_losses
 from tests import reference
 from utils import InputError
 
@@ -44,7 +44,7 @@ def random_params(seed=0):
 
 def make_model(params=None, afn='gelu', pdrop=0., **kw):
     kw = {**dict(embd_pdrop=pdrop, attn_pdrop=pdrop, resid_pdrop=pdrop, clf_pdrop=pdrop), **kw}
-    model = Model(N_VOCAB, N_SPECIAL, N_CTX, CLF_TOKEN, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, afn=afn, **kw)
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, afn=afn, **kw))
     model.assign(random_params() if params is None else params)
     return model
 
@@ -75,7 +75,7 @@ def random_examples(seed=1, n=3):
 
 
 def run(model, X, M, Y, **kw):
-    return [t.numpy() for t in model(tf.constant(X), tf.constant(M), tf.constant(Y), **kw)]
+    return [t.numpy() for t in finetune_losses(model, (tf.constant(X), tf.constant(M), tf.constant(Y)), **kw)]
 
 
 X0, M0 = make_batch(random_examples())
@@ -278,7 +278,7 @@ def test_params_order_names_and_shapes(model):
 
 def test_new_variables_start_as_spec_says():
     tf.random.set_seed(0)
-    model = Model(N_VOCAB, N_SPECIAL, N_CTX, CLF_TOKEN, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER)
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER))
     for p in model.params:
         a, name = p.numpy(), p.name
         if name.endswith('/g:0'):

@@ -12,12 +12,12 @@ import tensorflow as tf
 from tqdm import tqdm
 
 import datasets
-import flags
-import inputs
-import loop
+from engine import flags
+from finetuning import inputs
+from engine import loop
 import model
 import opt
-import weights
+from formats import weights
 import text_utils
 import train
 import utils

@@ -8,14 +8,16 @@ import pytest
 import tensorflow as tf
 from sklearn.utils import shuffle
 
-import inputs
-import loop
-import pack
-from inputs import Ragged, sequences
-from pack import Packing, first_fit, packing_plan
-from model import DEFAULT, PADDED, XLA, finetune_objective, segment_mask
-from opt import Adam, warmup_linear
-from tasks import TASKS
+from engine import loop
+from engine.kernels import DEFAULT, PADDED, XLA
+from engine.loop import make_eval_step
+from finetuning import inputs
+from finetuning.inputs import Packing, first_fit, packing_plan, sequences
+from finetuning.tasks import TASKS
+from model import finetune_losses, finetune_objective, segment_mask
+from opt import Adam, make_update, warmup_linear
+from text_utils import Ragged
+from utils import batches_of
 from tests import reference
 from tests.test_heads import CLF, HEADS, N_HEAD, N_VOCAB, POS, make_model, random_labels, random_texts
 
@@ -53,11 +55,11 @@ def spans(seg, n_parts, n_seqs):
 
 
 def packed_outputs(model, batch, n_parts, path, **kw):
-    """Model.packed_rows on each part of a packed batch (X, seg, clf_at, Y), the parts' outputs concatenated."""
+    """finetune_losses on each part of a packed batch (X, seg, clf_at, Y), the parts' outputs concatenated."""
     outs = []
     for p in range(n_parts):
         part = [x[p * (len(x) // n_parts):(p + 1) * (len(x) // n_parts)] for x in batch]
-        outs.append([t.numpy() for t in model.packed_rows(*part, path=path, **kw)])
+        outs.append([t.numpy() for t in finetune_losses(model, part, path=path, **kw)])
     return [np.concatenate(o) for o in zip(*outs)]
 
 
@@ -76,7 +78,7 @@ def test_each_sequence_lies_whole_in_one_row_with_its_positions_restarting(name)
     split = split_of(task, n)
     packing = Packing(rows=task.n_seq * 3, length=20)
     rows = np.array([4, 1, 3, 0, 5, 2])
-    X, seg, clf_at, Y = pack.packed_train_batch(task, split, rows, N_VOCAB, n_parts, packing)
+    X, seg, clf_at, Y = inputs.packed_train_batch(task, split, rows, N_VOCAB, n_parts, packing)
     assert X.shape == (n_parts * packing.rows, 20, 2) and seg.shape == X.shape[:2] and clf_at.shape == (n, task.n_seq)
     assert X.dtype == seg.dtype == clf_at.dtype == np.int32 and (Y == split.Y[rows]).all()
     n_part = n // n_parts
@@ -100,7 +102,7 @@ def test_a_sequence_as_long_as_the_row_fills_it_alone():
     task = TASKS['sst2']
     split = split_of(task, 4, seed=3)
     L = int(split.seqs.lengths.max())
-    X, seg, _, _ = pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, L))
+    X, seg, _, _ = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, L))
     longest = int(np.argmax(split.seqs.lengths))
     (r, t, length), = [v for (p, s), v in spans(seg, 1, 4).items() if s == longest]
     assert (t, length) == (0, L) and set(seg[r]) == {longest + 1}
@@ -110,7 +112,7 @@ def test_a_part_that_does_not_fit_the_packing_is_refused():
     task = TASKS['rocstories']
     split = split_of(task, 4)
     with pytest.raises(ValueError, match='more than the packing'):
-        pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(1, 20))
+        inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(1, 20))
 
 
 # --------------------------------------------------------------------------------------------- the run's plan
@@ -133,12 +135,12 @@ def test_the_plans_rows_fit_every_part_of_the_epochs_and_one_row_less_does_not()
     global_batches = [order[i:i + n_batch * n_gpu] for order in orders
                       for i in range(0, n - n_batch * n_gpu + 1, n_batch * n_gpu)]
     for rows in global_batches:
-        pack.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
+        inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
     tight = packing._replace(rows=packing.rows - 1)
     failed = 0
     for rows in global_batches:
         try:
-            pack.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, tight)
+            inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, tight)
         except ValueError:
             failed += 1
     assert failed > 0
@@ -160,7 +162,7 @@ def test_batches_of_equal_lengths_are_not_packed():
 def test_a_sequence_attends_only_to_its_own_earlier_positions():
     task = TASKS['rocstories']
     split = split_of(task, 4)
-    X, seg, _, _ = pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(4, 24))
+    X, seg, _, _ = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(4, 24))
     b = segment_mask(tf.constant(seg)).numpy()[:, 0]                                   # (rows, L, L)
     want = np.zeros_like(b)
     for r, t, length in spans(seg, 2, 4).values():
@@ -183,7 +185,7 @@ def test_packed_rows_give_the_references_outputs_on_the_padded_arrays(name, path
     model, params = make_model(name)
     L = int(split.seqs.lengths.max())
     packing = tight_packing(task, split, np.arange(n), n_parts, L, extra=1)
-    batch = pack.packed_train_batch(task, split, np.arange(n), N_VOCAB, n_parts, packing)
+    batch = inputs.packed_train_batch(task, split, np.arange(n), N_VOCAB, n_parts, packing)
     n_in_row = [len(set(r) - {0}) for r in batch[1]]
     assert 0 in n_in_row and 1 in n_in_row and max(n_in_row) > 1  # empty rows, rows alone, rows shared
     got = packed_outputs(model, batch, n_parts, path)
@@ -193,7 +195,7 @@ def test_packed_rows_give_the_references_outputs_on_the_padded_arrays(name, path
         np.testing.assert_allclose(g, w, **TOL, err_msg=what)
     # a mask letting a position see the other sequences of its row (causal only) would not match
     import model as model_module
-    monkeypatch.setattr(model_module, 'segment_mask', lambda seg: model_module.causal_mask(tf.shape(seg)[1]))
+    monkeypatch.setattr(model_module, 'segment_mask', lambda seg, n_parts=1: model_module.causal_mask(tf.shape(seg)[1]))
     bad = packed_outputs(model, batch, n_parts, path)
     assert np.abs(bad[2] - want[2]).max() > 1e-3
 
@@ -205,11 +207,11 @@ def test_packed_gradient_is_the_references_and_empty_rows_and_places_add_nothing
 
     def loss_and_grads(batch):
         with tf.GradientTape() as tape:
-            _, clf_losses, lm_losses = model.packed_rows(*batch, path=DEFAULT)
+            _, clf_losses, lm_losses = finetune_losses(model, batch, path=DEFAULT)
             loss = tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)
         return float(loss), [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.params)]
 
-    batch = pack.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(4, 32))
+    batch = inputs.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(4, 32))
     loss, grads = loss_and_grads(batch)
     X, M = inputs.pad_batch(split.seqs, np.arange(n), 2, N_VOCAB)
     want_loss, _, want = reference.loss_and_gradients(params, X, M, split.Y, N_HEAD, CLF, 0.5)
@@ -242,7 +244,7 @@ def numpy_updates(params, X, M, Y, n_global, hp, lm_coef=0.5):
 
 @pytest.mark.parametrize('n_replicas, accum_steps', [(1, 1), (2, 2)])
 def test_packed_updates_are_the_numpy_runs_on_one_device_or_two(n_replicas, accum_steps):
-    """Two updates of 2 towers of 4 examples, packed per part, through loop.make_train_step: the NumPy run's."""
+    """Two updates of 2 towers of 4 examples, packed per part, through opt.make_update: the NumPy run's."""
     from tests.test_train import HP, assert_params_close
     task, n_gpu, n_batch = TASKS['rocstories'], 2, 4
     split = split_of(task, 16, seed=5)
@@ -251,14 +253,14 @@ def test_packed_updates_are_the_numpy_runs_on_one_device_or_two(n_replicas, accu
     with strategy.scope():
         model, params = make_model('rocstories')
         opt = Adam(model.params, schedule=warmup_linear, **HP)
-    step = loop.make_train_step(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy, 0,
+    step = make_update(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy, 0,
                                 accum_steps=accum_steps, n_towers=n_gpu)
     packing = tight_packing(task, split, np.arange(16), 2 * n_gpu * accum_steps, 24)
     assert packing.rows > 1
-    batches = (pack.packed_train_batch(task, split, rows, N_VOCAB, n_gpu * accum_steps, packing)
+    batches = (inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu * accum_steps, packing)
                for rows in np.arange(16).reshape(2, 8))
-    for batch in loop.distribute(strategy, batches):
-        step(*batch)
+    for batch in batches:
+        step(*loop.distribute(strategy, batch))
     X, M = inputs.pad_batch(split.seqs, np.arange(16), 2, N_VOCAB)
     assert opt.t.numpy() == 2 and strategy.num_replicas_in_sync == n_replicas
     assert_params_close(model.params, numpy_updates(params, X, M, split.Y, n_gpu * n_batch, HP))
@@ -278,10 +280,10 @@ def test_packed_and_padded_paths_drop_out_alike_in_distribution_not_in_value(mon
     model, _ = make_model('rocstories', **pdrops)
     seed = tf.constant([3, 0], tf.int32)
     X, M = inputs.pad_batch(split.seqs, np.arange(n), 2, N_VOCAB, n_ctx=16, multiple=16)
-    batch = pack.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(20, 32))
+    batch = inputs.packed_train_batch(task, split, np.arange(n), N_VOCAB, 1, Packing(20, 32))
     records = {}
-    for name, call in [('padded', lambda: model(X, M, split.Y, train=True, seed=seed, path=PADDED)),
-                       ('packed', lambda: model.packed_rows(*batch, train=True, seed=seed, path=DEFAULT))]:
+    for name, call in [('padded', lambda: finetune_losses(model, (X, M, split.Y), train=True, seed=seed, path=PADDED)),
+                       ('packed', lambda: finetune_losses(model, batch, train=True, seed=seed, path=DEFAULT))]:
         calls = recorded_dropout(monkeypatch)
         records[name] = (calls, [t.numpy() for t in call()])
         monkeypatch.undo()
@@ -307,11 +309,11 @@ def test_sequences_sharing_a_row_draw_their_own_attention_and_residual_masks():
     split = split_of(task, 4, seed=7)
     ids = split.seqs.tolist()
     split = split._replace(seqs=Ragged.from_lists(ids[:2] * 2 + ids[4:]))
-    batch = pack.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, 32))
+    batch = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, 32))
     assert len({r for r, _, _ in spans(batch[1], 1, 8).values()}) < 8  # some rows hold two sequences
     for pdrop, differ in [(0., False), (0.3, True)]:
         model, _ = make_model('rocstories', attn_pdrop=pdrop, resid_pdrop=pdrop)
-        _, _, lm = model.packed_rows(*batch, train=True, seed=tf.constant([1, 2], tf.int32))
+        _, _, lm = finetune_losses(model, batch, train=True, seed=tf.constant([1, 2], tf.int32), path=DEFAULT)
         lm = lm.numpy()
         assert (np.abs(lm[:2] - lm[2:4]).min() > 1e-4) == differ, lm
 
@@ -333,13 +335,13 @@ def test_each_packed_tower_draws_its_own_we_mask_on_any_number_of_devices(n_repl
         opt = Adam(model.params, schedule=warmup_linear, **test_towers.HP)
     arrays = random_arrays(model)
     model.assign(arrays)
-    step = loop.make_train_step(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy,
+    step = make_update(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy,
                                 test_towers.SEED, accum_steps=accum_steps, n_towers=test_towers.N_GPU)
     n_parts, n_global = test_towers.N_GPU * accum_steps, test_towers.N_GPU * test_towers.N_BATCH
-    batches = (pack.packed_train_batch(TASKS['rocstories'], split, rows, test_towers.N_VOCAB, n_parts,
+    batches = (inputs.packed_train_batch(TASKS['rocstories'], split, rows, test_towers.N_VOCAB, n_parts,
                                          Packing(4, 16)) for rows in np.arange(len(Y)).reshape(-1, n_global))
-    for batch in loop.distribute(strategy, batches):
-        step(*batch)
+    for batch in batches:
+        step(*loop.distribute(strategy, batch))
     assert_params_close(model.params, test_towers.expected_params(arrays, X, M, Y, accum_steps))
 
 
@@ -357,17 +359,20 @@ def test_evaluation_in_rows_of_one_shape_scores_as_the_trimmed_batches(name):
     split = inputs.Split(None, random_labels(task, n, rng), sequences(task, texts, N_VOCAB, 16),
                          inputs.pack_choices(task, texts, N_VOCAB, 16) if packed else None)
     model, params = make_model(name)
-    from model import make_eval_step
-    packing = pack.eval_packing(task, split, n_batch, 768)
+    packing = inputs.eval_packing(task, split, n_batch, 768)
     shapes, shared = [], []
 
     def rows_batch(rows):
-        batch = pack.eval_batch(task, split, rows, N_VOCAB, n_batch, packing)
+        batch = inputs.eval_batch(task, split, rows, N_VOCAB, n_batch, packing)
         shapes.append(tuple(x.shape for x in batch))
         shared.append(max(len(set(r) - {0}) for r in batch[1]))
-        return batch
+        return len(rows), batch
 
-    logits, cost = loop.iter_apply(make_eval_step(model, packed=packed, rows=True), rows_batch, n, n_batch)
+    def batches():
+        return (rows_batch(rows) for rows in batches_of(np.arange(n), n_batch))
+
+    n_parts = 1 + task.n_seq if packed else 1
+    logits, cost = loop.iter_apply(make_eval_step(model, n_parts, fused=True, rows=True), batches(), n)
     assert len(shapes) == 3 and len(set(shapes)) == 1 and shapes[0][2] == (n_batch, task.n_seq)
     assert max(shared) > (1 + task.n_seq if packed else 1)  # rows hold several examples (or sequences)
     X, M = inputs.pad_batch(split.seqs, np.arange(n), task.n_seq, N_VOCAB)
@@ -375,8 +380,8 @@ def test_evaluation_in_rows_of_one_shape_scores_as_the_trimmed_batches(name):
     np.testing.assert_allclose(logits, want_logits, **TOL)
     assert cost == pytest.approx(want_losses.mean(), rel=1e-5)
     if packed:  # an answer that saw the answers before it, or another example's, would not match
-        bad = make_eval_step(model, packed=False, rows=True)  # every part its own unit
-        bad_logits, _ = loop.iter_apply(bad, rows_batch, n, n_batch)
+        bad = make_eval_step(model, 1, fused=True, rows=True)  # every part its own unit
+        bad_logits, _ = loop.iter_apply(bad, batches(), n)
         assert np.abs(bad_logits - want_logits).max() > 1e-3
 
 
@@ -423,7 +428,7 @@ def test_a_packed_run_logs_the_numpy_runs_numbers(tmp_path, monkeypatch, capsys)
     flags[flags.index('--n_ctx') + 1] = '200'
     # this tiny model's attention (n_embd 8, rows of ~100) would outweigh its matmuls and keep the batches trimmed:
     # the work of a large one, where the positions count, makes train.py pack
-    monkeypatch.setattr(pack, 'work', lambda positions, length, n_embd: positions)
+    monkeypatch.setattr(inputs, 'work', lambda positions, length, n_embd: positions)
     out = rl.run(str(tmp_path), 'packed', flags, *rl.hp_flags(), '--vector_l2', *rl.NO_DROPOUT)
     printed = capsys.readouterr().out
     assert 'training batches: the 8 sequences of each tower packed into' in printed

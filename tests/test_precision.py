@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import train
-from model import PADDED, Model
+from engine.kernels import PADDED
+from model import Config, Model, finetune_losses
 from opt import Adam, LossScale, warmup_linear
 from tests.test_model import CLF_TOKEN, N_CTX, N_EMBD, N_HEAD, N_LAYER, N_VOCAB, Y0, M0, X0, random_params
 from tests.test_train import tiny_run_files
@@ -16,15 +17,14 @@ from tests.fixtures import finetune_step
 
 
 def model_in(precision):
-    model = Model(N_VOCAB, 3, N_CTX, CLF_TOKEN, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0,
-                  attn_pdrop=0, resid_pdrop=0, clf_pdrop=0, precision=precision)
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0, precision=precision))
     model.assign(random_params())
     return model
 
 
 def losses_and_grads(model, fused):
     with tf.GradientTape() as tape:
-        logits, clf_losses, lm_losses = model(X0, M0, Y0, path=PADDED._replace(masked_lm=fused, fused=fused))
+        logits, clf_losses, lm_losses = finetune_losses(model, (X0, M0, Y0), path=PADDED._replace(masked_lm=fused, fused=fused))
         loss = tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)
     return [logits, clf_losses, lm_losses], [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)]
 

@@ -16,18 +16,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import corpus as corpora
-import flags
 import generate
-import loop
+import opt
 import pretrain
 import train
-import weights
-from model import DEFAULT, PADDED, Model, pretrain_objective
-from tasks import TASKS
+from engine import flags, loop
+from engine.kernels import DEFAULT, PADDED
+from finetuning.tasks import TASKS
+from formats import weights
+from model import Config, Model, lm_logits, pretrain_objective
+from opt import make_update
+from pretraining import corpus as corpora
+from pretraining.windows import EpochPlan, heldout_windows, lm_batch, weighted
 from tests import reference
 from tests.pretrain_files import N_VOCAB, argv, write_corpus, write_vocab
-from windows import EpochPlan, heldout_windows, lm_batch, weighted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_CTX, N_EMBD, N_HEAD, N_LAYER = 12, 16, 2, 2
@@ -40,7 +42,7 @@ def tiny_args(**flags):
 def random_arrays(model, seed=0, std=0.3):
     rng = np.random.RandomState(seed)
     return [(rng.randn(*p.shape) * std).astype(np.float32) if len(p.shape) > 1 else
-            (1 + rng.randn(*p.shape) * 0.1).astype(np.float32) for p in model.lm_params]
+            (1 + rng.randn(*p.shape) * 0.1).astype(np.float32) for p in model.params]
 
 
 def window_batch(seed=0, n_rows=4, lengths=(N_CTX, N_CTX, 5, 0)):
@@ -73,8 +75,8 @@ def test_one_update_and_the_schedule_are_the_numpy_float64_computation(path):
     arrays = random_arrays(model)
     model.assign(arrays)
     X, M = window_batch()
-    step = loop.make_train_step(pretrain_objective(model, N_VOCAB, path), model.lm_params, opt, strategy, seed=0)
-    (batch,) = loop.distribute(strategy, [(X, weighted(M))])
+    step = make_update(pretrain_objective(model, N_VOCAB, path), model.params, opt, strategy, seed=0)
+    batch = loop.distribute(strategy, (X, weighted(M)))
     cost, lrt, norm = step(*batch)
 
     loss, grads = reference.lm_loss_and_gradients(arrays, X, M, N_HEAD, n_rows=N_VOCAB)
@@ -85,8 +87,8 @@ def test_one_update_and_the_schedule_are_the_numpy_float64_computation(path):
     expected, _, _, expected_lrt = reference.adam_step(arrays, grads, zeros, zeros, 1, 0.01, schedule, 5, l2=1.,
                                                        max_grad_norm=1)
     assert float(lrt) == expected_lrt
-    assert_updated_as(model.lm_params, expected)
-    assert float(np.abs(model.clf_w.numpy()).sum()) > 0  # the classifier is no part of the LM: never updated
+    assert_updated_as(model.params, expected)
+    assert len(model.params) == 1 + 12 * N_LAYER and not hasattr(model, 'clf_w')  # no classifier in the LM
 
     lrts = [expected_lrt] + [float(step(*batch)[1]) for _ in range(4)]  # updates 1 .. 5 of t_total 5, warmup 2
     bias = [0.01 * math.sqrt(1 - 0.999 ** k) / (1 - 0.9 ** k) for k in range(1, 6)]  # in float64: to ~1e-5
@@ -107,10 +109,10 @@ def test_two_replicas_and_accumulated_parts_make_the_update_of_one_device(how):
         model, opt, _ = pretrain.build_model(args, strategy, DEFAULT, N_VOCAB, 10)
         model.assign(random_arrays(model, seed=1))
         accum = args.accum_steps if len(results) else 1
-        step = loop.make_train_step(pretrain_objective(model, N_VOCAB, DEFAULT), model.lm_params, opt, strategy, 0,
+        step = make_update(pretrain_objective(model, N_VOCAB, DEFAULT), model.params, opt, strategy, 0,
                                     accum_steps=accum)
-        costs = [float(step(*b)[0]) for b in loop.distribute(strategy, [(X, weighted(M))] * 2)]
-        results.append((costs, [p.numpy() for p in model.lm_params]))
+        costs = [float(step(*loop.distribute(strategy, (X, weighted(M))))[0]) for _ in range(2)]
+        results.append((costs, [p.numpy() for p in model.params]))
     (costs, params), (other_costs, other_params) = results
     np.testing.assert_allclose(other_costs, costs, rtol=1e-5)
     assert_updated_as(other_params, params)
@@ -195,7 +197,7 @@ def test_the_log_holds_the_flags_then_tokens_and_costs_and_va_cost_is_the_numpy_
 
 def last_checkpoint_model(out):
     """The pre-training model as its last checkpoint holds it (the model that wrote the folder)."""
-    model = Model(N_VOCAB, 0, N_CTX, None, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER)
+    model = Model(Config(N_VOCAB, N_CTX, n_special=0, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, head=None))
     tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(out / 'save' / 'tiny' / 'checkpoints'))
                                               ).expect_partial()
     return model
@@ -212,7 +214,7 @@ def test_the_model_folder_is_the_originals_layout_and_train_and_generate_load_it
 
     writer = last_checkpoint_model(reference_run)
     tokens = np.random.RandomState(3).randint(N_VOCAB, size=(2, N_CTX))
-    expected = writer.lm_logits(np.stack([tokens, np.broadcast_to(N_VOCAB + np.arange(N_CTX), tokens.shape)], -1),
+    expected = lm_logits(writer, np.stack([tokens, np.broadcast_to(N_VOCAB + np.arange(N_CTX), tokens.shape)], -1),
                                 n_rows=N_VOCAB).numpy()
     args = flags.parse_args(['--dataset', 'rocstories', '--model_dir', str(folder), '--n_embd', str(N_EMBD),
                                '--n_head', str(N_HEAD), '--n_layer', str(N_LAYER), '--n_transfer', str(N_LAYER),
@@ -224,7 +226,7 @@ def test_the_model_folder_is_the_originals_layout_and_train_and_generate_load_it
     sampler = generate.pretrained_model(gen_args, N_VOCAB)
     for model in (finetuned, sampler):  # their positions follow the 3 special rows
         X = np.stack([tokens, np.broadcast_to(N_VOCAB + 3 + np.arange(N_CTX), tokens.shape)], -1)
-        np.testing.assert_array_equal(model.lm_logits(X, n_rows=N_VOCAB).numpy(), expected)
+        np.testing.assert_array_equal(lm_logits(model, X, n_rows=N_VOCAB).numpy(), expected)
     generate.main(['--prompt', 'a d g', '--model_dir', str(folder), '--n_ctx', str(N_CTX), '--n_embd', str(N_EMBD),
                    '--n_head', str(N_HEAD), '--n_layer', str(N_LAYER), '--n_tokens', '4', '--temperature', '0'])
     assert capsys.readouterr().out.startswith('a d g ')
@@ -277,10 +279,10 @@ def test_a_rerun_never_replaces_a_runs_outputs_without_overwrite(files, referenc
 
 def test_ctrl_c_saves_says_how_to_resume_and_the_resumed_run_ends_as_the_uninterrupted_one(
         files, reference_run, monkeypatch, capsys):
-    make_train_step = loop.make_train_step
+    make_update = opt.make_update
 
     def interrupted(*args, **kwargs):
-        step, calls = make_train_step(*args, **kwargs), []
+        step, calls = make_update(*args, **kwargs), []
 
         def step_(*batch):
             calls.append(1)
@@ -289,9 +291,9 @@ def test_ctrl_c_saves_says_how_to_resume_and_the_resumed_run_ends_as_the_uninter
             return step(*batch)
         return step_
 
-    monkeypatch.setattr(loop, 'make_train_step', interrupted)
+    monkeypatch.setattr(opt, 'make_update', interrupted)
     out = run_in(files, 'interrupted', code=130, **RUN)
-    monkeypatch.setattr(loop, 'make_train_step', make_train_step)
+    monkeypatch.setattr(opt, 'make_update', make_update)
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if 'resume with: ' in line]
     checkpoints = out / 'save' / 'tiny' / 'checkpoints'
@@ -308,17 +310,18 @@ def test_ctrl_c_saves_says_how_to_resume_and_the_resumed_run_ends_as_the_uninter
 
 KILLER = '''import os, signal, sys
 sys.path.insert(0, {root!r})
-import loop, pretrain
-make_train_step = loop.make_train_step
+import pretrain
+import opt
+make_update = opt.make_update
 def dying(*args, **kwargs):
-    step, calls = make_train_step(*args, **kwargs), []
+    step, calls = make_update(*args, **kwargs), []
     def step_(*batch):
         calls.append(1)
         if len(calls) == 11:
             os.kill(os.getpid(), signal.SIGKILL)
         return step(*batch)
     return step_
-loop.make_train_step = dying
+opt.make_update = dying
 pretrain.main(sys.argv[1:])
 '''
 

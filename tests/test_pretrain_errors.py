@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-import corpus as corpora
+from pretraining import corpus as corpora
 import pretrain
 from tests.fixtures import write_random_weights
 from tests.pretrain_files import N_VOCAB, argv, write_corpus, write_vocab
-from weights import openai_shapes
+from formats.weights import openai_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,9 +15,10 @@ import sys
 
 import pytest
 
-import loop
+import opt
+from engine import loop
 import train
-import weights
+from formats import weights
 from tests.test_errors import inputs  # noqa: F401 (a fixture)
 from tests.test_hostile import REPO, argv_of, only_error, snapshot
 
@@ -125,19 +126,19 @@ def test_another_desc_is_another_run_unless_it_would_write_the_same_submission(t
 def test_an_interrupted_run_keeps_its_checkpoint_from_a_rerun_and_resumes_saying_where(tiny, tmp_path, monkeypatch):
     """The issue's story: Ctrl-C (SIGTERM here) at the first update, the same command again (refused, pointing to
     --resume), then --resume: it says where it resumes, and best_params.jl is written at its first evaluation."""
-    make_train_step = loop.make_train_step
+    make_update = opt.make_update
 
     def signalling(*args, **kwargs):
-        step = make_train_step(*args, **kwargs)
+        step = make_update(*args, **kwargs)
 
         def step_(*batch):
             os.kill(os.getpid(), signal.SIGTERM)  # the run stops after this update (the first), saving it
             return step(*batch)
         return step_
 
-    monkeypatch.setattr(loop, 'make_train_step', signalling)
+    monkeypatch.setattr(opt, 'make_update', signalling)
     tiny(code=143)
-    monkeypatch.setattr(loop, 'make_train_step', make_train_step)
+    monkeypatch.setattr(opt, 'make_update', make_update)
     save = tmp_path / 'out' / 'save' / 'tiny'
     checkpoint = save / 'checkpoints' / 'ckpt-1'
     assert os.path.exists(f'{checkpoint}.index') and not (save / 'best_params.jl').exists()  # no evaluation yet
@@ -173,7 +174,7 @@ def test_resume_and_overwrite_together_are_refused(tiny, tmp_path):
 
 
 def test_the_command_that_resumes_a_run_started_with_overwrite_leaves_overwrite_out():
-    from run_state import resume_command
+    from engine.run_state import resume_command
     command = shlex.split(resume_command(['--desc', 'x', '--overwrite', '--submit']))
     assert command[2:] == ['--desc', 'x', '--submit', '--resume']
     assert re.fullmatch(r'.*train\.py', command[1])

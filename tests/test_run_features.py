@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-import loop
+import opt
+from engine import loop
 import train
 from opt import Adam, warmup_linear
 from tests import test_train
@@ -69,10 +70,10 @@ def test_deterministic_runs_are_bit_identical(files, reference_run):
 
 
 def test_a_resumed_run_ends_as_the_uninterrupted_one(files, reference_run, monkeypatch):
-    make_train_step = loop.make_train_step
+    make_update = opt.make_update
 
     def interrupted(*args, **kwargs):  # the 5th update dies, after the checkpoint of update 4
-        step = make_train_step(*args, **kwargs)
+        step = make_update(*args, **kwargs)
         calls = []
 
         def dying_step(*batch):
@@ -82,10 +83,10 @@ def test_a_resumed_run_ends_as_the_uninterrupted_one(files, reference_run, monke
             return step(*batch)
         return dying_step
 
-    monkeypatch.setattr(loop, 'make_train_step', interrupted)
+    monkeypatch.setattr(opt, 'make_update', interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(files, 'c', *RUN)
-    monkeypatch.setattr(loop, 'make_train_step', make_train_step)
+    monkeypatch.setattr(opt, 'make_update', make_update)
     out = run(files, 'c', *RUN, '--resume')
     evaluations, variables = results(reference_run)
     resumed, resumed_variables = results(out)

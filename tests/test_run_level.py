@@ -20,7 +20,8 @@ import datasets
 import model as model_module
 import train
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
-from model import PADDED, Model
+from engine.kernels import PADDED
+from model import Config, Model, finetune_losses
 from tests import reference
 from tests.fixtures import finetune_step, train_batches
 
@@ -402,8 +403,7 @@ def dropout_calls(monkeypatch, **pdrops):
     X[:, :, -1, 0] = CLF
     X[..., 1] = N_VOCAB + 3 + np.arange(T)
     M = np.ones((n, 2, T), np.float32)
-    m = Model(N_VOCAB, 3, T, CLF, n_embd=C, n_head=4, n_layer=2,
-              **{**dict(embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0), **pdrops})
+    m = Model(Config(N_VOCAB, T, n_embd=C, n_head=4, n_layer=2, **{**dict(embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0), **pdrops}))
     m.assign([(rng.randn(*p.shape) * 0.3 + ('ln_' in p.name and p.name.endswith('g:0'))).astype(np.float32)
               for p in m.params])
     calls, original = [], model_module.dropout
@@ -417,7 +417,7 @@ def dropout_calls(monkeypatch, **pdrops):
         return y
 
     monkeypatch.setattr(model_module, 'dropout', recording)
-    m(X, M, np.zeros(n, np.int32), train=True, seed=tf.constant([5, 6], tf.int32))
+    finetune_losses(m, (X, M, np.zeros(n, np.int32)), train=True, seed=tf.constant([5, 6], tf.int32))
     return calls
 
 
@@ -461,12 +461,13 @@ def test_the_dropout_masks_change_from_update_to_update(tmp_path):
 
 @pytest.mark.parametrize('precision, dtype', [('bf16', tf.bfloat16), ('fp16', tf.float16)])
 def test_mixed_precision_takes_the_attention_softmax_in_float32(precision, dtype):
-    m = Model(N_VOCAB, 3, 12, CLF, n_embd=16, n_head=2, n_layer=2, precision=precision)
+    m = Model(Config(N_VOCAB, 12, n_embd=16, n_head=2, n_layer=2, precision=precision))
     X = np.zeros((2, 2, 12, 2), np.int32)
     X[..., 0], X[..., 1] = CLF, N_VOCAB + 3 + np.arange(12)
     spec = [tf.TensorSpec(X.shape, tf.int32), tf.TensorSpec((2, 2, 12), tf.float32), tf.TensorSpec((2,), tf.int32)]
     for fused in [False, True]:
-        graph = tf.function(lambda X, M, Y: m(X, M, Y, train=True, seed=tf.constant([1, 2]), path=PADDED._replace(fused=fused))
+        graph = tf.function(lambda X, M, Y: finetune_losses(m, (X, M, Y), train=True, seed=tf.constant([1, 2]),
+                                                            path=PADDED._replace(fused=fused))
                             ).get_concrete_function(*spec).graph
         ops = graph.get_operations()
         assert [op.get_attr('T') for op in ops if op.type == 'Softmax'] == [tf.float32] * 2
@@ -503,7 +504,7 @@ def test_each_replica_part_and_update_draws_its_own_dropout_masks(monkeypatch):
     M = (X[..., 0] > 0).astype(np.float32)
     strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
     with strategy.scope():
-        m = Model(N_VOCAB, 3, T, CLF, n_embd=16, n_head=2, n_layer=1)
+        m = Model(Config(N_VOCAB, T, n_embd=16, n_head=2, n_layer=1))
         adam = Adam(m.params, 1e-30, warmup_linear, 10)
     masks, original = [], model_module.dropout
 

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 import datasets
-import inputs
-import metrics
-import tasks
+import text_utils
+from finetuning import inputs
+from finetuning import metrics
+from finetuning import tasks
 from datasets import ROC_TEST, ROC_VAL
 from tests.reference import context_length, transform_roc
-from inputs import Ragged, pad_batch, sequences
-from tasks import TASKS
+from finetuning.inputs import pad_batch, sequences
+from text_utils import Ragged
+from finetuning.tasks import TASKS
 from tests import task_files
 from tests.fixtures import write_rocstories
 from utils import InputError
@@ -374,7 +376,7 @@ class CountingEncoder:
 def test_encode_examples_encodes_each_distinct_text_once_under_a_labelled_bar(capsys):
     examples = datasets.Examples((['a b', 'a b', 'c', 'a b'], ['d', 'c', 'e f g', 'd']), None, list('0123'))
     encoder = CountingEncoder()
-    encoded = inputs.encode_examples(encoder, examples, 'encoding mnli train', chunk=2)
+    encoded = text_utils.encode_examples(encoder, examples, 'encoding mnli train', chunk=2)
     reference = CountingEncoder()
     assert [f.tolist() for f in encoded.texts] == [reference.encode(f) for f in examples.texts]
     assert encoder.n_encoded == 4  # 'a b', 'c', 'd', 'e f g'
@@ -384,11 +386,11 @@ def test_encode_examples_encodes_each_distinct_text_once_under_a_labelled_bar(ca
 
 def test_encoded_splits_round_trip_through_npz_without_pickle(tmp_path):
     _, splits = load('race', tmp_path)
-    encoded = inputs.encode_splits(CountingEncoder(), splits, 'race')
+    encoded = text_utils.encode_splits(CountingEncoder(), splits, 'race')
     buf = io.BytesIO()
-    inputs.save_encoded(buf, encoded)
+    text_utils.save_encoded(buf, encoded)
     buf.seek(0)
-    loaded = inputs.load_encoded(buf)
+    loaded = text_utils.load_encoded(buf)
     assert list(loaded) == ['train', 'dev', 'test']
     for split, ex in encoded.items():
         got = loaded[split]
@@ -396,9 +398,9 @@ def test_encoded_splits_round_trip_through_npz_without_pickle(tmp_path):
         assert got.y.tolist() == ex.y.tolist() and got.ids == ex.ids and got.group.tolist() == ex.group.tolist()
     _, glue_splits = load('mnli', tmp_path)
     buf = io.BytesIO()
-    inputs.save_encoded(buf, inputs.encode_splits(CountingEncoder(), glue_splits, 'mnli'))
+    text_utils.save_encoded(buf, text_utils.encode_splits(CountingEncoder(), glue_splits, 'mnli'))
     buf.seek(0)
-    loaded = inputs.load_encoded(buf)
+    loaded = text_utils.load_encoded(buf)
     assert loaded['test_matched'].y is None and loaded['train'].group is None and loaded['train'].n_skipped == 0
 
 

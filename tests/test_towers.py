@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import loop
+from engine import loop
 import model as model_module
-from model import DEFAULT, PADDED, Model
+from engine.kernels import DEFAULT, PADDED
+from model import Config, Model, finetune_losses
 from opt import Adam, warmup_linear
 from tests import reference
 from tests.fixtures import finetune_step, train_batches, trim
@@ -21,8 +22,7 @@ N_GPU, N_BATCH = 4, 2
 
 
 def embd_dropout_model(embd_pdrop):
-    return Model(N_VOCAB, N_SPECIAL, N_CTX, CLF, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER,
-                 embd_pdrop=embd_pdrop, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=embd_pdrop, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
 
 
 def we_keep(update, tower, part, shape):
@@ -52,7 +52,7 @@ def expected_params(arrays, X, M, Y, accum_steps=1, one_mask=False):
                 ref.assign([params[0] * scale] + params[1:])
                 rows = slice(i + tower * N_BATCH + part * n_part, i + tower * N_BATCH + (part + 1) * n_part)
                 with tf.GradientTape() as tape:
-                    _, clf_losses, lm_losses = ref(X[rows], M[rows], Y[rows])
+                    _, clf_losses, lm_losses = finetune_losses(ref, (X[rows], M[rows], Y[rows]))
                     loss = tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)
                 g = [tf.convert_to_tensor(t).numpy() for t in tape.gradient(loss, ref.params)]
                 g[0] = g[0] * scale
@@ -90,8 +90,7 @@ def test_one_device_and_two_make_the_same_update_with_dropout_on():
     results = []
     for strategy in [tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])]:
         with strategy.scope():
-            model = Model(N_VOCAB, N_SPECIAL, N_CTX, CLF, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER,
-                          embd_pdrop=0.1, attn_pdrop=0.2, resid_pdrop=0.3, clf_pdrop=0.4)  # every site on
+            model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0.1, attn_pdrop=0.2, resid_pdrop=0.3, clf_pdrop=0.4))  # every site on
             opt = Adam(model.params, schedule=warmup_linear, **HP)
         model.assign(random_arrays(model))
         step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=SEED, n_towers=N_GPU)
@@ -123,8 +122,8 @@ def recorded_dropout(monkeypatch):
     the output (to check a shared mask)."""
     calls, dropout = [], model_module.dropout
 
-    def recording(x, pdrop, training, seeds, noise_shape=None):
-        out = dropout(x, pdrop, training, seeds, noise_shape)
+    def recording(x, pdrop, seeds, noise_shape=None):
+        out = dropout(x, pdrop, seeds, noise_shape)
         xs, outs = np.asarray(x, np.float64), np.asarray(out, np.float64)
         x1, out1 = (xs, outs) if noise_shape is None else (xs[:, 0], outs[:, 0])
         calls.append(dict(pdrop=pdrop, shape=xs.shape, mult=out1[x1 != 0] / x1[x1 != 0], out=outs))
@@ -138,7 +137,7 @@ def test_padded_and_default_paths_drop_out_alike_in_distribution_not_in_value(mo
     batches, masked LM head, XLA kernels) draw masks at the same sites, in the same order, with the same keep rate
     and the same 1 / (1 - p) scaling; their shapes differ (padded vs trimmed length), so their values do too."""
     pdrops = dict(embd_pdrop=0.1, attn_pdrop=0.2, resid_pdrop=0.3, clf_pdrop=0.4)  # a rate names each kind of site
-    model = Model(N_VOCAB, N_SPECIAL, N_CTX, CLF, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, **pdrops)
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, **pdrops))
     model.assign(random_arrays(model))
     X, M, Y = batches(n_steps=1, n=48)
     seed = tf.constant([SEED, 0], tf.int32)
@@ -146,7 +145,7 @@ def test_padded_and_default_paths_drop_out_alike_in_distribution_not_in_value(mo
     for name, inputs, kw in [('padded', (X, M, Y), dict(path=PADDED)),
                              ('default', trim(X, M, Y), dict(path=DEFAULT))]:
         calls = recorded_dropout(monkeypatch)
-        outputs = model(*inputs, train=True, seed=seed, **kw)
+        outputs = finetune_losses(model, inputs, train=True, seed=seed, **kw)
         monkeypatch.undo()
         paths[name] = (calls, outputs, int(inputs[0].shape[2]))
     (padded, padded_out, T_padded), (default, default_out, T_default) = paths['padded'], paths['default']

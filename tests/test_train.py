@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-import loop
+from engine import loop
 import train
-from model import Model, tower_loss
+from model import Config, Model, finetune_losses, tower_loss
 from opt import Adam, warmup_linear
 from tests import reference
 from tests.fixtures import finetune_step, openai_shapes, real_path, train_batches, write_random_weights, write_rocstories
@@ -42,8 +42,7 @@ def batches(n_steps=3, n=4, seed=1):
 
 
 def new_model():
-    return Model(N_VOCAB, N_SPECIAL, N_CTX, CLF, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER,
-                 embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0)
+    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
 
 
 def expected_params(arrays, X, M, Y, n_batch, lm_coef=0.5):
@@ -54,7 +53,7 @@ def expected_params(arrays, X, M, Y, n_batch, lm_coef=0.5):
     for k, i in enumerate(range(0, len(X), n_batch), start=1):
         ref.assign(params)
         with tf.GradientTape() as tape:
-            _, clf_losses, lm_losses = ref(X[i:i + n_batch], M[i:i + n_batch], Y[i:i + n_batch])
+            _, clf_losses, lm_losses = finetune_losses(ref, (X[i:i + n_batch], M[i:i + n_batch], Y[i:i + n_batch]))
             loss = tf.reduce_mean(clf_losses) + lm_coef * tf.reduce_mean(lm_losses)
         grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, ref.params)]
         params, m, v, _ = reference.adam_step(params, grads, m, v, k, schedule=reference.warmup_linear, **HP)

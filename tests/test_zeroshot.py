@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-import heuristics
+from paper import heuristics
 import zeroshot
 from datasets import dprd_file, pronoun_span
-from model import language_model, load_language_model
+from formats.language_model import language_model, load_language_model
 from tests import reference, task_files
 from tests.fixtures import REAL_FILES_HINT, openai_shapes, real_path, write_random_weights, write_rocstories
 from tests.test_task_runs import varied
 from text_utils import TextEncoder
 from utils import InputError
-from weights import save_openai_params
+from formats.weights import save_openai_params
 
 N_EMBD, N_HEAD, N_LAYER, N_CTX, N_POS = 16, 2, 2, 112, 128
 SYMBOLS = sorted(set('abcdefghijklmnopqrstuvwxyz0123456789.,?!"\'-_'))

@@ -1,22 +1,23 @@
 """Benchmark of the full-size GPT-1 fine-tuning step on ROCStories against the original itself: the original's
 TF1 graph (bench_original.py, run in a tf.compat.v1 Session in the same process) against train.py's paths
-(model.Path: --padded, the default: fused Adam, trimmed batches with the LM head on real tokens only, XLA kernels;
---xla), and the original's evaluation against the padded and packed ones; each path's executed GFLOP/s against the
-model's matmuls timed alone in the same rounds.
+(engine.kernels.Path: --padded; the default: the kernels (fused Adam, GELU, LayerNorm), the LM head on real tokens
+only, each tower's sequences packed into rows of one shape; --xla), and the original's evaluation against the
+padded, trimmed and packed ones; each path's executed GFLOP/s against the model's matmuls timed alone in the same
+rounds.
 
-    python bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick] [--mixed]
-                    [--ablation] [--profile]
+    python bench/bench.py [--n_batch 8] [--n_gpu 1] [--steps 5] [--model_dir DIR] [--data_dir DIR] [--quick]
+                          [--mixed] [--ablation] [--profile]
 
 Random weights in the original's layout (or --model_dir with the real ones), loaded as train.py loads them; real
 ROCStories batches (--data_dir, else where the tests find the real files: $GPT1_DATA_DIR, data/, then
 ../shared/data/rocstories; generated text when none has them; the BPE files likewise from --model_dir,
-$GPT1_MODEL_DIR, model/, ../shared/model), through the task registry and inputs.py as train.py makes them. What it
-used is printed above the tables. Tables go to stdout, progress lines start with '#', bars and TensorFlow's
-messages go to stderr.
+$GPT1_MODEL_DIR, model/, ../shared/model), through the task registry and finetuning/inputs.py as train.py makes
+them. What it used is printed above the tables. Tables go to stdout, progress lines start with '#', bars and
+TensorFlow's messages go to stderr.
 
 Two more measurements are programs of their own; bench.py hands over to them (os.execv) with the other flags:
-    python bench.py --masks [--n_gpu 4]        is  python bench_masks.py [--n_gpu 4]  (the embedding-dropout masks)
-    python bench.py --mnli_pipeline [--quick]  is  python bench_pipeline.py [--quick]  (the MNLI input pipeline)
+    python bench/bench.py --masks [--n_gpu 4]        is  python bench/bench_masks.py [--n_gpu 4]  (the dropout masks)
+    python bench/bench.py --mnli_pipeline [--quick]  is  python bench/bench_pipeline.py [--quick]  (MNLI's pipeline)
 """
 import argparse
 import gc
@@ -28,8 +29,12 @@ import tempfile
 import time
 from typing import NamedTuple
 
-from flags import add_flags
-from utils import HelpFormatter, InputError, exit_on_input_error, tensorflow_start_up_hidden
+# The project's modules live in the repository root, one folder up from this program's bench/ (the other bench_*
+# modules are found here, in the script's own folder).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.flags import add_flags  # noqa: E402
+from utils import HelpFormatter, InputError, exit_on_input_error, tensorflow_start_up_hidden  # noqa: E402
 
 HANDED_OVER = {'--masks': 'bench_masks.py', '--mnli_pipeline': 'bench_pipeline.py'}
 
@@ -49,8 +54,8 @@ def parser():
     p.add_argument('--profile', action='store_true',
                    help="also profile one more update of each path (TensorFlow's profiler): op time by op type")
     p.add_argument('--ablation', action='store_true',
-                   help="also the default's gains one at a time (fused Adam, then trimmed batches and masked LM), "
-                        "and the last --xla (trimmed to multiples of 8)")
+                   help="also the default's gains one at a time (the kernels: fused Adam, GELU, LayerNorm; then "
+                        "trimmed batches and masked LM), and the last --xla (trimmed to multiples of 8)")
     p.add_argument('--no_rss', action='store_true',
                    help='skip the peak RSS of each path alone (one child process per path, run first)')
     p.add_argument('--rss_of', metavar='VARIANT',
@@ -66,14 +71,14 @@ def parser():
 
 
 def hand_over(argv):
-    """With --masks or --mnli_pipeline in argv: become that measurement's program (os.execv, the same Python and
-    interpreter options), given the other flags. Otherwise nothing."""
+    """With --masks or --mnli_pipeline in argv: become that measurement's program in bench/ beside this one
+    (os.execv, the same Python and interpreter options), given the other flags. Otherwise nothing."""
     asked = [flag for flag in HANDED_OVER if flag in argv]
     if not asked:
         return
     if len(asked) > 1:
-        raise InputError('--masks and --mnli_pipeline are two programs (bench_masks.py, bench_pipeline.py): '
-                         'run one at a time')
+        raise InputError('--masks and --mnli_pipeline are two programs (bench/bench_masks.py, '
+                         'bench/bench_pipeline.py): run one at a time')
     options = sys.orig_argv[1:len(sys.orig_argv) - len(sys.argv)]  # e.g. -X importtime, -u
     options = options[:options.index('-m')] if '-m' in options else options
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), HANDED_OVER[asked[0]])
@@ -107,7 +112,7 @@ with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP
     import tensorflow as tf
 
     import bench_harness
-    import loop
+    from engine import loop
     from bench_harness import (N_WARMUP, Failures, Phases, batch_flops, default_adam, interleaved, matmul_job,
                                op_profile, packed_batch_flops, progress, sync, training_matmuls)
     import bench_rss
@@ -115,12 +120,13 @@ with tensorflow_start_up_hidden():  # TensorFlow's start-up lines, unless TF_CPP
     from bench_setup import print_setup, setup
     from bench_tables import (agreement_table, evaluation_table, memory_table, profile_section, targets_table,
                               training_table)
-    from model import DEFAULT, PADDED, TRIMMED, XLA, finetune_objective, make_eval_step
-    from opt import LossScale
+    from engine.kernels import DEFAULT, PADDED, TRIMMED, XLA
+    from model import finetune_losses, finetune_objective
+    from opt import LossScale, make_update
 
 
 class Variant(NamedTuple):
-    """A row of the tables: the computation path (model.Path) in a precision."""
+    """A row of the tables: the computation path (engine.kernels.Path) in a precision."""
     name: str
     path: object
     precision: str = 'fp32'
@@ -132,15 +138,15 @@ VARIANTS = [Variant('padded (--padded)', PADDED), Variant('trimmed (the last def
             Variant('default (train.py, packed)', DEFAULT), Variant('xla (--xla, packed)', XLA)]
 DEFAULT_ROW = VARIANTS[2].name
 ABLATION_VARIANTS = [  # with --ablation, after padded: the default's gains one at a time, and the last --xla
-    Variant('padded + fused adam', PADDED._replace(fused_adam=True)),
-    Variant('+ trimmed, masked LM', PADDED._replace(fused_adam=True, multiple=1, masked_lm=True)),
+    Variant('padded + kernels (fused Adam, GELU, LayerNorm)', PADDED._replace(fused=True)),
+    Variant('+ trimmed, masked LM', PADDED._replace(fused=True, multiple=1, masked_lm=True)),
     Variant('xla trimmed (the last --xla)', XLA._replace(packed_train=False, fixed_eval=False)),
 ]
 MIXED_VARIANTS = [  # with --mixed: train.py's default path in mixed precision (changes the rounding)
     Variant('default bf16', DEFAULT, 'bf16'),
     Variant('default fp16', DEFAULT, 'fp16'),
 ]
-EVAL_VARIANTS = [Variant('padded (--padded)', PADDED), Variant('packed, trimmed (the last default)', TRIMMED),
+EVAL_VARIANTS = [Variant('padded (--padded)', PADDED), Variant('trimmed (padded to the longest)', TRIMMED),
                  Variant('packed, one shape (default)', DEFAULT),
                  Variant('padded xla', PADDED._replace(jit_compile=True)),
                  Variant('packed xla, one shape (--xla)', XLA)]
@@ -152,21 +158,19 @@ def variants_of(args):
 
 
 def forward(model, path):
-    """The dropout-off forward losses (clf_losses, lm_losses) of a training batch along `path` (its packed rows
-    with packed_train)."""
-    if path.packed_train:
-        return tf.function(lambda *b: model.packed_rows(*b, train=False, path=path)[1:], jit_compile=path.jit_compile)
-    return tf.function(lambda X, M, Y: model(X, M, Y, train=False, path=path)[1:], jit_compile=path.jit_compile)
+    """The dropout-off forward losses (clf_losses, lm_losses) of a training batch along `path`
+    (model.finetune_losses of its padded (X, M, Y), or of its packed rows (X, seg, clf_at, Y) with packed_train)."""
+    return tf.function(lambda *batch: finetune_losses(model, batch, train=False, path=path)[1:],
+                       jit_compile=path.jit_compile)
 
 
 # ------------------------------------------------------------------------------ dropout-off agreement checks
 
 def make_step(v, model, opt, s):
-    """train.py's update of `model` along the variant's path: loop.make_train_step of the fine-tuning objective
+    """train.py's update of `model` along the variant's path: opt.make_update of the fine-tuning objective
     (lm_coef 0.5, seed 42, n_gpu towers), with fp16's loss scaling."""
-    return loop.make_train_step(finetune_objective(model, 0.5, v.path), model.params, opt, s.strategy, 42,
-                                v.path.jit_compile, loss_scale=LossScale() if v.precision == 'fp16' else None,
-                                n_towers=s.n_gpu)
+    return make_update(finetune_objective(model, 0.5, v.path), model.params, opt, s.strategy, 42, v.path.jit_compile,
+                       loss_scale=LossScale() if v.precision == 'fp16' else None, n_towers=s.n_gpu)
 
 
 def check_original(s):
@@ -192,8 +196,8 @@ def check_variant(v, model0, s, ref):
     model0.assign(s.init)
     batch = s.batch(s.train, v.path, 0)
     clf, lm = (t.numpy() for t in forward(model0, v.path)(*batch))
-    step = make_step(v, model0, default_adam(model0.params, v.path.fused_adam, s.t_total), s)
-    cost = float(step(*next(loop.distribute(s.strategy, [batch])))[0])
+    step = make_step(v, model0, default_adam(model0.params, v.path.fused, s.t_total), s)
+    cost = float(step(*loop.distribute(s.strategy, batch))[0])
     params = [p.numpy() for p in model0.params]
     T = f'{batch[0].shape[0]}x{batch[0].shape[1]}' if v.path.packed_train else int(batch[0].shape[2])
     out = dict(cost=cost, T=T)
@@ -218,7 +222,7 @@ def agreement_checks(s, variants, failures, t_start):
     ref = checks[ORIGINAL] if isinstance(checks[ORIGINAL], dict) else None
     model0 = None
     for v in variants:
-        if model0 is None or v.precision != model0.precision:
+        if model0 is None or v.precision != model0.cfg.precision:
             model0 = None
             model0 = s.new_model(dropout=False, precision=v.precision)
         progress(f'train variant {v.name}: dropout-off check ({time.perf_counter() - t_start:.0f} s elapsed, '
@@ -247,10 +251,10 @@ def train_job(v, model, s):
     """The variant's model (reset to s.init) with a fresh Adam and its train step on the first n_need train
     batches (as its path pads them), and their FLOPs."""
     model.assign(s.init)
-    opt = default_adam(model.params, v.path.fused_adam, s.t_total)
+    opt = default_adam(model.params, v.path.fused, s.t_total)
     step = make_step(v, model, opt, s)
     batches = [s.batch(s.train, v.path, i) for i in range(s.n_need)]
-    split = list(loop.distribute(s.strategy, batches))
+    split = [loop.distribute(s.strategy, batch) for batch in batches]
     job = dict(call=lambda i: sync(step(*split[i])), traces=step.experimental_get_tracing_count,
                always_again=v.path.jit_compile or v.path.fused,  # XLA compiles each new shape: no retrace shows it
                opt=opt)
@@ -308,10 +312,14 @@ def training_rounds(s, model, variants, failures, args, tmp, t_start):
 # -------------------------------------------------------------------------------------------- evaluation rounds
 
 def eval_job(v, model, s):
-    """The evaluation step of a variant (its path packed or padded, compiled or not) on the first n_need batches
-    of the valid split; logits[i] of batch i."""
-    eval_step = make_eval_step(model, packed=v.path.packed, jit_compile=v.path.jit_compile, rows=v.path.fixed_eval)
-    split = s.valid_packed if v.path.packed else s.valid
+    """The evaluation step of a variant as train.py makes it (loop.make_eval_step with the path's kernels, compiled
+    or not) on the first n_need batches of the valid split: with fixed_eval, rows of the split's one shape where
+    each example (the story, then both endings) is packed whole (n_parts 1 + n_seq); else padded (X, M, Y), to
+    n_ctx or to the batch's longest as its path pads them. logits[i] of batch i."""
+    fixed = v.path.fixed_eval
+    eval_step = loop.make_eval_step(model, 1 + s.task.n_seq if fixed else 1, v.path.fused, v.path.jit_compile,
+                                    rows=fixed)
+    split = s.valid_packed if fixed else s.valid
     batches = [s.batch(split, v.path, i) for i in range(s.n_need)]
     logits = {}
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from flags import RESUMABLE_CHANGES
+from engine.flags import RESUMABLE_CHANGES
 from utils import InputError, exit_on_input_error, no_space
 
 
@@ -243,15 +243,15 @@ def at_boundary(control, checkpoint, n_updates, params, summaries, save):
         sys.exit(128 + signum)
 
 
-def lock_run(control, args):
+def lock_run(control, desc, log_dir, save_dir):
     """Lock the run's folders (its TensorBoard folder and its save folder) against a second run with the same
-    --desc, then remove what this run's interrupted writes left: temporary files of utils.atomic_write and
+    desc, then remove what this run's interrupted writes left: temporary files of utils.atomic_write and
     TensorFlow's unfinished checkpoints."""
-    save_dir = os.path.join(args.save_dir, args.desc)
-    control.lock(os.path.join(args.log_dir, args.desc), args.desc)
-    control.lock(save_dir, args.desc)
-    checkpoints = os.path.join(save_dir, 'checkpoints')
-    patterns = [(args.log_dir, f'.{glob.escape(args.desc)}.jsonl.*.tmp'), (save_dir, '.*.tmp'),
+    save_folder = os.path.join(save_dir, desc)
+    control.lock(os.path.join(log_dir, desc), desc)
+    control.lock(save_folder, desc)
+    checkpoints = os.path.join(save_folder, 'checkpoints')
+    patterns = [(log_dir, f'.{glob.escape(desc)}.jsonl.*.tmp'), (save_folder, '.*.tmp'),
                 (checkpoints, '*.tmp*'), (checkpoints, 'ckpt-*_temp')]
     for folder, pattern in patterns:
         for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
@@ -259,9 +259,9 @@ def lock_run(control, args):
 
 
 def command_path(program):
-    """The path of `program` (a program beside this file) as the user types it from the current folder: relative
-    below it, else absolute."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), program)
+    """The path of `program` (a program of the project's top folder) as the user types it from the current folder:
+    relative below it, else absolute."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), program)
     relative = os.path.relpath(path)
     return path if relative.startswith('..') else relative
 
@@ -279,7 +279,7 @@ def run_with_control(fn, args, argv, program):
 
 
 def resume_command(argv, program='train.py'):
-    """The command line that resumes the run of `program`'s (a training program beside this file) arguments
+    """The command line that resumes the run of `program`'s (a training program of the project's top folder) arguments
     `argv` (without --overwrite: the run resumed is the one it started)."""
     argv = [arg for arg in argv if arg != '--overwrite']
     return 'python ' + shlex.join([command_path(program)] + argv + ([] if '--resume' in argv else ['--resume']))

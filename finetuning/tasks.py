@@ -14,8 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 import datasets
-import flags
-import metrics
+from engine import flags
+from finetuning import metrics
 from datasets import Examples
 
 SHAPES = ('classification', 'entailment', 'similarity', 'multiple_choice')

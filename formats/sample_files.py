@@ -13,7 +13,7 @@ import numpy as np
 
 from datasets import ROC_HEADER, ROC_TEST, ROC_VAL
 
-PROJECT = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project's top folder
 REAL_FILES = {'data': (ROC_VAL, ROC_TEST), 'model': ('encoder_bpe_40000.json', 'vocab_40000.bpe')}
 REAL_FILES_HINT = ('the real files are not present: put the Story Cloze CSVs in data/ and run `python download.py` '
                    '(or set GPT1_DATA_DIR and GPT1_MODEL_DIR to the folders holding them)')

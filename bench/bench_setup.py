@@ -1,7 +1,6 @@
 """What bench.py's comparison runs on: ROCStories read, encoded and made into the model's inputs as train.py makes
-them (tasks.TASKS['rocstories'], inputs.py), the weights in the original's layout (random, or --model_dir's) loaded
-as train.py loads them, the strategy and the batches; and the setup table of what that took."""
-import argparse
+them (finetuning.tasks.TASKS['rocstories'], finetuning/inputs.py), the weights in the original's layout (random, or
+--model_dir's) loaded as train.py loads them, the strategy and the batches; and the setup table of what that took."""
 import json
 import os
 import time
@@ -10,23 +9,22 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-import inputs
-import pack
-import loop
-import tasks
+import text_utils
 from bench_harness import N_WARMUP, progress, table
-from model import Model
-from sample_files import bpe_files, story_cloze_folder, write_random_weights
-from text_utils import TextEncoder
+from engine import loop
+from finetuning import inputs, tasks
+from formats.sample_files import bpe_files, story_cloze_folder, write_random_weights
+from formats.weights import LAYER_PARAMS, load_openai_params, openai_shapes, transfer
+from model import Config, Model
+from text_utils import N_SPECIAL, TextEncoder, Vocab
 from utils import InputError
-from vocab import N_SPECIAL, Vocab
-from weights import LAYER_PARAMS, load_openai_params, openai_shapes, transfer
 
 GPT1_VOCAB = 40478
 
 
 class Setup(NamedTuple):
-    """What every measurement runs on: ROCStories' train and valid splits (inputs.Split; the valid one also packed)
+    """What every measurement runs on: ROCStories' train and valid splits (inputs.Split; the valid one also with
+    its multiple-choice units, valid_packed, which inputs.eval_batch packs whole on a fixed_eval path)
     for a model of n_vocab, n_ctx, n_embd, n_layer, n_head whose LM head has n_lm rows; the initial parameters
     `init` (numpy, the original's order: loaded weights and a fresh classifier); the strategy, the global batch
     nbt, the n_need batches of each job, t_total (the schedule's updates); the packing of the training towers that
@@ -60,15 +58,17 @@ class Setup(NamedTuple):
 
     def batch(self, split, path, i):
         """Batch i (rows i * nbt onwards) of `split` as `path` makes it, as numpy arrays, as train.py does: the
-        train split packed by tower (packed_train_batch's (X, seg, clf_at, Y)) on a packed_train path, an
-        evaluated split in rows of its one shape (eval_batch's (X, seg, clf_at, Y)) on a fixed_eval path, else
-        padded (X, M, Y), or a packed split's (X, seg, clf_idx, Y)."""
+        train split packed by tower (inputs.train_batch with the run's Packing: packed_train_batch's (X, seg,
+        clf_at, Y)) on a packed_train path, an evaluated split in rows of its one shape (inputs.eval_batch's (X,
+        seg, clf_at, Y), filled up to nbt examples) on a fixed_eval path, else padded (inputs.train_batch's (X, M,
+        Y): to n_ctx, or to the batch's longest rounded up to the path's multiple)."""
         rows = np.arange(i * self.nbt, min((i + 1) * self.nbt, len(split.Y)))
         if path.packed_train and split is self.train:
-            return pack.packed_train_batch(self.task, split, rows, self.n_vocab, self.n_gpu, self.packing)
+            return inputs.train_batch(self.task, split, rows, self.n_vocab, self.n_ctx, path, self.n_gpu,
+                                      self.packing)
         if path.fixed_eval and split is not self.train:
-            return pack.eval_batch(self.task, split, rows, self.n_vocab, self.nbt, self.eval_packings[id(split)])
-        return inputs.batch_inputs(self.task, split, rows, self.n_vocab, self.n_ctx, path.pad_to(self.n_ctx))
+            return inputs.eval_batch(self.task, split, rows, self.n_vocab, self.nbt, self.eval_packings[id(split)])
+        return inputs.train_batch(self.task, split, rows, self.n_vocab, self.n_ctx, path, self.n_gpu)
 
     def hp(self, **changes):
         """OriginalGraph's arguments for this model and batch."""
@@ -77,11 +77,12 @@ class Setup(NamedTuple):
                     n_gpu=self.n_gpu, t_total=self.t_total, **changes)
 
     def new_model(self, dropout=True, precision='fp32'):
-        """A fresh Model of this size under the strategy (dropout off: every pdrop 0)."""
-        pdrop = {} if dropout else dict(embd_pdrop=0., attn_pdrop=0., resid_pdrop=0., clf_pdrop=0.)
+        """A fresh Model of this size with ROCStories' head (the default Head) under the strategy (dropout off:
+        every pdrop 0)."""
+        cfg = Config(self.n_vocab, self.n_ctx, n_embd=self.n_embd, n_head=self.n_head, n_layer=self.n_layer,
+                     precision=precision)
         with self.strategy.scope():
-            return Model(self.n_vocab, N_SPECIAL, self.n_ctx, Vocab(self.n_vocab).classify, n_embd=self.n_embd,
-                         n_head=self.n_head, n_layer=self.n_layer, precision=precision, **pdrop)
+            return Model(cfg if dropout else cfg.without_dropout())
 
 
 def timed(fn):
@@ -92,24 +93,23 @@ def timed(fn):
 
 
 def encoded_story_cloze(args, tmp, rows):
-    """ROCStories read and encoded as train.py does (tasks.TASKS['rocstories'], inputs.encode_splits), then
-    inputs.encoded_dataset's second start timed (the first writes the cache); the encoded splits, the text encoder
-    and what was used."""
+    """ROCStories read and encoded as train.py does (finetuning.tasks.TASKS['rocstories'],
+    text_utils.encode_splits), then text_utils.encoded_dataset's second start timed (the first writes the cache);
+    the encoded splits, the text encoder and what was used."""
     task = tasks.TASKS['rocstories']
     data_dir, data_src = story_cloze_folder(args.data_dir, tmp)
     encoder_path, bpe_path, enc_src = bpe_files(args.model_dir, tmp)
     text_encoder, t_init = timed(lambda: TextEncoder(encoder_path, bpe_path))
     splits, t_read = timed(lambda: task.load(data_dir))
-    encoded, t_encode = timed(lambda: inputs.encode_splits(text_encoder, splits, task.name))
-    cache_args = argparse.Namespace(data_dir=data_dir, cache_dir=os.path.join(tmp, 'cache'),
-                                    encoder_path=encoder_path, bpe_path=bpe_path)
-    inputs.encoded_dataset(cache_args, task, text_encoder)[1]()  # a first start: encodes and writes the cache
-    t_cached = timed(lambda: inputs.encoded_dataset(cache_args, task, text_encoder))[1]
+    encoded, t_encode = timed(lambda: text_utils.encode_splits(text_encoder, splits, task.name))
+    cache_dir = os.path.join(tmp, 'cache')
+    text_utils.encoded_dataset(task, data_dir, cache_dir, text_encoder)[1]()  # a first start: encodes, writes the cache
+    t_cached = timed(lambda: text_utils.encoded_dataset(task, data_dir, cache_dir, text_encoder))[1]
     n_texts = sum(len(field) for ex in splits.values() for field in ex.texts)
     n_distinct = sum(len({t for field in ex.texts for t in field}) for ex in splits.values())  # encoded once each
     n_bpe = sum(len(field.ids) for ex in encoded.values() for field in ex.texts)
     rows += [['TextEncoder init', f'{t_init:.2f}', 'vocabulary and BPE merges'],
-             ['read + split CSVs', f'{t_read:.2f}', "tasks.TASKS['rocstories'].load"],
+             ['read + split CSVs', f'{t_read:.2f}', "finetuning.tasks.TASKS['rocstories'].load"],
              ['encode whole data set', f'{t_encode:.2f}', f'{n_texts} texts ({n_distinct} distinct) -> {n_bpe} BPE '
                                                           f'tokens ({n_texts / t_encode:.0f} texts/s)'],
              ['encoded set from the cache', f'{t_cached:.2f}', "train.py's second start (--cache_dir)"]]
@@ -130,7 +130,8 @@ def model_size(args, tmp, text_encoder, enc_src):
     progress(f'writing random weights ({n_layer} layers, n_embd {n_embd}) in the original layout to {weights_dir}')
     t0 = time.perf_counter()
     write_random_weights(weights_dir, openai_shapes(n_vocab, n_embd, n_layer), n_shards=10, seed=0)
-    src = (f'random (sample_files.write_random_weights, 10 shards, written in {time.perf_counter() - t0:.1f} s), '
+    src = (f'random (formats.sample_files.write_random_weights, 10 shards, written in '
+           f'{time.perf_counter() - t0:.1f} s), '
            'loaded; then LayerNorm g = 1, b = 0 (random LN gains make the output independent of the input)')
     return n_vocab, n_embd, n_layer, n_head, weights_dir, src
 
@@ -156,7 +157,7 @@ def setup(args, tmp, phases):
                                                                                   about['encoder'])
     splits = {name: inputs.ready(task, encoded[name], n_vocab, 512, packed=False) for name in encoded}
     n_ctx = max(int(split.seqs.lengths.max()) for split in splits.values())  # the longest of any split, <= 512
-    valid_packed = inputs.ready(task, encoded[task.valid], n_vocab, 512, packed=True)
+    valid_packed = inputs.ready(task, encoded[task.valid], n_vocab, 512, packed=True)  # fixed_eval: MC units whole
 
     np.random.seed(42)  # the special rows of we (load_openai_params) and, below, the variables' initial values
     tf.random.set_seed(42)
@@ -182,13 +183,13 @@ def setup(args, tmp, phases):
     if not args.model_dir:
         unit_layer_norms(init, n_layer)
     orders = inputs.epoch_orders(n_train, 3, np.random.get_state())  # as train.py, after the special rows
-    (packing, packs), t_plan = timed(lambda: pack.packing_plan(s.train.seqs, orders, task.n_seq, args.n_batch,
-                                                                 args.n_gpu, n_embd, 1, n_ctx))
+    (packing, packs), t_plan = timed(lambda: inputs.packing_plan(s.train.seqs, orders, task.n_seq, args.n_batch,
+                                                                args.n_gpu, n_embd, 1, n_ctx))
     rows += [['packing plan', f'{t_plan:.2f}', f'{packing.rows} rows of {packing.length} per tower, '
                                               f'{100 * packing.real:.0f}% real tokens (trimmed batches: '
                                               f'{100 * packing.trimmed:.0f}%) over the 3 epochs'
                                               + ('' if packs else "; train.py would not pack")]]
-    eval_packings = {id(split): pack.eval_packing(task, split, nbt, n_embd) for split in (s.valid, valid_packed)}
+    eval_packings = {id(split): inputs.eval_packing(task, split, nbt, n_embd) for split in (s.valid, valid_packed)}
     pk = eval_packings[id(valid_packed)]
     rows.append(['evaluation packing', '', f'{pk.rows} rows of {pk.length} per batch of {nbt} (packed valid split)'])
     phases.mark('weights loaded (1 model)')

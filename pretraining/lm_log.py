@@ -31,15 +31,15 @@ class Progress(tf.train.experimental.PythonState):
         self.tr_sum, self.tr_count = self.tr_sum + cost * n_predicted, self.tr_count + n_predicted
         self.start = self.start or (time.time(), self.n_tokens)  # after the first update (its tracing) of this process
 
-    def postfix(self, costs, lrt):
-        """The bar's text: the mean loss since the last log line, the learning rate and the tokens per second."""
-        text = f'loss {self.tr_sum / self.tr_count if self.tr_count else costs[-1]:.3f} lr {float(lrt):.3g}'
+    def postfix(self, costs):
+        """The bar's text: the mean loss since the last log line and the tokens per second."""
+        text = f'loss {self.tr_sum / self.tr_count if self.tr_count else costs[-1]:.3f}'
         if self.start and time.time() > self.start[0]:
             text += f' {(self.n_tokens - self.start[1]) / (time.time() - self.start[0]):,.0f} tokens/s'
         return text
 
     def logger(self, run, evaluate):
-        """loop.fit's log(): one line of the log (n_updates, n_tokens, tr_cost, va_cost, va_ppl), printed and sent to
+        """log(): one line of the log (n_updates, n_tokens, tr_cost, va_cost, va_ppl), printed and sent to
         TensorBoard; evaluate() the held-out cost (None: no held-out documents, va_cost null). A second call at the
         same update (an epoch's end at an evaluation's update) logs nothing."""
         state = run.state

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from vocab import Vocab
+from text_utils import Vocab
 
 
 class EpochPlan:

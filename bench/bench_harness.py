@@ -1,7 +1,7 @@
 """What the benchmarks (bench.py, bench_masks.py, bench_pipeline.py) share: progress lines, peak RSS, waiting for a
 result, tables and their figures, the collection of failed measurements, the interleaved timing rounds, the FLOPs of
 the model and of matmuls timed alone, and TensorFlow's op profile of one call. The inputs they run on are
-sample_files.py's.
+formats/sample_files.py's.
 
 A measurement is a job: a dict whose call(i) runs batch i and waits for its result (optional keys: traces, a
 function giving the tracing count of its tf.function; always_again, time the batches a second time even without a
@@ -131,7 +131,7 @@ def batch_flops(M, masked, dims):
 
 
 def packed_batch_flops(seg, masked, dims):
-    """batch_flops of a packed training batch (pack.pack_parts' seg (rows, L)): (its shape 'RxL', real tokens,
+    """batch_flops of a packed training batch (inputs.pack_parts' seg (rows, L)): (its shape 'RxL', real tokens,
     useful FLOPs: each sequence at its own length, the LM head on its predicted tokens; executed: every row at L,
     the LM head on every position unless masked)."""
     n_layer, n_embd, n_lm = dims

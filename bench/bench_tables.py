@@ -60,7 +60,7 @@ def training_table(s, args, names, timings, mm_rate, mm_rows):
     print("  every position unless masked) / 's/upd seen'. 3x forward, forward = 24 L C^2 + 4 L T C per token + 2 C "
           "V per predicted")
     print("  token (T: the row's length). of matmul: over the rate below. Packed: each tower's sequences in R rows "
-          "of L (pack.Packing;")
+          "of L (inputs.Packing;")
     print(f"  this run's: {s.packing.rows} rows of {s.packing.length}, {100 * s.packing.real:.0f}% real tokens over "
           f"train.py's 3 epochs, trimmed batches {100 * s.packing.trimmed:.0f}%).")
     print(f"matmul rate, timed in the same rounds (median): {fmt(mm_rate[0], '.1f')} GFLOP/s for a block's "
@@ -138,11 +138,10 @@ def evaluation_table(s, args, names, results):
     print(f"{original}: the original's mgpu_predict graph, fetching the logits and the mean classifier loss as "
           "its evaluation did.")
     pk = s.eval_packings[id(s.valid_packed)]
-    print(f'padded: inputs.batch_inputs padded to n_ctx ({s.nbt} x 2 sequences of n_ctx {s.n_ctx}, the original\'s '
-          'arrays); packed, trimmed: inputs.packed_batch (one sequence per example: the story, then both endings; '
-          'cut to the batch\'s longest);')
-    print(f'one shape: pack.eval_batch (those sequences end to end, several a row, in the split\'s one shape: '
-          f'{pk.rows} rows of {pk.length}).')
+    print(f'padded: inputs.pad_batch padded to n_ctx ({s.nbt} x 2 sequences of n_ctx {s.n_ctx}, the original\'s '
+          'arrays); trimmed: the same arrays cut to the batch\'s longest sequence;')
+    print(f'one shape: inputs.eval_batch (each example packed whole as one unit, the story then both endings, '
+          f'several a row, in the split\'s one shape: {pk.rows} rows of {pk.length}).')
     print("max|dclf_logits| over all the batches scored, against the original graph. 's/batch 2nd': "
           "the same batches again.")
     if eref:
@@ -196,5 +195,5 @@ def targets_table(timings, evaluations, mm_rate, rss, original, default, eval_de
                                                     for row, m in zip(rows, met)])
     if not packs:
         print("This run's batches: train.py would not pack them (cutting each to its longest computes less, "
-              "pack.packing_plan); the default row above is the packed path all the same.")
+              "inputs.packing_plan); the default row above is the packed path all the same.")
         print()

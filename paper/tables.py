@@ -1,5 +1,5 @@
 """The paper's Tables 2-5 with the runs' figures beside the paper's, and Figure 2 (left), from train.py logs
-(analysis.py --table, --figure2). A run's figure is the dev figure of its best evaluation (analysis.best_evaluation)
+(analysis.py --table, --figure2). A run's figure is the dev figure of its best evaluation (paper/runs.py's best_evaluation)
 and, where the test labels are public (SNLI, SciTail, RACE, Story Cloze), its submission's test figure.
 
 Which table a log belongs to is read from its flags (its first line): --n_transfer equal to --n_layer with
@@ -11,10 +11,10 @@ import os
 
 import numpy as np
 
-import paper
-from analysis import (best_evaluation, read_run, save_png, submission_paths, submission_scores, task_of,
+from paper import results
+from paper.runs import (best_evaluation, read_run, save_png, submission_paths, submission_scores, task_of,
                       test_splits)
-from tasks import TASKS
+from finetuning.tasks import TASKS
 from utils import InputError
 
 # Flags whose value shows that a run is not the paper's recipe (train.py's defaults are the paper's).
@@ -80,9 +80,9 @@ def cell(value):
 
 def results_table(table, chosen):
     """Markdown lines of one of Tables 2-4: a row per paper result."""
-    lines = [f'### {paper.TABLE_TITLES[table]}', '',
+    lines = [f'### {results.TABLE_TITLES[table]}', '',
              "| paper's row | metric | paper (test) | run (dev) | run (test) | log | notes |", '|---' * 7 + '|']
-    for result in (r for r in paper.RESULTS if r.table == table):
+    for result in (r for r in results.RESULTS if r.table == table):
         run = chosen.get((result.task, 'full'))
         dev = test = None
         notes = run.notes() if run else []
@@ -105,19 +105,19 @@ def results_table(table, chosen):
 
 def ablation_table(chosen):
     """Markdown lines of Table 5: for each row the paper's figures, then the runs' dev figures."""
-    head = ['method', 'figures', 'Avg.'] + [name for name, _, _ in paper.ABLATION_COLUMNS]
-    lines = [f'### {paper.TABLE_TITLES["Table 5"]}', '', '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+    head = ['method', 'figures', 'Avg.'] + [name for name, _, _ in results.ABLATION_COLUMNS]
+    lines = [f'### {results.TABLE_TITLES["Table 5"]}', '', '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
     used = []
-    for variant, (name, avg, values) in paper.ABLATIONS.items():
+    for variant, (name, avg, values) in results.ABLATIONS.items():
         lines.append(f'| {name} | paper | {avg:.1f} | ' + ' | '.join(f'{v:.1f}' for v in values) + ' |')
         if variant == 'lstm':
             lines.append(f'| {name} | run | not reproduced (README.md, "The paper\'s analysis") |' + ' |' * 8)
             continue
-        runs = [chosen.get((task, variant)) for _, task, _ in paper.ABLATION_COLUMNS]
-        figures = [run.dev(metric) if run else None for run, (_, _, metric) in zip(runs, paper.ABLATION_COLUMNS)]
+        runs = [chosen.get((task, variant)) for _, task, _ in results.ABLATION_COLUMNS]
+        figures = [run.dev(metric) if run else None for run, (_, _, metric) in zip(runs, results.ABLATION_COLUMNS)]
         mean = None if None in figures else float(np.mean(figures))
         lines.append(f'| {name} | run (dev) | {cell(mean)} | ' + ' | '.join(map(cell, figures)) + ' |')
-        used += [f'- {name}, {column}: {run.path}' for run, (column, _, _) in zip(runs, paper.ABLATION_COLUMNS) if run]
+        used += [f'- {name}, {column}: {run.path}' for run, (column, _, _) in zip(runs, results.ABLATION_COLUMNS) if run]
     return lines + ['', "The runs' figures are their best evaluations' dev figures (MNLI: the matched dev set; the "
                     "paper's MNLI column looks like the mean of its matched and mismatched test figures). Logs:"] + used
 

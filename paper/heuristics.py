@@ -3,7 +3,7 @@ language model alone, without fine-tuning, by the rules of SPEC.md "Zero-shot" (
 
 Every sequence holds text tokens only (the pretrained model never saw `_start_`, `_delimiter_` nor `_classify_`),
 token t has position row t, and log p(x_i | x_<i) is the log-softmax over the n_vocab token rows of
-h_{i-1} . we^T (Model.lm_logprobs with n_rows = n_vocab). Most rules score continuations: an example is a context
+h_{i-1} . we^T (model.lm_logprobs with n_rows = n_vocab). Most rules score continuations: an example is a context
 (token ids) and k continuations, each read after the context alone; a continuation's score is the mean log-prob of
 its tokens given the context and its own earlier tokens (a token with nothing before it is not scored, and a
 continuation without a scored token scores 0).
@@ -16,8 +16,8 @@ continuation without a scored token scores 0).
                  after it: the first best candidate
     Story Cloze  context = the story (fit_context), continuations = the 2 endings: the first best
 
-Scoring packs an example's continuations after one copy of its context (Model.lm_logits' seg: each sees only the
-context and itself, its positions its own), which gives the log-probs of scoring each context + continuation
+Scoring packs an example's continuations after one copy of its context (the forward's segments: each sees only
+the context and itself, its positions its own), which gives the log-probs of scoring each context + continuation
 sequence alone.
 """
 import sys
@@ -28,8 +28,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from datasets import pronoun_span
+from model import lm_logits, lm_logprobs
+from text_utils import Vocab
 from utils import batches_of
-from vocab import Vocab
 
 # ------------------------------------------------------------------------------------------------ the scoring
 
@@ -64,6 +65,12 @@ def pack(batch, n_vocab):
             np.concatenate(groups))
 
 
+def one_unit(seg):
+    """pack's seg as the forward's segments (model.segment_mask): each row one unit whose parts are the context
+    (part 0, which every continuation sees), the continuations and the padding -> (seg, n_parts)."""
+    return seg + 1, tf.reduce_max(seg) + 1
+
+
 def by_length(lengths, n_batch):
     """Batches of n_batch row indices, the rows in the order of their lengths (less padding), each row once."""
     return batches_of(np.argsort(np.asarray(lengths), kind='stable'), n_batch)
@@ -79,13 +86,13 @@ class Scorer:
 
         @tf.function(input_signature=specs + [tf.TensorSpec([None, 2], tf.int32), tf.TensorSpec([None], tf.int32)])
         def token_logprobs(X, seg, at, targets):
-            logp = model.lm_logprobs(X, at=at, n_rows=n_vocab, seg=seg)                # (K, n_vocab)
+            logp = lm_logprobs(model, X, at, n_vocab, *one_unit(seg))                  # (K, n_vocab)
             return tf.gather(logp, targets, batch_dims=1)                              # (K,)
 
         @tf.function(input_signature=specs + [tf.TensorSpec([None], tf.int32)])
         def last_logits(X, seg, last):
             at = tf.stack([tf.range(tf.shape(X)[0]), last], 1)
-            return model.lm_logits(X, at=at, n_rows=n_vocab, seg=seg)                  # (B, n_vocab)
+            return lm_logits(model, X, at, n_vocab, *one_unit(seg))                    # (B, n_vocab)
 
         self.token_logprobs, self.last_logits = token_logprobs, last_logits
 

@@ -3,16 +3,20 @@
 under XLA, in four ways (the RNG alone, model.dropout as the port draws it, and two other formulations); then the
 n_gpu masks of an update (one per tower) against the update they belong to. A few seconds.
 
-    python bench_masks.py [--n_gpu 4] [--update_s 7.4]
-    (python bench.py --masks ... hands over to this program)
+    python bench/bench_masks.py [--n_gpu 4] [--update_s 7.4]
+    (python bench/bench.py --masks ... hands over to this program)
 """
 import argparse
 import os
 import sys
 import time
 
-from flags import add_flags
-from utils import HelpFormatter, tensorflow_start_up_hidden
+# The project's modules live in the repository root, one folder up from this program's bench/ (bench_harness is
+# found here, in the script's own folder).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.flags import add_flags  # noqa: E402
+from utils import HelpFormatter, tensorflow_start_up_hidden  # noqa: E402
 
 GPT1_VOCAB, N_CTX_ROC = 40478, 77  # the full-size we: GPT-1's vocabulary and ROCStories' context
 
@@ -34,7 +38,7 @@ with tensorflow_start_up_hidden():
 
     from bench_harness import table
     from model import dropout
-    from vocab import Vocab
+    from text_utils import Vocab
 
 
 def mask_methods(p):
@@ -45,7 +49,7 @@ def mask_methods(p):
         'RNG alone: Philox uniform float32': (
             lambda x, s: tf.random.stateless_uniform(tf.shape(x), s, alg='philox'), False),
         'model.dropout (the port): uniform >= p, x * mask / (1 - p)': (
-            lambda x, s: dropout(x, p, True, lambda: s), True),
+            lambda x, s: dropout(x, p, lambda: s), True),
         'the same mask built by one tf.where(uniform >= p, 1 / (1 - p), 0)': (
             lambda x, s: x * tf.where(tf.random.stateless_uniform(tf.shape(x), s, alg='philox') >= p, 1 / (1 - p), 0.),
             True),

@@ -1,12 +1,12 @@
 """The MNLI input pipeline's cost, on a generated MNLI-sized folder (GLUE's five files at their real sizes): reading,
-encoding, the input sequences, the encoded cache (inputs.encoded_dataset's first and second start), one epoch of
-padded batches; seconds, CPU seconds and peak RSS per step. Then updates per second of the full-size model (random
+encoding, the input sequences, the encoded cache (text_utils.encoded_dataset's first and second start), one epoch
+of padded batches; seconds, CPU seconds and peak RSS per step. Then updates per second of the full-size model (random
 weights, the 3-class entailment head, train.py's default path, 4 towers of 8) on batches of that training set in a
 shuffled order: --steps of them after 2 warm-up (--quick: a 2-layer n_embd 64 model). The BPE files of --model_dir,
 else where the tests find the real ones ($GPT1_MODEL_DIR, model/, ../shared/model), else a character-level one.
 
-    python bench_pipeline.py [--model_dir DIR] [--steps 5] [--quick]
-    (python bench.py --mnli_pipeline ... hands over to this program)
+    python bench/bench_pipeline.py [--model_dir DIR] [--steps 5] [--quick]
+    (python bench/bench.py --mnli_pipeline ... hands over to this program)
 """
 import argparse
 import gc
@@ -18,10 +18,13 @@ import statistics
 import sys
 import tempfile
 import time
-from itertools import islice
 
-from flags import add_flags
-from utils import HelpFormatter, tensorflow_start_up_hidden
+# The project's modules live in the repository root, one folder up from this program's bench/ (bench_harness is
+# found here, in the script's own folder).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.flags import add_flags  # noqa: E402
+from utils import HelpFormatter, tensorflow_start_up_hidden  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -43,15 +46,15 @@ with tensorflow_start_up_hidden():
     import numpy as np
     import tensorflow as tf
 
-    import inputs
-    import loop
-    import pack
-    import tasks
+    import text_utils
     from bench_harness import N_WARMUP, default_adam, fmt, peak_rss_gb, progress, sync, table
-    from model import DEFAULT, TRIMMED, Head, Model, finetune_objective
-    from sample_files import bpe_files
+    from engine import loop
+    from engine.kernels import DEFAULT, TRIMMED
+    from finetuning import inputs, tasks
+    from formats.sample_files import bpe_files
+    from model import Config, Head, Model, finetune_objective
+    from opt import make_update
     from text_utils import TextEncoder
-    from vocab import N_SPECIAL, Vocab
 
 MNLI_SIZES = {'train': 392702, 'dev_matched': 9815, 'dev_mismatched': 9832, 'test_matched': 9796,
               'test_mismatched': 9847}
@@ -118,8 +121,9 @@ class Steps:
 
 def pipeline(args, tmp):
     """Time and peak RSS of train.py's MNLI input pipeline on a generated MNLI-sized folder: read the five files,
-    encode every text (inputs.encode_splits), build the input sequences at n_ctx 512, save and reload the encoded
-    cache, inputs.encoded_dataset's first and second start; then one epoch's worth of padded batches of 32."""
+    encode every text (text_utils.encode_splits), build the input sequences at n_ctx 512, save and reload the
+    encoded cache, text_utils.encoded_dataset's first and second start; then one epoch's worth of padded batches of
+    32."""
     encoder_path, bpe_path, enc_src = bpe_files(args.model_dir, tmp)
     folder = os.path.join(tmp, 'MNLI')
     progress(f'writing an MNLI-sized folder ({sum(MNLI_SIZES.values())} pairs) to {folder}')
@@ -132,23 +136,23 @@ def pipeline(args, tmp):
     splits = step('read the 5 files', lambda: task.load(folder))
     n_texts = sum(len(f) for ex in splits.values() for f in ex.texts)
     n_unique = len({t for ex in splits.values() for f in ex.texts for t in f})
-    encoded = step('encode (each distinct text once)', lambda: inputs.encode_splits(encoder, splits, 'mnli'))
+    encoded = step('encode (each distinct text once)', lambda: text_utils.encode_splits(encoder, splits, 'mnli'))
     splits = None  # the texts: the encoded splits hold what follows
     n_tokens = sum(len(f.ids) for ex in encoded.values() for f in ex.texts)
     seqs = step('input sequences, n_ctx 512', lambda: {s: inputs.sequences(task, ex.texts, len(encoder.encoder), 512)
                                                         for s, ex in encoded.items()})
     cache = os.path.join(tmp, 'mnli.npz')
-    step('save the encoded cache (.npz)', lambda: inputs.save_encoded(cache, encoded))
-    step('load the encoded cache', lambda: inputs.load_encoded(cache))
-    run_args = argparse.Namespace(data_dir=folder, cache_dir=os.path.join(tmp, 'cache'), encoder_path=encoder_path,
-                                  bpe_path=bpe_path)
+    step('save the encoded cache (.npz)', lambda: text_utils.save_encoded(cache, encoded))
+    step('load the encoded cache', lambda: text_utils.load_encoded(cache))
+    cache_dir = os.path.join(tmp, 'cache')
 
-    def first_start():  # inputs.encoded_dataset as a run calls it: read, hash, encode, then write the cache
-        _, write_cache = inputs.encoded_dataset(run_args, task, encoder)
+    def first_start():  # text_utils.encoded_dataset as a run calls it: read, hash, encode, then write the cache
+        _, write_cache = text_utils.encoded_dataset(task, folder, cache_dir, encoder)
         write_cache()
 
     step("train.py's first start: read, encode, cache", first_start)
-    step("train.py's second start: read, check the cache", lambda: inputs.encoded_dataset(run_args, task, encoder))
+    step("train.py's second start: read, check the cache",
+         lambda: text_utils.encoded_dataset(task, folder, cache_dir, encoder))
     train_seqs = seqs['train']
     order = np.random.RandomState(0).permutation(len(train_seqs) // task.n_seq)
 
@@ -175,8 +179,8 @@ def pipeline(args, tmp):
 def updates(args, task, seqs, order, n_vocab, n_ctx):
     """Seconds per update of the full-size model with MNLI's head on MNLI-shaped batches (`seqs` the training
     sequences, `order` a shuffled order of the examples), as train.py runs them: the default path, 4 towers of 8,
-    its batches packed where pack.packing_plan says that computes less (for this order as one epoch), else cut to
-    their longest."""
+    its batches packed where inputs.packing_plan says that computes less (for this order as one epoch), else cut to
+    their longest (inputs.train_batch either way)."""
     n_embd, n_layer, n_head = (64, 2, 4) if args.quick else (768, 12, 12)
     n_batch, n_gpu = 8, 4
     progress(f'MNLI updates: model n_embd {n_embd}, {n_layer} layers, n_ctx {n_ctx}, {n_gpu} towers of {n_batch}')
@@ -184,25 +188,21 @@ def updates(args, task, seqs, order, n_vocab, n_ctx):
     with tensorflow_start_up_hidden(device_init=True):
         strategy = loop.make_strategy(n_gpu)
     n_updates = len(order) // (n_batch * n_gpu)
-    packing, packs = pack.packing_plan(seqs, [order], task.n_seq, n_batch, n_gpu, n_embd, 1, n_ctx)
+    packing, packs = inputs.packing_plan(seqs, [order], task.n_seq, n_batch, n_gpu, n_embd, 1, n_ctx)
     path = DEFAULT if packs else TRIMMED
     with strategy.scope():
-        model = Model(n_vocab, N_SPECIAL, n_ctx, Vocab(n_vocab).classify, n_embd=n_embd, n_head=n_head,
-                      n_layer=n_layer, head=Head(**task.head))
-        opt = default_adam(model.params, path.fused_adam, 3 * n_updates)
-    step = loop.make_train_step(finetune_objective(model, 0.5, path), model.params, opt, strategy, 42,
-                                path.jit_compile, n_towers=n_gpu)
+        model = Model(Config(n_vocab, n_ctx, n_embd=n_embd, n_head=n_head, n_layer=n_layer, head=Head(**task.head)))
+        opt = default_adam(model.params, path.fused, 3 * n_updates)
+    step = make_update(finetune_objective(model, 0.5, path), model.params, opt, strategy, 42, path.jit_compile,
+                       n_towers=n_gpu)
     labels = np.arange(len(seqs) // task.n_seq, dtype=np.int32) % len(task.labels)
     split = inputs.Split(None, labels, seqs)
-    if packs:
-        def batch(rows):
-            return pack.packed_train_batch(task, split, rows, n_vocab, n_gpu, packing)
-    else:
-        def batch(rows):
-            return (*inputs.pad_batch(seqs, rows, task.n_seq, n_vocab), labels[rows])
-    batches = loop.distribute(strategy, inputs.epoch_batches(batch, order, n_batch * n_gpu))
+    n_batch_train = n_batch * n_gpu
     times, lengths = [], []
-    for k, batch in enumerate(islice(batches, N_WARMUP + args.steps)):
+    for k in range(min(N_WARMUP + args.steps, n_updates)):  # the epoch's first full batches, in order
+        rows = order[k * n_batch_train:(k + 1) * n_batch_train]
+        batch = loop.distribute(strategy, inputs.train_batch(task, split, rows, n_vocab, n_ctx, path, n_gpu,
+                                                             packing if packs else None))
         t0 = time.perf_counter()
         sync(step(*batch)[0])
         if k >= N_WARMUP:

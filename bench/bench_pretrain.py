@@ -1,16 +1,16 @@
 """Speed of pre-training (pretrain.py) on this machine, in one invocation:
-    python bench_pretrain.py                 # full size: one update of n_ctx 512 windows, and a 50 MB corpus encoded
-    python bench_pretrain.py --quick         # a small model and a 5 MB corpus (a minute)
-    python bench_pretrain.py --only update   # or: --only encoding
-    python bench_pretrain.py --write_corpus books --corpus_mb 20   # only write the generated corpus: an example
+    python bench/bench_pretrain.py                # full size: one update of n_ctx 512 windows, a 50 MB corpus encoded
+    python bench/bench_pretrain.py --quick        # a small model and a 5 MB corpus (a minute)
+    python bench/bench_pretrain.py --only update  # or: --only encoding
+    python bench/bench_pretrain.py --write_corpus books --corpus_mb 20   # only write the generated corpus: an example
 
 The update: the full-size model (random weights, the vocabulary's 40,478 token rows) makes pre-training's update
-(loop.make_train_step of model.pretrain_objective, dropout on, Adam) on --n_batch random windows of --n_ctx
+(opt.make_update of model.pretrain_objective, dropout on, Adam) on --n_batch random windows of --n_ctx
 tokens; in the same rounds, alternating with it, the same matmuls alone (every weight matmul of the update forward
 and both gradients, the attention's, the LM head's): the update's FLOP rate against theirs says how much of the
 update is matmul work done at the matmuls' own speed (the target is 75% or more).
 The encoding: a generated corpus of --corpus_mb MB of English (books of a small grammar's sentences, with a long tail
-of rarer words from the BPE vocabulary, in paragraphs) encoded by corpus.prepare with
+of rarer words from the BPE vocabulary, in paragraphs) encoded by pretraining/corpus.py's prepare with
 --procs worker processes (ftfy, spaCy and BPE, as pretrain.py does), then read back and checked as a run's start
 does: tokens per second per process, the workers' CPU time, peak memory.
 """
@@ -22,7 +22,11 @@ import sys
 import tempfile
 import time
 
-from utils import HelpFormatter, tensorflow_start_up_hidden
+# The project's modules live in the repository root, one folder up from this program's bench/.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from utils import HelpFormatter, tensorflow_start_up_hidden  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -57,9 +61,10 @@ def peak_rss_mb(who=resource.RUSAGE_SELF):
 
 
 def bpe_files(model_dir):
-    """The real BPE files (--model_dir, model/, ../shared/model): the encoding measures the real vocabulary."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for folder in [model_dir] if model_dir else [os.path.join(here, 'model'), os.path.join(here, '..', 'shared', 'model')]:
+    """The real BPE files (--model_dir, model/, ../shared/model, the last two beside the repository's files): the
+    encoding measures the real vocabulary."""
+    folders = [model_dir] if model_dir else [os.path.join(ROOT, 'model'), os.path.join(ROOT, '..', 'shared', 'model')]
+    for folder in folders:
         paths = [os.path.join(folder, name) for name in ('encoder_bpe_40000.json', 'vocab_40000.bpe')]
         if all(os.path.isfile(p) for p in paths):
             return paths
@@ -117,23 +122,24 @@ def bench_update(args, n_vocab):
         import numpy as np
         import tensorflow as tf
 
-        import loop
-        from model import DEFAULT, Model, pretrain_objective
-        from opt import Adam, warmup_cosine
-        from windows import weighted
+        from engine import loop
+        from engine.kernels import DEFAULT
+        from model import Config, Model, pretrain_objective
+        from opt import Adam, make_update, warmup_cosine
+        from pretraining.windows import weighted
     B, T, C, L, V = args.n_batch, args.n_ctx, args.n_embd, args.n_layer, n_vocab
     progress(f'the update: {L} layers of {C}, {args.n_head} heads, {B} windows of {T} tokens, {V} token rows')
     tf.random.set_seed(0)
     strategy = tf.distribute.get_strategy()
-    model = Model(V, 0, T, None, n_embd=C, n_head=args.n_head, n_layer=L)
-    opt = Adam(model.lm_params, lr=2.5e-4, schedule=lambda x: warmup_cosine(x, 0.5), t_total=10 * args.rounds, l2=0.01,
-               max_grad_norm=1, fused=DEFAULT.fused_adam)
-    step = loop.make_train_step(pretrain_objective(model, V, DEFAULT), model.lm_params, opt, strategy, seed=0)
+    model = Model(Config(V, T, n_special=0, n_embd=C, n_head=args.n_head, n_layer=L, head=None))
+    opt = Adam(model.params, lr=2.5e-4, schedule=lambda x: warmup_cosine(x, 0.5), t_total=10 * args.rounds, l2=0.01,
+               max_grad_norm=1, fused=DEFAULT.fused)
+    step = make_update(pretrain_objective(model, V, DEFAULT), model.params, opt, strategy, seed=0)
     rng = np.random.RandomState(0)
     X = np.stack([rng.randint(V, size=(B, T)), np.broadcast_to(V + np.arange(T), (B, T))], -1).astype(np.int32)
     M = np.ones((B, T), np.float32)
     M[:, 0] = 0
-    (batch,) = loop.distribute(strategy, [(X, weighted(M))])
+    batch = loop.distribute(strategy, (X, weighted(M)))
     mm_call, mm_flops = update_matmul_job(tf, B, T, C, args.n_head, L, V)
     flops = mm_flops  # the update's counted FLOPs are those of its matmuls
     times = {'update': [], 'matmuls': []}
@@ -227,7 +233,7 @@ def generate_corpus(folder, encoder_path, n_bytes, seed=0):
 
 
 def bench_encoding(args, encoder_path, bpe_path, tmp):
-    import corpus
+    from pretraining import corpus
     folder = os.path.join(tmp, 'books')
     progress(f'generating a corpus of {args.corpus_mb:.0f} MB in {folder}')
     n_bytes, n_books = generate_corpus(folder, encoder_path, int(args.corpus_mb * 2 ** 20))

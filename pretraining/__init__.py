@@ -1,0 +1,1 @@
+"""Pre-training the language model: the corpus, its windows, and its log."""
