@@ -59,3 +59,12 @@ def test_figure_2_normalises_by_the_specs_chance_levels_and_states_of_the_art():
     for task in random:
         for value in (random[task], 40.0, sota[task]):
             assert paper.normalised(task, value) == pytest.approx((value - random[task]) / (sota[task] - random[task]))
+
+
+def test_cola_cuts_the_sentence_at_its_end_to_n_ctx_tokens_and_scores_tokens_2_to_n():
+    import heuristics
+    sentence = list(range(100, 110))
+    for n_ctx in (1, 2, 4, 10, 12):
+        ((context, (continuation,)),) = heuristics.cola([sentence], n_ctx)
+        x = sentence[:n_ctx]   # SPEC: x = encode(sentence) cut to n_ctx; the score's tokens x_2 .. x_n
+        assert context + continuation == x and continuation == x[1:]
