@@ -424,3 +424,59 @@ def test_max_updates_ends_the_run_and_its_schedule_and_tr_cost_is_the_loss_since
     records = log_of(continued['one'])[1:]
     assert [r['n_updates'] for r in records] == [1, 2, 3]  # --eval_every 1: each line one update's loss
     np.testing.assert_allclose([r['tr_cost'] for r in records], scalars['train/lm_cost'], rtol=1e-6)
+
+
+# --- issue 32: the log's figures against NumPy, updates of different token counts ----------------------------------
+
+def spec_updates(n_tokens, n_ctx, n_batch, seed, n_epochs):
+    """(tokens read, tokens predicted) of each update, from SPEC.md "Pre-training"'s windows written out: epoch e
+    draws o = integers(n_ctx) then a permutation from default_rng([seed, e]), the stream is cut at 0, o, o + n_ctx,
+    ... and at its end; n_batch windows an update; a window of n tokens predicts n - 1."""
+    updates = []
+    for epoch in range(n_epochs):
+        rng = np.random.default_rng([seed, epoch])
+        o = int(rng.integers(n_ctx))
+        cuts = sorted({0, n_tokens} | set(range(o, n_tokens, n_ctx)))
+        lengths = np.diff(cuts)[rng.permutation(len(cuts) - 1)]
+        updates += [(int(lengths[k:k + n_batch].sum()), int((lengths[k:k + n_batch] - 1).sum()))
+                    for k in range(0, len(lengths), n_batch)]
+    return updates
+
+
+def numpy_held_out_cost(folder, tokens):
+    """The mean -log p of every held-out token but the first, windows of N_CTX sharing one token, in NumPy."""
+    arrays = folder_arrays(folder) + [np.zeros((N_EMBD, 1)), np.zeros(1)]
+    nll = []
+    for start in range(0, len(tokens) - 1, N_CTX - 1):
+        window = tokens[start:start + N_CTX]
+        X = np.stack([window, N_VOCAB + np.arange(len(window))], -1)[None]
+        logp = reference.log_softmax(reference.hidden(arrays, X[:, None], N_HEAD)[0, :-1] @
+                                     arrays[0][:N_VOCAB].astype(np.float64).T)
+        nll += list(-logp[np.arange(len(window) - 1), window[1:]])
+    return float(np.mean(nll))
+
+
+def test_tr_cost_is_the_loss_per_predicted_token_since_the_last_line_and_n_tokens_and_va_cost_are_numpys(
+        files, reference_run):
+    records = log_of(reference_run)[1:]
+    c = the_corpus(files, reference_run)
+    updates = spec_updates(len(c.train), N_CTX, RUN['n_batch'], 42, 2)
+    (events,) = (reference_run / 'log' / 'tiny').glob('events.out.tfevents.*')
+    costs = [float(tf.make_ndarray(v.tensor)) for e in tf.compat.v1.train.summary_iterator(str(events))
+             for v in e.summary.value if v.tag == 'train/lm_cost']   # each update's mean loss per predicted token
+    assert len(costs) == len(updates) == records[-1]['n_updates']
+    previous, plain_differs = 0, False
+    for r in records:
+        n = r['n_updates']
+        cost, predicted = np.array(costs[previous:n]), np.array([p for _, p in updates[previous:n]], float)
+        np.testing.assert_allclose(r['tr_cost'], (cost * predicted).sum() / predicted.sum(), rtol=1e-6)
+        plain_differs |= abs(cost.mean() - r['tr_cost']) > 1e-5   # the updates' plain mean would fail here
+        assert r['n_tokens'] == sum(t for t, _ in updates[:n])
+        previous = n
+    assert plain_differs and len({p for _, p in updates}) > 2
+    kept = reference_run / 'save' / 'tiny' / 'updates'
+    checked = [r for r in records if (kept / str(r['n_updates'])).is_dir()]   # the model of that line kept
+    assert len(checked) >= 2
+    tokens = c.valid.read(0, len(c.valid))
+    for r in checked:
+        np.testing.assert_allclose(r['va_cost'], numpy_held_out_cost(kept / str(r['n_updates']), tokens), rtol=1e-6)

@@ -492,3 +492,83 @@ def test_story_cloze_on_the_real_files_predicts_every_valid_story(tmp_path):
     result = json.loads(out.read_text())
     assert (result['split'], len(result['predictions'])) == ('valid', 374)   # train.py's valid split
     assert printed.getvalue() == f"ROCStories zero-shot Valid Accuracy: {result['score']:.2f}\n"
+
+
+# ------------------------------------------------------------------------------------------ issue 32: each rule's exact inputs
+
+class RecordingScorer:
+    """In place of heuristics.Scorer: records what each rule gives the model to score (and scores it all 0)."""
+    calls = []
+
+    def __init__(self, model, n_vocab):
+        pass
+
+    def continuations(self, examples, n_batch=8, desc=None):
+        RecordingScorer.calls.append(('continuations', [(list(c), [list(x) for x in conts]) for c, conts in examples]))
+        return np.zeros((len(examples), len(examples[0][1]) if examples else 0))
+
+    def next_token_logits(self, seqs, token_ids, n_batch=8, desc=None):
+        RecordingScorer.calls.append(('next_token_logits', ([list(s) for s in seqs], list(token_ids))))
+        return np.zeros((len(seqs), len(token_ids)), np.float32)
+
+
+def expected_inputs(world, task):
+    """What the model reads for each task's split as the world's runs score them, built from SPEC.md "Zero-shot"'s
+    words: text tokens only, each text encoded alone; [(scorer method, its inputs)]."""
+    data, n_vocab = world['paths']['data'], world['n_vocab']
+    if task == 'sst2':
+        ids = {w: world['encoder'].encoder[w + '</w>'] for w in WORDS}
+        sentences = encode(world, [row[0] for row in tsv_rows(data / 'SST-2' / 'dev.tsv')[1:]])
+        return [('next_token_logits', ([s[:N_CTX - 1] + [ids['very']] for s in sentences],
+                                       [ids['positive'], ids['negative']]))]
+    if task == 'cola':   # the score's tokens are x_2 .. x_n: the first token alone before them
+        return [('continuations', [(s[:N_CTX][:1], [s[:N_CTX][1:]]) for s in
+                                   encode(world, [row[3] for row in tsv_rows(data / 'CoLA' / f'{split}.tsv')])])
+                for split in ('train', 'dev')]
+    if task == 'race':
+        examples = []
+        for level, name in race_files(data / 'RACE' / 'dev'):
+            passage = json.loads((data / 'RACE' / 'dev' / level / name).read_text())
+            article = encode(world, [passage['article']])[0]
+            for question, options in zip(passage['questions'], passage['options']):
+                question, *options = encode(world, [question] + options)
+                options = [o[:N_CTX // 2] for o in options]
+                room = N_CTX - max(map(len, options))
+                context = article[:max(0, room - len(question))] + question[:room]
+                examples.append((context, options))
+        return [('continuations', examples)]
+    if task == 'dprd':
+        examples = []
+        for sentence, pronoun, candidates, _ in DPRD_EXAMPLES:
+            found = (re.search(rf'\b{pronoun}\b', sentence) or re.search(rf'\b{pronoun}\b', sentence, re.I)).span()
+            after = encode(world, [sentence[found[1]:]])[0]
+            for candidate in candidates.split(','):
+                prefix = encode(world, [sentence[:found[0]] + candidate.strip()])[0]
+                examples.append((prefix[:N_CTX], [after[:max(0, N_CTX - len(prefix))]]))
+        return [('continuations', examples)]
+    from datasets import ROC_TEST, rocstories_csv
+    stories, endings1, endings2, _ = rocstories_csv(str(data / ROC_TEST))
+    examples = []
+    for story, e1, e2 in zip(encode(world, stories), encode(world, endings1), encode(world, endings2)):
+        e1, e2 = e1[:ROC_CTX // 2], e2[:ROC_CTX // 2]
+        examples.append((story[:ROC_CTX - max(len(e1), len(e2))], [e1, e2]))
+    return [('continuations', examples)]
+
+
+@pytest.mark.parametrize('task, split', [('sst2', 'dev'), ('cola', 'dev'), ('race', 'dev'), ('dprd', 'test'),
+                                         ('rocstories', 'test')])
+def test_each_rule_feeds_the_model_exactly_the_specs_text_tokens_and_no_special_token(world, monkeypatch, task,
+                                                                                      split):
+    RecordingScorer.calls = []
+    monkeypatch.setattr(heuristics, 'Scorer', RecordingScorer)
+    main(world['paths'], '--task', task, '--split', split, *(['--n_ctx', ROC_CTX] if task == 'rocstories' else []))
+    calls = RecordingScorer.calls
+    everything = [t for method, inputs in calls
+                  for seq in (inputs[0] if method == 'next_token_logits' else [c + sum(conts, []) for c, conts in inputs])
+                  for t in seq]
+    assert everything and max(everything) < world['n_vocab']   # no `_start_`, `_delimiter_` nor `_classify_`
+    expected = expected_inputs(world, task)
+    if task == 'race':  # the passages' reading order is the loader's: compared as sets of examples
+        calls = [(m, sorted(map(repr, inputs))) for m, inputs in calls]
+        expected = [(m, sorted(map(repr, inputs))) for m, inputs in expected]
+    assert calls == expected
