@@ -1,0 +1,159 @@
+"""A newcomer's third day (issue 31): --table over a log/ folder that holds more than finished fine-tuning runs,
+the rerun guard's --resume only for the same run, what Ctrl-C says and that a second one always stops, download.py's
+messages about a --base_url folder and a missing --model_dir, and its --random_weights stand-in."""
+import argparse
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_py(*argv, cwd=None, timeout=60):
+    return subprocess.run([sys.executable, *argv], cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------- the rerun guard and --resume
+
+def make_checkpoint(folder):
+    """A real TensorFlow checkpoint (ckpt-2) in folder/checkpoints."""
+    import tensorflow as tf
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.)), str(folder / 'checkpoints'),
+                                         max_to_keep=1)
+    return manager.save(2)
+
+
+def guard_args(tmp_path, **flags):
+    base = dict(desc='run', log_dir=str(tmp_path / 'log'), save_dir=str(tmp_path / 'save'), resume=False,
+                overwrite=False, n_iter=3, lr=6.25e-5, save_every=0)
+    return argparse.Namespace(**{**base, **flags})
+
+
+def write_first_line(tmp_path, **flags):
+    (tmp_path / 'log').mkdir(exist_ok=True)
+    path = tmp_path / 'log' / 'run.jsonl'
+    path.write_text(json.dumps(vars(guard_args(tmp_path, **flags))) + '\n')
+    return str(path)
+
+
+def guard_message(args, log_path):
+    from run_state import check_outputs
+    from utils import InputError
+    with pytest.raises(InputError) as err:
+        check_outputs(args, log_path)
+    return str(err.value)
+
+
+def test_the_guard_offers_resume_for_the_same_run_even_with_other_harmless_flags(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / 'save' / 'run')
+    log = write_first_line(tmp_path, save_every=5)  # --save_every changes no number
+    msg = guard_message(guard_args(tmp_path), log)
+    assert f"continue that run with --resume (its checkpoint {checkpoint!r}, update 2)" in msg
+    assert 'another run' not in msg
+
+
+@pytest.mark.parametrize('log', ['other flags', 'missing', 'damaged'])
+def test_the_guard_says_the_folder_holds_another_run_when_resume_could_not_continue_it(tmp_path, log):
+    make_checkpoint(tmp_path / 'save' / 'run')
+    log_path = str(tmp_path / 'log' / 'run.jsonl')
+    if log == 'other flags':
+        log_path = write_first_line(tmp_path, n_iter=2, lr=0.001)
+    elif log == 'damaged':
+        (tmp_path / 'log').mkdir()
+        (tmp_path / 'log' / 'run.jsonl').write_text('{"desc": "run", "n_it\n')
+    msg = guard_message(guard_args(tmp_path), log_path)
+    assert '--resume' in msg and 'continue that run' not in msg
+    assert f"{str(tmp_path / 'save' / 'run')!r} holds another run, which --resume cannot continue: " in msg
+    if log == 'other flags':
+        assert '--n_iter 3 (the run used 2)' in msg and '--lr 6.25e-05 (the run used 0.001)' in msg
+    else:
+        assert f'its log {log_path!r} is missing or damaged' in msg
+    assert msg.endswith('start another with another --desc or replace them with --overwrite')
+
+
+# ---------------------------------------------------------------------------------------------------- Ctrl-C
+
+CHILD = textwrap.dedent('''
+    import hashlib, sys
+    sys.path.insert(0, {repo!r})
+    from run_state import RunControl
+    with RunControl('python train.py --resume') as control:
+        control.armed = True
+        control.pace = {pace}
+        print('ready', flush=True)
+        hashlib.pbkdf2_hmac('sha256', b'x', b'y', 10 ** 8)  # a minute inside C: Python's handlers wait for it
+        print('returned', flush=True)
+''')
+
+
+def read_until(fd, text, timeout):
+    """What the file descriptor `fd` gives until it has given `text` (or `timeout` seconds have passed)."""
+    data, end = b'', time.time() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while text.encode() not in data and sel.select(max(end - time.time(), 0)):
+            data += os.read(fd, 4096)
+    return data.decode()
+
+
+def test_ctrl_c_says_at_once_what_it_does_and_a_second_one_stops_inside_tensorflow():
+    process = subprocess.Popen([sys.executable, '-c', CHILD.format(repo=REPO, pace=7.4)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+    try:
+        assert process.stdout.readline() == b'ready\n'
+        time.sleep(0.2)  # inside the C call
+        process.send_signal(signal.SIGINT)
+        err = read_until(process.stderr.fileno(), 'without saving\n', 5)  # at once, not after the C call
+        assert err.splitlines()[-1] == ('SIGINT: stopping after this update (7.4 s at the current pace), then '
+                                        'saving; Ctrl-C again to stop now without saving'), err
+        assert process.poll() is None  # still in the C call: the line came at once
+        started = time.time()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+        err = err.decode()
+        assert time.time() - started < 5  # not once the minute's call returned
+        assert process.returncode == 130 and b'returned' not in out
+        assert err.strip().splitlines()[-1] == 'SIGINT again: stopped at once, without saving'
+    finally:
+        process.kill() if process.poll() is None else None
+
+
+def test_without_a_pace_the_line_gives_no_time_and_the_resume_line_comes_last(capsys):
+    from run_state import RunControl, at_boundary
+
+    class Checkpoint:  # what at_boundary uses of a CheckpointManager
+        directory, saved = 'save/run/checkpoints', []
+
+        def save(self, n):
+            self.saved.append(n)
+
+    class Summaries:
+        def flush(self):
+            pass
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_:
+        with RunControl('python train.py --desc run --resume') as control:
+            control.armed = True
+            assert control.pace is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)  # the watcher thread's line
+            assert control.signum == signal.SIGTERM
+            at_boundary(control, Checkpoint(), 7, [], Summaries(), save=False)
+    assert exit_.value.code == 143 and Checkpoint.saved == [7]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # given back
+    err = capsys.readouterr().err.strip().splitlines()
+    assert 'SIGTERM: stopping after this update, then saving; another SIGTERM or a Ctrl-C to stop now without ' \
+           'saving' in err
+    assert err[-1] == ("SIGTERM: stopped after update 7, saved in 'save/run/checkpoints'; resume with: "
+                       "python train.py --desc run --resume")
+    assert err.count(err[-1]) == 1
