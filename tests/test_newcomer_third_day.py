@@ -157,3 +157,53 @@ def test_without_a_pace_the_line_gives_no_time_and_the_resume_line_comes_last(ca
     assert err[-1] == ("SIGTERM: stopped after update 7, saved in 'save/run/checkpoints'; resume with: "
                        "python train.py --desc run --resume")
     assert err.count(err[-1]) == 1
+
+
+# ------------------------------------------------------------------------------------- --table over a log/ folder
+
+def write_task_log(path, flags, evaluations):
+    """A log as train.py writes it: the flags, then one line per evaluation."""
+    path.write_text(''.join(json.dumps(line) + '\n' for line in [flags] + evaluations))
+    return str(path)
+
+
+def table_logs(tmp_path):
+    """log/: two finished Story Cloze runs (the full recipe, and one without pre-training), a pre-training log
+    and a run interrupted before its first evaluation."""
+    log = tmp_path / 'log'
+    log.mkdir()
+    evaluation = dict(n_epochs=1, n_updates=46, tr_cost=0.9, va_cost=1.0, tr_acc=70., time=1.)
+    good = write_task_log(log / 'rocstories.jsonl', dict(desc='rocstories', dataset='rocstories'),
+                          [dict(evaluation, va_acc=81.25), dict(evaluation, n_updates=92, va_acc=80.5)])
+    scratch = write_task_log(log / 'scratch.jsonl', dict(desc='scratch', dataset='rocstories', n_transfer=-1),
+                             [dict(evaluation, va_acc=60.75)])
+    books = write_task_log(log / 'books_small.jsonl', dict(desc='books_small', n_ctx=512),
+                           [dict(n_updates=100, n_tokens=51200, tr_cost=5.5, va_cost=5.6, va_ppl=270.4, time=1.)])
+    bigctx = write_task_log(log / 'bigctx.jsonl', dict(desc='bigctx', dataset='rocstories'), [])
+    return good, scratch, books, bigctx
+
+
+def test_table_leaves_out_the_logs_that_are_not_task_runs_with_a_line_each(tmp_path, capsys):
+    import analysis
+    good, scratch, books, bigctx = table_logs(tmp_path)
+    analysis.main(['--table', books, good, bigctx, scratch])
+    out, err = capsys.readouterr()
+    assert err == ''
+    (story_cloze,) = [line for line in out.splitlines() if line.startswith('| Story Cloze |')]
+    assert story_cloze.split('|')[4].strip() == '81.2' and good in story_cloze  # 81.25, its best evaluation
+    assert (f"{scratch}: in no table: Table 5 has no ROCStories column (the run is of its row 'Transformer w/o "
+            "pre-training')") in out.splitlines()
+    assert f"{books}: left out: a pre-training log (pretrain.py's): it has no task's figures" in out.splitlines()
+    assert f"{bigctx}: left out: no evaluation yet: wait for the run's first one" in out.splitlines()
+    assert sum(line.endswith('left out') or ': left out: ' in line for line in out.splitlines()) == 2
+
+
+def test_table_of_no_usable_log_is_one_error_line(tmp_path, capsys):
+    import analysis
+    _, _, books, bigctx = table_logs(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        analysis.main(['--table', books, bigctx])
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == '' and len(err.splitlines()) == 1 and err.startswith("error: no log given is a run of the paper's")
+    assert f'{books}: left out: a pre-training log' in err and f'{bigctx}: left out: no evaluation yet' in err
