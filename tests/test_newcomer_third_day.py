@@ -82,14 +82,17 @@ def test_the_guard_says_the_folder_holds_another_run_when_resume_could_not_conti
 # ---------------------------------------------------------------------------------------------------- Ctrl-C
 
 CHILD = textwrap.dedent('''
-    import hashlib, sys
+    import hashlib, sys, types
     sys.path.insert(0, {repo!r})
+    tf = sys.modules['tensorflow'] = types.ModuleType('tensorflow')  # RunControl needs none of it: no seconds of import
+    tf.train = types.SimpleNamespace(experimental=types.SimpleNamespace(PythonState=object))
     from run_state import RunControl
     with RunControl('python train.py --resume') as control:
         control.armed = True
         control.pace = {pace}
         print('ready', flush=True)
-        hashlib.pbkdf2_hmac('sha256', b'x', b'y', 10 ** 8)  # a minute inside C: Python's handlers wait for it
+        hashlib.pbkdf2_hmac('sha256', b'x', b'y', 10 ** 8)  # a minute inside C (as in TensorFlow's ops): Python's
+        # handlers wait for it
         print('returned', flush=True)
 ''')
 
@@ -104,10 +107,9 @@ def read_until(fd, text, timeout):
     return data.decode()
 
 
-def test_ctrl_c_says_at_once_what_it_does_and_a_second_one_stops_inside_tensorflow():
+def test_ctrl_c_says_at_once_what_it_does_and_a_second_one_stops_even_inside_a_c_call():
     process = subprocess.Popen([sys.executable, '-c', CHILD.format(repo=REPO, pace=7.4)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+                               stderr=subprocess.PIPE)
     try:
         assert process.stdout.readline() == b'ready\n'
         time.sleep(0.2)  # inside the C call
@@ -207,3 +209,115 @@ def test_table_of_no_usable_log_is_one_error_line(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == '' and len(err.splitlines()) == 1 and err.startswith("error: no log given is a run of the paper's")
     assert f'{books}: left out: a pre-training log' in err and f'{bigctx}: left out: no evaluation yet' in err
+
+
+# --------------------------------------------------------------------------------------------------- download.py
+
+SHARED_MODEL = os.path.join(os.path.dirname(REPO), 'shared', 'model')
+
+
+def download_main(capsys, *argv):
+    """(exit status, stdout, stderr) of download.main(argv)."""
+    import download
+    try:
+        code = download.main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_base_url_folder_without_the_files_says_that_it_lacks_them(tmp_path, capsys):
+    (tmp_path / 'copies').mkdir()
+    folder = str(tmp_path / 'copies')
+    code, out, err = download_main(capsys, '--only', 'bpe', '--base_url', folder, '--model_dir', str(tmp_path / 'm'))
+    assert code == 1
+    assert f"  encoder_bpe_40000.json   FAILED: {folder!r} has no encoder_bpe_40000.json" in out.splitlines()
+    assert err.strip().splitlines()[-1] == (
+        f"error: 2 of 2 files failed (encoder_bpe_40000.json, vocab_40000.bpe; why: above): the folder {folder!r} "
+        "lacks encoder_bpe_40000.json, vocab_40000.bpe: copy them there, or give --base_url a folder or a mirror "
+        "that holds the files")
+    assert 're-run' not in out + err
+
+
+def test_a_base_url_folder_that_does_not_exist_is_one_error_line(tmp_path, capsys):
+    code, out, err = download_main(capsys, '--base_url', str(tmp_path / 'nowhere'), '--model_dir', str(tmp_path / 'm'))
+    assert code == 2 and out == '' and 'Traceback' not in err
+    assert err.splitlines() == [f"error: --base_url {str(tmp_path / 'nowhere')!r}: no such folder: give the folder "
+                                "that holds the files (a path or a file:// URL) or a mirror's http(s):// URL"]
+    assert not (tmp_path / 'm').exists()
+
+
+@pytest.mark.parametrize('n_transfer, command', [('12', 'python download.py --model_dir nowhere`'),
+                                                 ('-1', 'python download.py --only bpe --model_dir nowhere`')])
+def test_a_missing_model_dir_says_so_and_fetches_what_the_run_needs(tmp_path, n_transfer, command):
+    from sample_files import write_rocstories
+    write_rocstories(str(tmp_path / 'data'), n_val=3, n_test=2)
+    result = run_py(os.path.join(REPO, 'train.py'), '--data_dir', 'data', '--model_dir', 'nowhere', '--n_transfer',
+                    n_transfer, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "error: BPE file 'nowhere/encoder_bpe_40000.json' not found (the folder 'nowhere' does not exist)" \
+        in result.stderr and command in result.stderr
+    assert ('the pretrained weights' in result.stderr) == (n_transfer != '-1')
+
+
+SMALL = [[8, 4], [6, 4], [4]]  # 60 parameters: enough for 10 shards
+
+
+def test_random_weights_are_written_in_the_originals_layout_and_labelled(tmp_path):
+    import download
+    assert download.random_weights(str(tmp_path), SMALL) == 60
+    with open(tmp_path / 'params_shapes.json') as f:
+        assert json.load(f) == SMALL
+    flat = np.concatenate([np.load(tmp_path / f'params_{i}.npy') for i in range(10)])
+    assert flat.dtype == np.float32 and flat.shape == (60,) and 0 < flat.std() < 0.05  # N(0, 0.02)
+    note = (tmp_path / 'RANDOM_WEIGHTS.txt').read_text()
+    assert 'RANDOM weights' in note and 'never for results' in note
+
+
+def test_random_weights_default_to_the_originals_full_shapes(tmp_path, monkeypatch):
+    import download
+    import sample_files
+    if not os.path.isfile(os.path.join(SHARED_MODEL, 'params_shapes.json')):
+        pytest.skip("no real params_shapes.json beside the project")
+    written = []
+    monkeypatch.setattr(sample_files, 'write_random_weights', lambda folder, shapes: written.append(shapes))
+    assert download.random_weights(str(tmp_path)) == 116_534_784  # the original's parameters
+    with open(os.path.join(SHARED_MODEL, 'params_shapes.json')) as f:
+        assert written == [json.load(f)]
+
+
+def test_random_weights_never_write_over_weights(tmp_path, capsys):
+    (tmp_path / 'm').mkdir()
+    (tmp_path / 'm' / 'params_0.npy').write_bytes(b'real weights')
+    (tmp_path / 'copies').mkdir()
+    before = sorted(os.listdir(tmp_path / 'm'))
+    code, out, err = download_main(capsys, '--random_weights', '--model_dir', str(tmp_path / 'm'), '--base_url',
+                                   str(tmp_path / 'copies'))
+    assert code == 2 and out == ''
+    assert err.splitlines() == [f"error: --random_weights: {str(tmp_path / 'm')!r} already holds weights (the real "
+                                "ones?) (params_0.npy): it never writes over them; give another --model_dir, or "
+                                "delete them first"]
+    assert sorted(os.listdir(tmp_path / 'm')) == before and (tmp_path / 'm' / 'params_0.npy').read_bytes() == \
+        b'real weights'
+
+
+def test_random_weights_from_the_command_line_fetch_the_bpe_files_and_say_what_they_are(tmp_path, capsys,
+                                                                                         monkeypatch):
+    import weights
+    if not os.path.isfile(os.path.join(SHARED_MODEL, 'vocab_40000.bpe')):
+        pytest.skip("no real BPE files beside the project")
+    monkeypatch.setattr(weights, 'openai_shapes', lambda *args: SMALL)  # small: the full size takes seconds
+    model = tmp_path / 'model'
+    code, out, err = download_main(capsys, '--random_weights', '--model_dir', str(model), '--base_url', SHARED_MODEL)
+    assert code == 0, err
+    assert sorted(os.listdir(model)) == sorted(['RANDOM_WEIGHTS.txt', 'encoder_bpe_40000.json', 'vocab_40000.bpe',
+                                                'params_shapes.json'] + [f'params_{i}.npy' for i in range(10)])
+    assert out.splitlines()[-1].startswith(f'RANDOM weights (60 parameters, N(0, 0.02)) written to {model} ')
+    assert 'for trying the pipeline, never for results' in out.splitlines()[-1]
+
+
+def test_random_weights_help_says_what_they_are_for(capsys):
+    code, out, _ = download_main(capsys, '--help')
+    text = ' '.join(out.split())
+    assert code == 0 and 'write RANDOM full-size weights' in text and 'never for results' in text
