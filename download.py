@@ -247,8 +247,10 @@ def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
         if resumed and not restarted:  # the earlier partial bytes may be the bad ones: start over once
             restarted = True
             continue
-        raise DownloadError(f'{name} downloaded from {url} failed verification ({reason}); '
-                            'the file was deleted: re-run to download it again')
+        again = ('the copy there is not the original file: replace it, or give --base_url another folder or a '
+                 'mirror') if url.startswith('file:') else 're-run to download it again'
+        raise DownloadError(f'{name} downloaded from {url} failed verification ({reason}); the file was deleted: '
+                            f'{again}')
     os.replace(part, dest)
     return dest
 
@@ -318,7 +320,10 @@ def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
         resume = any(os.path.isfile(os.path.join(model_dir, name + '.part')) for name in failed)
         ways = [f"the folder {folder!r} lacks {', '.join(lacking)}: copy {'it' if len(lacking) == 1 else 'them'} "
                 "there, or give --base_url a folder or a mirror that holds the files"] if lacking else []
-        if len(lacking) < len(failed):
+        if len(lacking) < len(failed) and folder is not None:  # a local copy that failed: a re-run reads it again
+            ways.append(f"the copies of {', '.join(n for n in failed if n not in lacking)} in {folder!r} are not the "
+                        "original files (why: above): replace them, or give --base_url another folder or a mirror")
+        elif len(lacking) < len(failed):
             ways.append(f"re-run the same command{' to resume' * resume}, or fetch them from a mirror or a local copy "
                         "with --base_url")
         raise DownloadError(f"{len(failed)} of {len(files)} files failed ({', '.join(failed)}; why: above): "

@@ -32,7 +32,8 @@ class Run:
         self.flags, evaluations = read_run(path)
         self.task = task_of(self.flags, path)
         if not evaluations:
-            raise InputError(f"{path}: no evaluation yet: wait for the run's first one")
+            raise InputError(f"{path}: no evaluation yet (the run is before its first one, or stopped before it: "
+                             "train.py --resume continues it)")
         self.best = best_evaluation(self.task, evaluations)
         self.variant = variant_of(self.flags)
         self.tests = None

@@ -196,7 +196,8 @@ def test_table_leaves_out_the_logs_that_are_not_task_runs_with_a_line_each(tmp_p
     assert (f"{scratch}: in no table: Table 5 has no ROCStories column (the run is of its row 'Transformer w/o "
             "pre-training')") in out.splitlines()
     assert f"{books}: left out: a pre-training log (pretrain.py's): it has no task's figures" in out.splitlines()
-    assert f"{bigctx}: left out: no evaluation yet: wait for the run's first one" in out.splitlines()
+    assert f"{bigctx}: left out: no evaluation yet (the run is before its first one, or stopped before it: " \
+        "train.py --resume continues it)" in out.splitlines()
     assert sum(line.endswith('left out') or ': left out: ' in line for line in out.splitlines()) == 2
 
 
@@ -321,3 +322,20 @@ def test_random_weights_help_says_what_they_are_for(capsys):
     code, out, _ = download_main(capsys, '--help')
     text = ' '.join(out.split())
     assert code == 0 and 'write RANDOM full-size weights' in text and 'never for results' in text
+
+
+def test_a_bad_copy_in_a_base_url_folder_is_not_fixed_by_a_rerun(tmp_path, capsys):
+    (tmp_path / 'copies').mkdir()
+    (tmp_path / 'copies' / 'vocab_40000.bpe').write_text('#version: 0.2\nnot the merges\n')
+    (tmp_path / 'copies' / 'encoder_bpe_40000.json').write_text('{}')
+    code, out, err = download_main(capsys, '--only', 'bpe', '--base_url', str(tmp_path / 'copies'), '--model_dir',
+                                   str(tmp_path / 'm'))
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith('  vocab_40000.bpe ')]
+    assert 'failed verification' in line and line.endswith(
+        'the file was deleted: the copy there is not the original file: replace it, or give --base_url another '
+        'folder or a mirror')
+    assert 're-run' not in out + err
+    assert err.strip().splitlines()[-1].endswith(
+        f"the copies of encoder_bpe_40000.json, vocab_40000.bpe in {str(tmp_path / 'copies')!r} are not the original "
+        "files (why: above): replace them, or give --base_url another folder or a mirror")
