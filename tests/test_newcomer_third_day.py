@@ -214,7 +214,10 @@ def test_table_of_no_usable_log_is_one_error_line(tmp_path, capsys):
 
 # --------------------------------------------------------------------------------------------------- download.py
 
-SHARED_MODEL = os.path.join(os.path.dirname(REPO), 'shared', 'model')
+def real_model_file(name):
+    """The path of a real file of model/ where this machine has one (sample_files.real_path), else None."""
+    from sample_files import real_path
+    return real_path('model', name)
 
 
 def download_main(capsys, *argv):
@@ -279,12 +282,13 @@ def test_random_weights_are_written_in_the_originals_layout_and_labelled(tmp_pat
 def test_random_weights_default_to_the_originals_full_shapes(tmp_path, monkeypatch):
     import download
     import sample_files
-    if not os.path.isfile(os.path.join(SHARED_MODEL, 'params_shapes.json')):
-        pytest.skip("no real params_shapes.json beside the project")
+    shapes_path = real_model_file('params_shapes.json')
+    if not shapes_path:
+        pytest.skip("no real params_shapes.json on this machine")
     written = []
     monkeypatch.setattr(sample_files, 'write_random_weights', lambda folder, shapes: written.append(shapes))
     assert download.random_weights(str(tmp_path)) == 116_534_784  # the original's parameters
-    with open(os.path.join(SHARED_MODEL, 'params_shapes.json')) as f:
+    with open(shapes_path) as f:
         assert written == [json.load(f)]
 
 
@@ -306,11 +310,12 @@ def test_random_weights_never_write_over_weights(tmp_path, capsys):
 def test_random_weights_from_the_command_line_fetch_the_bpe_files_and_say_what_they_are(tmp_path, capsys,
                                                                                          monkeypatch):
     import weights
-    if not os.path.isfile(os.path.join(SHARED_MODEL, 'vocab_40000.bpe')):
-        pytest.skip("no real BPE files beside the project")
+    bpe = real_model_file('vocab_40000.bpe')
+    if not bpe or not real_model_file('encoder_bpe_40000.json'):
+        pytest.skip("no real BPE files on this machine")
     monkeypatch.setattr(weights, 'openai_shapes', lambda *args: SMALL)  # small: the full size takes seconds
     model = tmp_path / 'model'
-    code, out, err = download_main(capsys, '--random_weights', '--model_dir', str(model), '--base_url', SHARED_MODEL)
+    code, out, err = download_main(capsys, '--random_weights', '--model_dir', str(model), '--base_url', os.path.dirname(bpe))
     assert code == 0, err
     assert sorted(os.listdir(model)) == sorted(['RANDOM_WEIGHTS.txt', 'encoder_bpe_40000.json', 'vocab_40000.bpe',
                                                 'params_shapes.json'] + [f'params_{i}.npy' for i in range(10)])
