@@ -17,7 +17,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--plot', metavar='OUT_PNG', help='draw the learning curves of the LOGS to this PNG')
     parser.add_argument('--table', action='store_true',
-                        help="print the paper's Tables 2-4 (and 5, given ablation runs) with the LOGS' figures")
+                        help="print the paper's Tables 2-4 (and 5, given ablation runs) with the LOGS' figures (a "
+                             "log that is not a run with an evaluation is left out, with a line saying why)")
     parser.add_argument('--figure2', metavar='OUT_PNG',
                         help="draw Figure 2 (left) of the LOGS of an --n_transfer sweep to this PNG")
     parser.add_argument('logs', nargs='*', metavar='LOG', help='with --plot, --table, --figure2: train.py logs '

@@ -4,6 +4,7 @@ into model/, verified against the checksums below.
     python download.py                       # all 13 files (466 MB) into model/
     python download.py --only bpe            # the two BPE files (1.3 MB): enough for --n_transfer -1
     python download.py --model_dir DIR --base_url URL_OR_FOLDER
+    python download.py --random_weights      # the BPE files, then RANDOM weights: to try the pipeline, not for results
 
 The small files (the BPE files, params_shapes.json) come first, then the ten weight shards; one line says what
 became of each. A file that fails does not stop the others, and the exit status is 1 if any failed; but a server
@@ -11,6 +12,12 @@ that cannot be reached at all (no network) stops the command at once, with one l
 present and verified is skipped. A download goes to `<name>.part` beside the final file and is renamed onto it
 only once verified, so an interrupted run leaves no half file under the final name; re-running resumes the .part
 with an HTTP Range request.
+
+--random_weights: a stand-in for trying the pipeline without the 466 MB of weights: the two BPE files are fetched
+as by --only bpe (the real ones: the text must be encoded as the original's), then params_shapes.json and
+params_0..9.npy are written with RANDOM N(0, 0.02) values of the original's full size, and RANDOM_WEIGHTS.txt says
+so. A run on them says nothing of GPT-1: never use them for results. It refuses a folder that already holds a
+params_*.npy; a later `python download.py` replaces the random files with the real ones (and removes the note).
 
 --base_url: where the files are, instead of GitHub: a mirror's URL (the folder holding the 13 files, as
 http(s)://.../model/), or a local folder holding copies (a path or a file:// URL); every file is verified all
@@ -30,7 +37,7 @@ import urllib.request
 
 from tqdm import tqdm
 
-from utils import HelpFormatter
+from utils import HelpFormatter, InputError, exit_on_input_error
 
 BASE_URL = ('https://raw.githubusercontent.com/openai/finetune-transformer-lm/'
             'a69b5c43b0452462890bca8ff92fb75dee9290cf/model/')
@@ -240,8 +247,10 @@ def fetch(url, dest, expected, chunk=1 << 20, timeout=TIMEOUT):
         if resumed and not restarted:  # the earlier partial bytes may be the bad ones: start over once
             restarted = True
             continue
-        raise DownloadError(f'{name} downloaded from {url} failed verification ({reason}); '
-                            'the file was deleted: re-run to download it again')
+        again = ('the copy there is not the original file: replace it, or give --base_url another folder or a '
+                 'mirror') if url.startswith('file:') else 're-run to download it again'
+        raise DownloadError(f'{name} downloaded from {url} failed verification ({reason}); the file was deleted: '
+                            f'{again}')
     os.replace(part, dest)
     return dest
 
@@ -260,6 +269,14 @@ def _url(base_url, name):
     return base_url.rstrip('/') + '/' + urllib.parse.quote(name)
 
 
+def local_folder(base_url):
+    """The local folder that `base_url` names (a path without a scheme, or a file:// URL), else None (a server)."""
+    parsed = urllib.parse.urlparse(base_url)
+    if parsed.scheme == 'file':
+        return urllib.request.url2pathname(parsed.path)
+    return None if parsed.scheme else base_url
+
+
 def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
     """Fetch `files` (names from FILES, or a dict name -> expected checksums; default all of FILES) from
     `base_url` (a URL or a local folder) into `model_dir`, skipping those already present and verified. A file
@@ -275,12 +292,17 @@ def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
         files = {n: FILES[n] for n in files}
     os.makedirs(model_dir, exist_ok=True)
     print(f'{model_dir}: {len(files)} files from {base_url}')
-    paths, failed = [], []
+    paths, failed, lacking = [], [], []
+    folder = local_folder(base_url)
     for name, expected in files.items():
         dest = os.path.join(model_dir, name)
         ok, reason = verify(dest, expected)
         if ok:
             result = 'present and verified, skipped'
+        elif folder is not None and not os.path.isfile(os.path.join(folder, name)):
+            result = f'FAILED: {folder!r} has no {name}'
+            failed.append(name)
+            lacking.append(name)
         else:
             result = f'present but {reason}: downloaded again and verified' if os.path.exists(dest) else \
                 'downloaded and verified'
@@ -296,10 +318,46 @@ def download(model_dir, base_url=BASE_URL, files=None, timeout=TIMEOUT):
         paths.append(dest)
     if failed:
         resume = any(os.path.isfile(os.path.join(model_dir, name + '.part')) for name in failed)
-        raise DownloadError(f"{len(failed)} of {len(files)} files failed ({', '.join(failed)}; why: above): re-run "
-                            f"the same command{' to resume' * resume}, or fetch them from a mirror or a local copy "
-                            "with --base_url")
+        ways = [f"the folder {folder!r} lacks {', '.join(lacking)}: copy {'it' if len(lacking) == 1 else 'them'} "
+                "there, or give --base_url a folder or a mirror that holds the files"] if lacking else []
+        if len(lacking) < len(failed) and folder is not None:  # a local copy that failed: a re-run reads it again
+            ways.append(f"the copies of {', '.join(n for n in failed if n not in lacking)} in {folder!r} are not the "
+                        "original files (why: above): replace them, or give --base_url another folder or a mirror")
+        elif len(lacking) < len(failed):
+            ways.append(f"re-run the same command{' to resume' * resume}, or fetch them from a mirror or a local copy "
+                        "with --base_url")
+        raise DownloadError(f"{len(failed)} of {len(files)} files failed ({', '.join(failed)}; why: above): "
+                            + '; '.join(ways))
     return paths
+
+
+RANDOM_NOTE = 'RANDOM_WEIGHTS.txt'  # written beside random weights: what they are
+
+
+def random_weights(model_dir, shapes=None):
+    """Write random weights in the original's layout into `model_dir`: params_shapes.json (`shapes`; default the
+    original's full-size GPT-1, weights.openai_shapes) and params_0..9.npy of N(0, 0.02) values, and RANDOM_NOTE
+    saying that they are random. InputError, before writing anything, when the folder already holds a weight
+    shard (real weights, or random ones: neither is written over). Returns the number of parameters."""
+    import numpy as np  # here: downloading needs neither
+
+    from sample_files import write_random_weights
+    from weights import openai_shapes
+    present = sorted(glob.glob(os.path.join(glob.escape(model_dir), 'params_*.npy')))
+    if present:
+        what = 'random weights written by --random_weights' if os.path.isfile(os.path.join(model_dir, RANDOM_NOTE)) \
+            else 'weights (the real ones?)'
+        names = ', '.join(os.path.basename(p) for p in present[:3]) + ', ...' * (len(present) > 3)
+        raise InputError(f"--random_weights: {model_dir!r} already holds {what} ({names}): it never writes over "
+                         "them; give another --model_dir, or delete them first")
+    shapes = shapes or openai_shapes(40478, 768, 12)
+    write_random_weights(model_dir, shapes)
+    n = int(sum(np.prod(shape) for shape in shapes))
+    with open(os.path.join(model_dir, RANDOM_NOTE), 'w') as f:
+        f.write(f"params_shapes.json and params_0..9.npy here are RANDOM weights (N(0, 0.02), {n:,} parameters) that "
+                "download.py --random_weights wrote, in the original's layout: for trying the pipeline, never for "
+                "results. `python download.py` replaces them with the real pretrained weights.\n")
+    return n
 
 
 def main(argv=None):
@@ -309,9 +367,32 @@ def main(argv=None):
                         help='the folder holding the files: a URL (a mirror) or a local folder')
     parser.add_argument('--only', choices=sorted(ONLY),
                         help=f"only these files; bpe: {', '.join(ONLY['bpe'])} (default: all the files)")
+    parser.add_argument('--random_weights', action='store_true',
+                        help="fetch the two BPE files, then write RANDOM full-size weights (params_shapes.json, "
+                             "params_0..9.npy, 466 MB) in place of the pretrained ones: for trying the pipeline "
+                             "without the 466 MB download, never for results; refused where weights are already")
     args = parser.parse_args(argv)
+    folder = local_folder(args.base_url)
+    scheme = urllib.parse.urlparse(args.base_url).scheme
+    if folder is not None and not os.path.isdir(folder):
+        print(f"error: --base_url {args.base_url!r}: no such folder: give the folder that holds the files (a path or "
+              "a file:// URL) or a mirror's http(s):// URL", file=sys.stderr)
+        sys.exit(2)
+    if folder is None and scheme not in ('http', 'https', 'ftp'):
+        print(f"error: --base_url {args.base_url!r}: unknown scheme {scheme!r}: give a folder or an http(s):// URL",
+              file=sys.stderr)
+        sys.exit(2)
+    if args.random_weights and args.only:
+        print("error: --random_weights fetches the BPE files and writes random weights; --only picks files to "
+              "download: pass one of them", file=sys.stderr)
+        sys.exit(2)
+    if args.random_weights:
+        present = glob.glob(os.path.join(glob.escape(args.model_dir), 'params_*.npy'))
+        if present:  # checked before the download too: nothing is fetched for a command that is refused
+            exit_on_input_error(random_weights, args.model_dir)
     try:
-        paths = download(args.model_dir, args.base_url, files=ONLY[args.only] if args.only else None)
+        paths = download(args.model_dir, args.base_url,
+                         files=ONLY['bpe'] if args.random_weights else ONLY[args.only] if args.only else None)
     except DownloadError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
@@ -324,6 +405,15 @@ def main(argv=None):
               file=sys.stderr)
         sys.exit(130)
     print(f'all {len(paths)} files in {args.model_dir} verified')
+    note = os.path.join(args.model_dir, RANDOM_NOTE)
+    if not args.random_weights and not args.only and os.path.isfile(note):
+        os.remove(note)  # the real weights replaced the random ones
+        print(f'  {RANDOM_NOTE:<24} removed: the weights here are the real ones now')
+    if args.random_weights:
+        n = exit_on_input_error(random_weights, args.model_dir)
+        print(f"RANDOM weights ({n:,} parameters, N(0, 0.02)) written to {args.model_dir} in the original's layout "
+              f"(params_shapes.json, params_0..9.npy; {RANDOM_NOTE} says so): for trying the pipeline, never for "
+              "results; `python download.py` replaces them with the pretrained GPT-1")
     return 0
 
 

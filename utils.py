@@ -70,12 +70,25 @@ def check_weights_folder(model_dir):
     """The path of params_shapes.json in the pretrained weights' folder `model_dir`; InputError when the folder or
     the file is missing (the programs check it before their heavy imports, weights.py before reading a shard)."""
     if not os.path.isdir(model_dir):
-        raise InputError(f"weights folder {model_dir!r} not found: run `{download_command(model_dir)}` "
-                         "to fetch the pretrained GPT-1 (or pass --n_transfer -1 to train from scratch)")
+        raise InputError(f"the weights folder {model_dir!r} does not exist: run `{download_command(model_dir)}` to "
+                         "fetch the pretrained GPT-1 into it (its BPE files and weights, 466 MB; train.py "
+                         "--n_transfer -1 trains from scratch without the weights)")
     shapes_path = os.path.join(model_dir, 'params_shapes.json')
     if not os.path.isfile(shapes_path):
-        raise InputError(f"{shapes_path!r} not found: run `{download_command(model_dir)}`")
+        raise InputError(f"{shapes_path!r} not found: the pretrained weights are not in {model_dir!r}: run "
+                         f"`{download_command(model_dir)}` to fetch them (466 MB)")
     return shapes_path
+
+
+def missing_bpe_file(path, flag, with_weights):
+    """The message for the BPE file `path` (given by `flag`) not found: the download.py command that fetches it into
+    its folder, with the pretrained weights too when the run needs them there (`with_weights`); it says when the
+    folder itself does not exist."""
+    folder = os.path.dirname(path) or '.'
+    where = '' if os.path.isdir(folder) else f" (the folder {folder!r} does not exist)"
+    what = 'the BPE files and the pretrained weights (466 MB)' if with_weights else 'the BPE files'
+    return (f"BPE file {path!r} not found{where}: run `{download_command(folder, None if with_weights else 'bpe')}` "
+            f"to fetch {what}, or give the file with {flag}")
 
 
 def round_up(n, multiple):

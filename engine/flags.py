@@ -4,7 +4,7 @@ import argparse
 import math
 import os
 
-from utils import HelpFormatter, InputError, download_command
+from utils import HelpFormatter, InputError, missing_bpe_file
 
 # The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
 # takes seconds); the tests check that they are the keys of the tables in tasks.py, train.py, model.py and opt.py.
@@ -164,9 +164,10 @@ def check_args(args):
     if args.submit or args.eval_only:
         check_output_dir('--submission_dir', args.submission_dir)
     for flag, path in [('--encoder_path', args.encoder_path), ('--bpe_path', args.bpe_path)]:
-        if not os.path.isfile(path):
-            raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
-                             f"or give the file with {flag}")
+        if not os.path.isfile(path):  # the weights too when the run reads them from the same folder
+            with_weights = args.n_transfer != -1 and \
+                os.path.abspath(os.path.dirname(path) or '.') == os.path.abspath(args.model_dir)
+            raise InputError(missing_bpe_file(path, flag, with_weights))
 
 
 def check_flags(args):

@@ -62,12 +62,29 @@ def check_resume(args, log_path):
     if not records or not all(isinstance(r, dict) for r in records):
         raise InputError(f"--resume: the run's log {log_path!r} is damaged (not train.py's lines of flags and "
                          f"results): {fix}")
-    flags = vars(args)
-    changed = [f"--{k} {flags[k]} (the run used {v})" for k, v in records[0].items()
-               if k in flags and k not in RESUMABLE_CHANGES and flags[k] != v]
+    changed = changed_flags(args, records[0])
     if changed:
         raise InputError(f"--resume with flags that change the run: {', '.join(changed)}: resume with the flags "
                          f"in the first line of {log_path!r}, or start a new run with another --desc")
+
+
+def changed_flags(args, first):
+    """`--flag value (the run used value)` for each flag of `args` that differs from the run whose log's first line
+    is `first` (a dict of flags), leaving out those that do not change the run (RESUMABLE_CHANGES)."""
+    flags = vars(args)
+    return [f"--{k} {flags[k]} (the run used {v})" for k, v in first.items()
+            if k in flags and k not in RESUMABLE_CHANGES and flags[k] != v]
+
+
+def first_line_flags(log_path):
+    """The flags in the first line of the log `log_path` (a dict), or None when the log is missing or its first line
+    is not a JSON object."""
+    try:
+        with open(log_path, encoding='utf-8', errors='replace') as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return first if isinstance(first, dict) else None
 
 
 def check_outputs(args, log_path, save=True, elsewhere=()):
@@ -75,7 +92,8 @@ def check_outputs(args, log_path, save=True, elsewhere=()):
     TensorBoard folder, with `save` its save folder (best parameters, checkpoints, ...), and the files of
     `elsewhere`, (flag, path) pairs of what it writes outside its --desc (a run of another --desc writes them too,
     such as the submissions; flag: the one that moves them). InputError naming them and the ways on (--resume when
-    a checkpoint exists, another --desc or flag, --overwrite); with --overwrite, they are returned instead, for
+    a checkpoint exists and its log's first line holds this run's flags, but for RESUMABLE_CHANGES; else it says
+    that the checkpoint is of another run), another --desc or flag, --overwrite); with --overwrite, they are returned instead, for
     loop.start_run to remove once the run holds its locks. With --resume, nothing (check_resume checks the run)."""
     if args.resume:
         return []
@@ -90,13 +108,21 @@ def check_outputs(args, log_path, save=True, elsewhere=()):
         checkpoint = tf.train.latest_checkpoint(os.path.join(args.save_dir, args.desc, 'checkpoints'))
     except Exception:  # a damaged list of checkpoints: --resume would say so, not the guard
         checkpoint = None
+    another = ''
     if own and checkpoint:
-        ways.append(f"continue that run with --resume (its checkpoint {checkpoint!r}, update "
-                    f"{checkpoint.rsplit('-', 1)[-1]})")
+        first = first_line_flags(log_path)
+        changed = None if first is None else changed_flags(args, first)
+        if changed == []:  # the checkpoint is of this very run (its flags but those that do not change the run)
+            ways.append(f"continue that run with --resume (its checkpoint {checkpoint!r}, update "
+                        f"{checkpoint.rsplit('-', 1)[-1]})")
+        else:  # --resume would refuse it: say so here
+            folder = os.path.join(args.save_dir, args.desc)
+            another = (f"; {folder!r} holds another run, which --resume cannot continue: " +
+                       (f"its log {log_path!r} is missing or damaged" if changed is None else ', '.join(changed)))
     moves = (['--desc'] if own else []) + sorted({flag for flag, _ in others})
     ways += [f"start another with another {' and '.join(moves)}", 'replace them with --overwrite']
-    raise InputError(f"a previous run wrote what this one would replace: {', '.join(map(describe_output, found))}; "
-                     f"{', '.join(ways[:-1])} or {ways[-1]}")
+    raise InputError(f"a previous run wrote what this one would replace: {', '.join(map(describe_output, found))}"
+                     f"{another}; {', '.join(ways[:-1])} or {ways[-1]}")
 
 
 # Names that are not a run's outputs: its locks and utils.atomic_write's temporary files (hidden), and what an
@@ -177,32 +203,113 @@ def check_finite(n_update, cost, grad_norm):
 
 class RunControl:
     """What a run holds while it is on (a context manager): locks on its folders, and SIGINT / SIGTERM.
-    While `armed` (the training loop) the first signal only sets `signum`, so that the loop stops at the next
-    update boundary, saves and exits; the signal's default action comes back, so that a second one stops the
-    program at once. Unarmed, a signal raises Interrupted."""
+
+    While `armed` (the training loop) the first signal sets `signum`, so that the loop stops at the next update
+    boundary, saves and exits (at_boundary); unarmed, it raises Interrupted. Either way a second signal stops the
+    program at once, without saving, whenever it comes: even while the main thread is inside TensorFlow (an update,
+    a checkpoint being written), where Python's handlers wait for it to return. For that a thread reads the signals
+    as they arrive (signal.set_wakeup_fd): it says at once what the first one will do, and ends the process on the
+    second (status 128 + its number). After the first signal in the loop, the signal's default action comes back
+    too (a later signal needs no Python at all).
+
+    The training loop sets `pace` (seconds per update, None until known) after each update: the first signal's
+    line says how long the stop will take. at_boundary keeps the line that says how to resume (`stopped`), and
+    print_resume() prints it once: __exit__ calls it, after whatever the run printed while it stopped, so that it
+    is the last line on screen; a loop that clears its progress bar on the way out may call it itself after that."""
 
     def __init__(self, resume_command):
         self.resume_command, self.signum, self.armed, self.locks = resume_command, None, False, []
+        self.pace = None  # seconds per update, set by the training loop after each update
+        self.stopped = None  # the line saying how to resume, once at_boundary has saved and stops the run
+        self.n_signals, self.told = 0, False
+        self._lock, self._watcher, self._pipe, self._previous_fd = threading.Lock(), None, None, None
 
     def __enter__(self):
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._watch()
         return self
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+        if self._pipe:
+            signal.set_wakeup_fd(self._previous_fd)
+            os.write(self._pipe[1], b'\0')  # 0: no signal, the watcher's cue to end
+            self._watcher.join()
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
         for f in self.locks:
             f.close()
+        self.print_resume()
+
+    def _watch(self):
+        """Start the thread that sees each signal as it arrives (a byte on the wakeup pipe)."""
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        except (ValueError, OSError):  # not possible here: Python's handlers alone
+            os.close(read), os.close(write)
+            return
+        self._pipe = (read, write)
+        self._watcher = threading.Thread(target=self._watcher_loop, name='RunControl signals', daemon=True)
+        self._watcher.start()
+
+    def _watcher_loop(self):
+        while True:
+            try:
+                data = os.read(self._pipe[0], 64)
+            except InterruptedError:
+                continue
+            for signum in data:
+                if signum == 0:
+                    return
+                if signum in (signal.SIGINT, signal.SIGTERM):
+                    self.arrived(signum)
+
+    def arrived(self, signum):
+        """A signal has arrived (called at once, from the watcher thread): the second one ends the process now;
+        the first one in the training loop says what will happen."""
+        with self._lock:
+            self.n_signals += 1
+            if self.n_signals >= 2:
+                sys.stderr.write(f"\n{signal.Signals(signum).name} again: stopped at once, without saving\n")
+                sys.stderr.flush()
+                os._exit(128 + signum)
+            if self.armed:
+                self.tell(signum)
+
+    def tell(self, signum):
+        """Print (once) what the first signal in the training loop does."""
+        if self.told:
+            return
+        self.told = True
+        pace = self.pace
+        when = '' if pace is None else f" ({pace:.1f} s at the current pace)" if pace < 10 else \
+            f" ({pace:.0f} s at the current pace)"
+        again = 'Ctrl-C again' if signum == signal.SIGINT else f'another {signal.Signals(signum).name} or a Ctrl-C'
+        tqdm.write(f"\n{signal.Signals(signum).name}: stopping after this update{when}, then saving; {again} to "
+                   "stop now without saving", file=sys.stderr)
 
     def handle(self, signum, frame):
+        """Python's handler (it runs when the main thread next runs Python code)."""
         if not self.armed:
             raise Interrupted(signum)
-        self.signum = signum
+        if self.signum is None:
+            self.signum = signum
         signal.signal(signum, signal.SIG_DFL)
-        print(f"\n{signal.Signals(signum).name}: stopping after this update to save a checkpoint (again: stop at "
-              "once, without saving)", file=sys.stderr)
+        if not self._pipe:  # no watcher thread (it tells otherwise: not here, where tqdm's lock may be held)
+            self.arrived(signum)
+
+    def print_resume(self):
+        """Print the line that says how to resume (at_boundary's `stopped`), once; nothing when the run did not
+        stop on a signal."""
+        if self.stopped:
+            print(self.stopped, file=sys.stderr, flush=True)
+            self.stopped = None
 
     def lock(self, folder, desc):
         """An exclusive lock on `folder`'s lock file, held until the run ends; InputError when another run holds
@@ -231,16 +338,17 @@ class Interrupted(BaseException):
 
 
 def at_boundary(control, checkpoint, n_updates, params, summaries, save):
-    """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, say how to
-    resume and exit with 128 + the signal's number."""
+    """Between two updates: save a checkpoint when `save` or when a signal came; after a signal, keep the line that
+    says how to resume in control.stopped (RunControl.print_resume prints it) and exit with 128 + the signal's
+    number."""
     signum = control.signum  # read once: a signal that comes during the save stops the run at the next boundary
     if save or signum:
         save_checkpoint(checkpoint, n_updates, params)
     if signum:
         summaries.flush()
-        tqdm.write(f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
-                   f"{checkpoint.directory!r}; resume with: {control.resume_command}", file=sys.stderr)
-        sys.exit(128 + signum)
+        control.stopped = (f"{signal.Signals(signum).name}: stopped after update {n_updates}, saved in "
+                           f"{checkpoint.directory!r}; resume with: {control.resume_command}")
+        sys.exit(128 + signum)  # the line is printed by control.print_resume(): at the latest when control exits
 
 
 def lock_run(control, desc, log_dir, save_dir):

@@ -71,7 +71,13 @@ def write_random_weights(model_dir, shapes, n_shards=10, seed=0, std=0.02):
     rng = np.random.RandomState(seed)
     arrays = [(rng.randn(*shape) * std).astype(np.float32) for shape in shapes]
     flat = np.concatenate([a.ravel() for a in arrays])
-    cuts = np.sort(rng.choice(np.arange(1, len(flat)), n_shards - 1, replace=False))
+    if len(flat) <= 10 ** 7:
+        cuts = np.sort(rng.choice(np.arange(1, len(flat)), n_shards - 1, replace=False))
+    else:  # full size: choice without replacement would shuffle all the positions (tens of seconds)
+        cuts = set()
+        while len(cuts) < n_shards - 1:
+            cuts.add(int(rng.randint(1, len(flat))))
+        cuts = sorted(cuts)
     for i, part in enumerate(np.split(flat, cuts)):
         np.save(os.path.join(model_dir, f'params_{i}.npy'), part)
     with open(os.path.join(model_dir, 'params_shapes.json'), 'w') as f:

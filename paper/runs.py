@@ -28,7 +28,8 @@ def analyse_log(log_path, data_dir=None, submission=None):
     flags, evaluations = read_run(log_path)
     task = task_of(flags, log_path)
     if not evaluations:
-        raise InputError(f"--log {log_path!r} has no evaluation yet: wait for the run's first one")
+        raise InputError(f"--log {log_path!r} has no evaluation yet (the run is before its first one, or stopped "
+                         "before it: train.py --resume continues it)")
     if submission and not task.test_labels:
         raise InputError(f"{task.title}'s test labels are not public: --submission cannot be scored; --log alone "
                          "prints the dev figures")

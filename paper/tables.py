@@ -5,8 +5,10 @@ and, where the test labels are public (SNLI, SciTail, RACE, Story Cloze), its su
 Which table a log belongs to is read from its flags (its first line): --n_transfer equal to --n_layer with
 --lm_coef above 0 is the full recipe (Tables 2-4, Table 5's first row); --n_transfer -1 "w/o pre-training";
 --lm_coef 0 "w/o aux LM"; any other --n_transfer is a point of Figure 2 (left). The LSTM row of Table 5 is the
-paper's alone (README.md says why).
+paper's alone (README.md says why). --table leaves out the logs that are not runs of the paper's tasks with an
+evaluation (a pre-training log, a run stopped before its first evaluation), with a line each saying why.
 """
+import json
 import os
 
 import numpy as np
@@ -30,7 +32,8 @@ class Run:
         self.flags, evaluations = read_run(path)
         self.task = task_of(self.flags, path)
         if not evaluations:
-            raise InputError(f"{path}: no evaluation yet: wait for the run's first one")
+            raise InputError(f"{path}: no evaluation yet (the run is before its first one, or stopped before it: "
+                             "train.py --resume continues it)")
         self.best = best_evaluation(self.task, evaluations)
         self.variant = variant_of(self.flags)
         self.tests = None
@@ -54,11 +57,31 @@ def variant_of(flags):
     return 'no_aux_lm' if full_transfer else None
 
 
+def why_not_a_run(path, err):
+    """Why the log `path` is not a run of the paper's tasks, from the InputError `err` that reading it raised: a
+    pre-training log (its lines have va_ppl), else err's message without the path."""
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        if any(isinstance(line, dict) and 'va_ppl' in line for line in lines[1:]):
+            return "a pre-training log (pretrain.py's): it has no task's figures"
+    except ValueError:
+        pass
+    text = str(err)
+    return text[len(path):].lstrip(':, ') if text.startswith(path) else text
+
+
 def read_runs(log_paths):
-    """{(task, variant): the first Run given of it}, the runs of no table, and lines on the logs not used."""
-    chosen, others, unused = {}, [], []
+    """{(task, variant): the first Run given of it}, the runs of no table, and lines on the logs not used: those
+    given twice, and those that are not finished runs of the paper's tasks (a pre-training log, a run without an
+    evaluation yet, a file that is no log), left out with the reason. InputError when no log is a run."""
+    chosen, others, unused, left_out = {}, [], [], []
     for path in log_paths:
-        run = Run(path)
+        try:
+            run = Run(path)
+        except InputError as err:
+            left_out.append(f"{path}: left out: {why_not_a_run(path, err)}")
+            continue
         key = (run.task.name, run.variant)
         if run.variant is None:
             others.append(run)
@@ -71,7 +94,10 @@ def read_runs(log_paths):
                 if all(os.path.isfile(p) for p in paths.values()):
                     data_dir = run.flags.get('data_dir') or run.task.data_dir
                     run.tests = submission_scores(run.task, test_splits(run.task, data_dir), paths)
-    return chosen, others, unused
+    if left_out and not chosen and not others:
+        raise InputError(f"no log given is a run of the paper's tasks with an evaluation ({'; '.join(left_out)}): "
+                         "give the logs of train.py's runs")
+    return chosen, others, unused + left_out
 
 
 def cell(value):
@@ -131,6 +157,11 @@ def tables(log_paths):
         lines += results_table(table, chosen) + ['']
     if any(variant != 'full' for _, variant in chosen):
         lines += ablation_table(chosen) + ['']
+    columns = {task for _, task, _ in paper.ABLATION_COLUMNS}
+    for (task, variant), run in chosen.items():
+        if variant != 'full' and task not in columns:
+            lines.append(f"{run.path}: in no table: Table 5 has no {run.task.title} column (the run is of its row "
+                         f"{paper.ABLATIONS[variant][0]!r})")
     for run in others:
         lines.append(f"{run.path}: in no table (--n_transfer {run.flags.get('n_transfer')}, --lm_coef "
                      f"{run.flags.get('lm_coef')}): a point of Figure 2 (left), analysis.py --figure2")

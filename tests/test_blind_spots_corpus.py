@@ -10,9 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-import corpus
 import text_utils
-import windows
+from pretraining import corpus, windows
 from tests.pretrain_files import PIECES, token, write_corpus, write_vocab
 from utils import InputError
 

@@ -4,8 +4,8 @@ normalisation by the SPEC's chance levels and states of the art ("Zero-shot").""
 import numpy as np
 import pytest
 
-import pack
-import paper
+from finetuning import inputs
+from paper import results
 
 
 def first_fit_rows(part, length):
@@ -33,7 +33,7 @@ def test_packing_takes_the_row_length_whose_rows_cost_least(n_embd):
     part), the one whose rows (those the part needing most needs) cost least; ties to the shorter."""
     rng = np.random.RandomState(n_embd)
     lengths = rng.randint(2, 16, size=(6, 10))
-    packing = pack.choose_packing(lengths, n_embd)
+    packing = inputs.choose_packing(lengths, n_embd)
     longest, fullest = lengths.max(), lengths.sum(1).max()
     candidates = range(-(-longest // 8) * 8, -(-min(fullest, 4 * longest) // 8) * 8 + 1, 8)
     costs = {L: spec_work(max(first_fit_rows(part, L) for part in lengths), L, n_embd) for L in candidates}
@@ -45,7 +45,7 @@ def test_packing_weighs_the_attention_as_the_spec_says_so_small_widths_prefer_sh
     """The attention's 16 L C against the blocks' 24 C^2: for a narrow model the shortest rows win, for a wide
     one longer rows that waste fewer places."""
     lengths = np.array([[15, 9, 9, 8, 8, 7, 7, 3, 2, 2]])
-    narrow, wide = pack.choose_packing(lengths, 4), pack.choose_packing(lengths, 768)
+    narrow, wide = inputs.choose_packing(lengths, 4), inputs.choose_packing(lengths, 768)
     assert narrow.length < wide.length
     for packing, n_embd in [(narrow, 4), (wide, 768)]:
         others = [spec_work(first_fit_rows(lengths[0], L), L, n_embd) for L in range(16, 64 + 1, 8)]
@@ -55,14 +55,14 @@ def test_packing_weighs_the_attention_as_the_spec_says_so_small_widths_prefer_sh
 def test_figure_2_normalises_by_the_specs_chance_levels_and_states_of_the_art():
     random = {'sst2': 50, 'cola': 0, 'race': 25, 'dprd': 50}
     sota = {'sst2': 93.2, 'cola': 45.4, 'race': 59.0, 'dprd': 76.4}
-    assert set(paper.ZERO_SHOT_TASKS) == set(random)
+    assert set(results.ZERO_SHOT_TASKS) == set(random)
     for task in random:
         for value in (random[task], 40.0, sota[task]):
-            assert paper.normalised(task, value) == pytest.approx((value - random[task]) / (sota[task] - random[task]))
+            assert results.normalised(task, value) == pytest.approx((value - random[task]) / (sota[task] - random[task]))
 
 
 def test_cola_cuts_the_sentence_at_its_end_to_n_ctx_tokens_and_scores_tokens_2_to_n():
-    import heuristics
+    from paper import heuristics
     sentence = list(range(100, 110))
     for n_ctx in (1, 2, 4, 10, 12):
         ((context, (continuation,)),) = heuristics.cola([sentence], n_ctx)

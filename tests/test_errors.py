@@ -165,7 +165,8 @@ def test_bpe_files_missing_point_to_download(run, tmp_path):
     model_dir = tmp_path / 'no_model'
     msg = run(model_dir=model_dir, encoder_path=None, bpe_path=None)
     assert os.path.join(str(model_dir), 'encoder_bpe_40000.json') in msg
-    assert f'python download.py --only bpe --model_dir {model_dir}' in msg
+    assert f"the folder {str(model_dir)!r} does not exist" in msg  # the run needs the weights too: all the files
+    assert f'python download.py --model_dir {model_dir}`' in msg and 'the pretrained weights' in msg
 
 
 def test_params_shapes_missing(run, tmp_path):

@@ -159,7 +159,7 @@ def expect_error(files, capsys, match, *flags, **paths):
 
 
 def test_cli_missing_weights_folder(files, capsys, tmp_path):
-    expect_error(files, capsys, r"weights folder .*nowhere.* not found: run `python download.py",
+    expect_error(files, capsys, r"weights folder .*nowhere.* does not exist: run `python download.py",
                  '--prompt', 'Hello.', model_dir=tmp_path / 'nowhere')
 
 

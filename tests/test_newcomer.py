@@ -80,9 +80,9 @@ def test_every_program_answers_help_and_a_bad_flag_before_its_heavy_imports(prog
     (['train.py', '--dataset', 'rte', '--data_dir', '.', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
      "'./train.tsv' not found: download the data set from"),
     (['train.py', '--data_dir', '{data}', '--model_dir', 'nowhere', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
-     "weights folder 'nowhere' not found: run `python download.py --model_dir nowhere`"),
+     "the weights folder 'nowhere' does not exist: run `python download.py --model_dir nowhere`"),
     (['generate.py', '--prompt', 'a', '--model_dir', 'nowhere', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
-     "weights folder 'nowhere' not found"),
+     "the weights folder 'nowhere' does not exist"),
     (['generate.py', '--prompt', 'a', '--restore', 'nowhere.jl', '--encoder_path', '{enc}', '--bpe_path', '{bpe}'],
      "--restore 'nowhere.jl' not found"),
     (['analysis.py', '--plot', 'x.png', 'nowhere.jsonl'], "log 'nowhere.jsonl' not found"),
@@ -285,7 +285,7 @@ def test_missing_bpe_files_suggest_downloading_them_into_the_folder_used(tmp_pat
     with pytest.raises(SystemExit):
         train.main(['--model_dir', str(folder), '--log_dir', str(tmp_path / 'log'), '--cache_dir', ''])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert f"python download.py --only bpe --model_dir '{folder}'" in err
+    assert f"python download.py --model_dir '{folder}'`" in err  # the run needs the weights too
 
     with pytest.raises(SystemExit):
         train.main(['--encoder_path', str(tmp_path / 'elsewhere' / 'enc.json'), '--log_dir', str(tmp_path / 'log')])
