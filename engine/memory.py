@@ -1,0 +1,205 @@
+"""How much memory and time one training update takes, estimated before a run starts (train.py's and pretrain.py's
+--dry_run), and the smallest --accum_steps that fits a device.
+
+The memory of one device during an update: the weights (float32), Adam's two moments, the gradients (the part's,
+the sum over the parts when a device computes several, and the clipped copy), and the activations that one tower
+part keeps for its gradient, at the run's shapes: rows R of length L (N = R L positions), n_embd C, n_head H,
+n_layer layers, `we` of W rows, the LM head over V rows on K positions, the MLP's 4C and attention's L x L per head,
+the dropout masks in training. On the CPU the process's resident memory adds TensorFlow's own (TF_BASELINE_BYTES,
+measured here). The counts of arrays below were counted in model.py's code (what the gradient keeps, plus the
+temporaries of the same size alive at the peak); bench/memory_check.py measures them against peak RSS
+(docs/gpus.md has the figures).
+"""
+import re
+from typing import NamedTuple
+
+F32 = 4
+
+# TensorFlow 2.21's process after `import tensorflow` and the project's model modules: peak RSS (ru_maxrss) on
+# this machine kind (x86-64 Linux, 2 CPU cores), measured by bench/memory_check.py in each of its children: 0.75 GB
+# (751.7 to 752.3 MB). Only the CPU's process carries it; a GPU's memory does not.
+TF_BASELINE_BYTES = 752_000_000
+# What tracing the train step and compiling its XLA kernels adds to the process's peak: the tiny configuration's
+# peak RSS after its updates less its RSS after building the model and optimiser (0.918 - 0.759 GB), measured here.
+TRACE_BYTES = 160_000_000
+CPU_PROCESS_BYTES = TF_BASELINE_BYTES + TRACE_BYTES
+
+# The peak of an update is at the start of the backward pass, when every array the gradient needs is alive, or at
+# the update, when the gradients are (whichever is larger). The arrays at the first, per tower part:
+# N x C floats per block: 16. model.py's block keeps more than that for its gradient (about 27: the input; q, k, v
+# split and moved to heads; the attention output and its projection; the residual sums and LayerNorms; the MLP's
+# 4C projection and gelu's 4C output; the dropout masks and outputs), but TensorFlow's graph frees what the
+# gradient does not read; 16 is what the measured peaks fit (bench/memory_check.py, docs/gpus.md), not a count.
+BLOCK_NC_TRAIN = 16
+BLOCK_NC_EVAL = 2  # evaluation keeps no array for a gradient: the block's input and its largest temporary (4C/2)
+# R x H x L x L floats per block: 4 (the scores scaled and masked, the softmax, the dropout's mask and the dropped
+# weights kept for the gradient); fitted by the main job against pre-training (rows of 128 against 512), whose
+# difference is almost all attention's.
+BLOCK_ATTN_TRAIN = 4
+BLOCK_ATTN_EVAL = 2
+# K x V floats of the LM head: the logits, the cross-entropy's gradient (kept from the forward pass) and the
+# logits' gradient.
+LM_KV = 3
+# W x C floats of `we` in training: its dropout mask and dropped copy (kept for the gradient), and its dense
+# gradient (the gather's and the LM head's summed).
+WE_TRAIN = 3
+# Several parts on one device (towers x --accum_steps): loop.make_train_step's loop over the parts (a tf.range
+# loop, whose iterations may overlap) starts the next part's forward pass while one part's gradient is computed:
+# the main job's peak is 1.97 GB above the same job with the loop's iterations one at a time (6.97 against 5.00
+# GB, bench/memory_check.py's main and main_serial), about one more part's arrays (1.8 GB).
+PART_OVERLAP = 1
+
+
+class Estimate(NamedTuple):
+    """Estimated peak bytes of one device during an update, by part; total their sum."""
+    baseline: int
+    weights: int
+    adam: int
+    grads: int
+    activations: int
+    lm_head: int
+    embedding: int
+
+    @property
+    def total(self):
+        return sum(self)
+
+    def parts(self):
+        return self._asdict()
+
+    def line(self):
+        """One line: the total and its parts in GB."""
+        parts = ', '.join(f'{k.replace("_", " ")} {v / 1e9:.2f}' for k, v in self.parts().items() if v)
+        return f'estimated peak memory per device {self.total / 1e9:.1f} GB ({parts} GB)'
+
+
+def n_params(we_rows, n_embd, n_layer, n_out=1, clf=True):
+    """The model's float32 parameters: `we` (we_rows x C), 12 arrays per block (c_attn 3C^2 + 3C, c_proj C^2 + C,
+    c_fc 4C^2 + 4C, c_proj 4C^2 + C, two LayerNorms 4C) and, with clf, the classifier C x n_out + n_out."""
+    C = n_embd
+    block = 12 * C * C + 13 * C
+    return we_rows * C + n_layer * block + ((C * n_out + n_out) if clf else 0)
+
+
+def estimate(n_params, n_layer, n_embd, n_head, rows, length, we_rows, lm_rows, n_parts=1, train=True,
+             lm_positions=None, clip=True, baseline=CPU_PROCESS_BYTES, bytes_per=F32, overlap=PART_OVERLAP):
+    """The Estimate of one device's peak during an update (train) or an evaluation batch (not train).
+    n_params: the parameters trained (n_params()); rows x length: one tower part's rows (packed, or examples x
+    sequences padded to length); we_rows: W, `we`'s rows; lm_rows: V, the rows the LM head scores (0: no LM head);
+    n_parts: the parts this device computes in an update (its towers x --accum_steps): more than one keeps the
+    running sum of the gradients and the part's own, and PART_OVERLAP more parts' arrays; lm_positions: K, the
+    positions the LM head scores (default every position of the part); clip: --max_grad_norm > 0 (a clipped copy of
+    the gradients at the update); baseline: the process's own bytes (CPU_PROCESS_BYTES on the CPU; 0 for a GPU's
+    memory, whose CUDA context and cuDNN workspace are not counted: not measured here); overlap: the extra parts
+    alive at once when there are several (PART_OVERLAP: loop.make_train_step's loop; 0 for a loop that runs its
+    iterations one at a time)."""
+    P, C, N = n_params * bytes_per, n_embd, rows * length
+    K = N if lm_positions is None else lm_positions
+    attn = rows * n_head * length * length
+    if not train:
+        acts = n_layer * (BLOCK_NC_EVAL * N * C + BLOCK_ATTN_EVAL * attn) * bytes_per
+        return Estimate(baseline, P, 0, 0, acts, (LM_KV - 2) * K * lm_rows * bytes_per, 0)
+    acts = n_layer * (BLOCK_NC_TRAIN * N * C + BLOCK_ATTN_TRAIN * attn) * bytes_per
+    lm = LM_KV * K * lm_rows * bytes_per
+    we = WE_TRAIN * we_rows * C * bytes_per
+    several = n_parts > 1
+    alive = 1 + (overlap if several else 0)                       # parts whose arrays live at once
+    backward = (2 * P if several else 0) + alive * (acts + lm + we)    # the running sum and the part's gradients
+    update = (1 + several + clip) * P                                  # the gradients, their sum, the clipped copy
+    if backward >= update:
+        return Estimate(baseline, P, 2 * P, 2 * P if several else 0, alive * acts, alive * lm, alive * we)
+    return Estimate(baseline, P, 2 * P, update, 0, 0, 0)
+
+
+def divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def smallest_accum_steps(memory_bytes, n_batch, estimate_at):
+    """The smallest --accum_steps (a divisor of n_batch) whose estimate fits memory_bytes; estimate_at(accum_steps)
+    -> Estimate (the caller's shapes of one part at that split). None when even n_batch steps do not fit."""
+    for d in divisors(n_batch):
+        if estimate_at(d).total <= memory_bytes:
+            return d
+    return None
+
+
+_UNITS = {'': 1, 'b': 1, 'kb': 10 ** 3, 'mb': 10 ** 6, 'gb': 10 ** 9, 'tb': 10 ** 12,
+          'kib': 2 ** 10, 'mib': 2 ** 20, 'gib': 2 ** 30, 'tib': 2 ** 40, 'k': 10 ** 3, 'm': 10 ** 6, 'g': 10 ** 9}
+
+
+def parse_size(text):
+    """Bytes of a size such as '8GB' (10^9), '8GiB' (2^30), '500MB', '1.5 GB', '123' (bytes). ValueError, with
+    what is accepted, on anything else (empty, negative, zero, an unknown unit)."""
+    m = re.fullmatch(r'\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*', str(text))
+    unit = m and m.group(2).lower()
+    if not m or unit not in _UNITS:
+        raise ValueError(f"cannot read the size {text!r}: write a number and a unit, such as 8GB, 8GiB or 500MB")
+    n = float(m.group(1)) * _UNITS[unit]
+    if n < 1:
+        raise ValueError(f"the size {text!r} is not positive: write a number and a unit, such as 8GB")
+    return int(n)
+
+
+# ----------------------------------------------------------------------------------------------------- time
+
+def update_flops(n_layer, n_embd, length, tokens, lm_positions, lm_rows, train=True):
+    """FLOPs of one update (train: forward and backward, 3x the forward) of `tokens` positions in rows of `length`:
+    2 per multiply-add of each block's matmuls (12 C^2 weights per position), of attention's scores and weighted
+    sum (2 x L x C per position and block, the whole L x L computed), and of the LM head (lm_rows x C on each of
+    lm_positions). With train, 6 x params x tokens plus the attention terms."""
+    C = n_embd
+    forward = (2 * n_layer * 12 * C * C * tokens + 2 * n_layer * 2 * length * C * tokens
+               + 2 * lm_rows * C * lm_positions)
+    return 3 * forward if train else forward
+
+
+# float32 peak TFLOP/s (no tensor cores), and TF32 / bf16 tensor-core peaks without sparsity, from NVIDIA's spec
+# sheets (data sheets and architecture whitepapers). Spec figures, not measured: a run reaches a fraction of them.
+# Matched against the GPU's name in this order (the first substring that occurs).
+GPU_PEAK_TFLOPS = [
+    # name part,   fp32,  tf32,  bf16 (None: no such tensor cores), source
+    ('H100 PCIe', 51.2, 378.0, 756.0, "NVIDIA H100 Tensor Core GPU data sheet"),
+    ('H100', 66.9, 494.7, 989.4, "NVIDIA H100 Tensor Core GPU data sheet (SXM)"),
+    ('A100', 19.5, 156.0, 312.0, "NVIDIA A100 Tensor Core GPU data sheet"),
+    ('A10', 31.2, 62.5, 125.0, "NVIDIA A10 Tensor Core GPU data sheet"),
+    ('L40S', 91.6, 183.0, 362.0, "NVIDIA L40S GPU data sheet"),
+    ('L4', 30.3, 60.0, 121.0, "NVIDIA L4 Tensor Core GPU data sheet"),
+    ('V100', 15.7, None, None, "NVIDIA Tesla V100 GPU data sheet (SXM2)"),
+    ('T4', 8.1, None, None, "NVIDIA T4 Tensor Core GPU data sheet"),
+    ('RTX 4090', 82.6, 82.6, 165.2, "NVIDIA Ada GPU architecture whitepaper"),
+    ('RTX 3090', 35.6, 35.6, 71.0, "NVIDIA Ampere GA102 GPU architecture whitepaper"),
+]
+
+# This machine's CPU (2 cores, x86-64) running TensorFlow 2.21's float32 matmul: measured by
+# measure_cpu_rate() (see docs/gpus.md for the date and the figures).
+CPU_MEASURED_GFLOPS = None  # set from the measurement below
+
+
+def gpu_peak(name, precision='fp32'):
+    """(TFLOP/s, source) of a GPU named `name` at --precision (fp32; tf32 and bf16 the tensor cores; fp16 as
+    bf16), a spec figure; None when the table does not know it."""
+    column = {'fp32': 1, 'tf32': 2, 'bf16': 3, 'fp16': 3}[precision]
+    for row in GPU_PEAK_TFLOPS:
+        if row[0] in name:
+            return (row[column], row[4] + ', a spec figure, not measured') if row[column] else None
+    return None
+
+
+def measure_cpu_rate(n=1024, k=768, m=3072, repeats=5):
+    """float32 FLOP/s of TensorFlow's matmul (n x k) @ (k x m) on this machine's CPU, the best of `repeats`."""
+    import time
+    import tensorflow as tf
+    a, b = tf.random.normal([n, k]), tf.random.normal([k, m])
+    tf.matmul(a, b).numpy()
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n * k * m / best
+
+
+def update_seconds(flops, rate):
+    """Seconds of an update of `flops` FLOPs at `rate` FLOP/s: a lower bound (the rate is a matmul's peak)."""
+    return flops / rate
