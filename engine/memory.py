@@ -154,26 +154,29 @@ def update_flops(n_layer, n_embd, length, tokens, lm_positions, lm_rows, train=T
     return 3 * forward if train else forward
 
 
-# float32 peak TFLOP/s (no tensor cores), and TF32 / bf16 tensor-core peaks without sparsity, from NVIDIA's spec
-# sheets (data sheets and architecture whitepapers). Spec figures, not measured: a run reaches a fraction of them.
-# Matched against the GPU's name in this order (the first substring that occurs).
+# float32 peak TFLOP/s (no tensor cores), and TF32 / bf16 tensor-core peaks without sparsity (half the data sheets'
+# "with sparsity" figures), from NVIDIA's data sheets and architecture whitepapers. Spec figures, not measured: a run
+# reaches a fraction of them. A row matches a GPU whose name holds its name part as a whole word, first row first.
 GPU_PEAK_TFLOPS = [
-    # name part,   fp32,  tf32,  bf16 (None: no such tensor cores), source
-    ('H100 PCIe', 51.2, 378.0, 756.0, "NVIDIA H100 Tensor Core GPU data sheet"),
-    ('H100', 66.9, 494.7, 989.4, "NVIDIA H100 Tensor Core GPU data sheet (SXM)"),
+    # name part,   fp32,  tf32,  bf16 (None: not listed here), source
+    ('H100 PCIe', 51.0, 378.0, 756.5, "NVIDIA H100 Tensor Core GPU data sheet (PCIe)"),
+    ('H100', 67.0, 494.5, 989.5, "NVIDIA H100 Tensor Core GPU data sheet (SXM)"),
     ('A100', 19.5, 156.0, 312.0, "NVIDIA A100 Tensor Core GPU data sheet"),
     ('A10', 31.2, 62.5, 125.0, "NVIDIA A10 Tensor Core GPU data sheet"),
     ('L40S', 91.6, 183.0, 362.0, "NVIDIA L40S GPU data sheet"),
     ('L4', 30.3, 60.0, 121.0, "NVIDIA L4 Tensor Core GPU data sheet"),
     ('V100', 15.7, None, None, "NVIDIA Tesla V100 GPU data sheet (SXM2)"),
     ('T4', 8.1, None, None, "NVIDIA T4 Tensor Core GPU data sheet"),
-    ('RTX 4090', 82.6, 82.6, 165.2, "NVIDIA Ada GPU architecture whitepaper"),
-    ('RTX 3090', 35.6, 35.6, 71.0, "NVIDIA Ampere GA102 GPU architecture whitepaper"),
+    ('RTX 4090', 82.6, None, None, "NVIDIA Ada GPU architecture whitepaper"),
+    ('RTX 3090', 35.6, None, None, "NVIDIA Ampere GA102 GPU architecture whitepaper"),
 ]
 
-# This machine's CPU (2 cores, x86-64) running TensorFlow 2.21's float32 matmul: measured by
-# measure_cpu_rate() (see docs/gpus.md for the date and the figures).
-CPU_MEASURED_GFLOPS = None  # set from the measurement below
+# This machine kind's CPU (2 cores, AMD EPYC, x86-64), TensorFlow 2.21, float32, measured on 2026-12-07: a matmul
+# (1024 x 768) @ (768 x 3072) alone at 43 GFLOP/s (measure_cpu_rate(); 63 to 65 at (1024 x 768) @ (768 x 40558) and
+# (4096 x 768) @ (768 x 768)); a whole update at 38 GFLOP/s (bench/memory_check.py's main_1_tower: 0.725 TFLOP by
+# update_flops in 19.0 s; pre-training's 2 x 512 tokens 42 GFLOP/s). The update's rate is the one to plan with.
+CPU_MATMUL_GFLOPS = 43.0
+CPU_UPDATE_GFLOPS = 38.0
 
 
 def gpu_peak(name, precision='fp32'):
@@ -181,7 +184,7 @@ def gpu_peak(name, precision='fp32'):
     bf16), a spec figure; None when the table does not know it."""
     column = {'fp32': 1, 'tf32': 2, 'bf16': 3, 'fp16': 3}[precision]
     for row in GPU_PEAK_TFLOPS:
-        if row[0] in name:
+        if re.search(r'(?<![A-Za-z0-9])' + re.escape(row[0]) + r'(?![A-Za-z0-9])', name):
             return (row[column], row[4] + ', a spec figure, not measured') if row[column] else None
     return None
 
@@ -201,5 +204,19 @@ def measure_cpu_rate(n=1024, k=768, m=3072, repeats=5):
 
 
 def update_seconds(flops, rate):
-    """Seconds of an update of `flops` FLOPs at `rate` FLOP/s: a lower bound (the rate is a matmul's peak)."""
+    """Seconds of an update of `flops` FLOPs at `rate` FLOP/s."""
     return flops / rate
+
+
+def update_time(flops, gpu_name=None, precision='fp32'):
+    """(seconds, what the figure is) of an update of `flops` FLOPs: on a GPU the table knows, at its spec peak for
+    --precision (a lower bound: no run reaches the peak); on the CPU (gpu_name None), at the update rate measured
+    here (CPU_UPDATE_GFLOPS); (None, why) for a GPU the table does not know."""
+    if gpu_name is None:
+        return (update_seconds(flops, CPU_UPDATE_GFLOPS * 1e9),
+                f'at the {CPU_UPDATE_GFLOPS:.0f} GFLOP/s an update reached on a 2-core CPU here (measured)')
+    peak = gpu_peak(gpu_name, precision)
+    if peak is None:
+        return None, f'no peak rate known for {gpu_name} at --precision {precision}'
+    tflops, source = peak
+    return update_seconds(flops, tflops * 1e12), f'at least: at the {tflops:g} TFLOP/s peak ({source})'

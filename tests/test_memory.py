@@ -113,7 +113,17 @@ def test_gpu_peak_table():
     tflops, source = memory.gpu_peak('NVIDIA A100-SXM4-80GB')
     assert tflops == 19.5 and 'spec' in source and 'not measured' in source
     assert memory.gpu_peak('NVIDIA A100-SXM4-80GB', 'tf32')[0] == 156.0
-    assert memory.gpu_peak('NVIDIA H100 PCIe')[0] == 51.2 and memory.gpu_peak('NVIDIA H100 80GB HBM3')[0] == 66.9
+    assert memory.gpu_peak('NVIDIA H100 PCIe')[0] == 51.0 and memory.gpu_peak('NVIDIA H100 80GB HBM3')[0] == 67.0
+    assert memory.gpu_peak('NVIDIA A10')[0] == 31.2 and memory.gpu_peak('NVIDIA L40') is None  # whole words
     assert memory.gpu_peak('NVIDIA L4')[0] == 30.3 and memory.gpu_peak('NVIDIA L40S')[0] == 91.6
     assert memory.gpu_peak('Tesla V100-SXM2-16GB', 'bf16') is None
     assert memory.gpu_peak('Some Future GPU') is None
+
+
+def test_update_time():
+    seconds, what = memory.update_time(38e9)
+    assert seconds == pytest.approx(1.0) and 'measured' in what
+    seconds, what = memory.update_time(19.5e12, 'NVIDIA A100-PCIE-40GB')
+    assert seconds == pytest.approx(1.0) and what.startswith('at least') and 'spec figure' in what
+    assert memory.update_time(1e12, 'NVIDIA A100-PCIE-40GB', 'tf32')[0] == pytest.approx(1e12 / 156e12)
+    assert memory.update_time(1e12, 'Unknown GPU') == (None, 'no peak rate known for Unknown GPU at --precision fp32')
