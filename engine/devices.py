@@ -4,12 +4,13 @@ The facts (TensorFlow's build info, the GPUs it sees, whether an NVIDIA driver i
 collect_facts(); every judgement on them is a pure function of injected facts, so that tests stand in for GPUs
 that this machine does not have:
 
-    facts = collect_facts()
-    for line in report_lines(facts, xla=xla_verdicts(facts)):   # nothing at all on a machine without a driver
+    lines, plan = start_report(args.precision, args.xla)         # InputError: --xla on a GPU where XLA fails
+    for line in lines:                                           # none at all on a machine without a driver
         print(line)
-    plan = xla_plan(facts, xla_flag=args.xla)                    # InputError: --xla on a GPU where XLA fails
-    if plan.line: print(plan.line)                               # then compute without XLA kernels
-    set_tf32(args.precision)                                     # TF32 matmuls only with --precision tf32
+    if not plan.xla: ...                                         # compute without XLA kernels (fused off)
+
+or the same in steps: collect_facts(), xla_verdicts(facts), report_lines(facts, verdicts), xla_plan(facts,
+args.xla, verdicts), set_tf32(args.precision), tf32_line(args.precision).
 
 Sources of the GPU facts used here (none measured on a GPU by this project):
 - The architectures TensorFlow's kernels are compiled for, its CUDA and cuDNN: TensorFlow's build info,
@@ -199,8 +200,8 @@ def gpu_line(i, gpu, facts, xla=None):
     cap = f'{gpu.capability[0]}.{gpu.capability[1]}'
     how, arch = kernel_support(gpu.capability, facts.build.get('cuda_compute_capabilities') or [])
     kernels = {'native': f"TensorFlow's kernels run natively ({arch})",
-               'ptx': f"TensorFlow's kernels run only through PTX JIT from {arch} (the first start compiles them: "
-                      f"minutes)",
+               'ptx': f"TensorFlow's kernels run only through PTX JIT from {arch} (the driver compiles them at "
+                      f"the first start: slow)",
                'none': "TensorFlow's kernels cannot run on it (no compatible sm_ or compute_ architecture in its "
                        "build)"}[how]
     known = xla_known_failure(gpu.capability, facts.tf_version)
@@ -375,3 +376,20 @@ def xla_plan(facts, xla_flag=False, verdicts=None, cache_dir=None, command=None,
                          f'without --xla (the same computation without XLA kernels), or see docs/gpus.md')
     return XlaPlan(False, f'XLA cannot compile for {where} with TensorFlow {facts.tf_version} ({why}): computing the '
                           f'same numbers without XLA kernels (slower); see docs/gpus.md')
+
+
+def start_report(precision, xla_flag=False, facts=None, cache_dir=None, command=None, timeout=900):
+    """What a run calls once at start-up, before building its model: sets TF32 for --precision (set_tf32), collects
+    the facts (collect_facts, unless given), probes XLA where needed (cached) and decides (xla_plan; InputError with
+    --xla on a GPU where XLA fails) -> (lines to print, XlaPlan). The lines: with GPUs, the report, the TF32 line
+    and the fallback's line if any; a driver without a visible GPU, its one line; no driver, none."""
+    set_tf32(precision)
+    facts = facts or collect_facts()
+    verdicts = xla_verdicts(facts, cache_dir, command, timeout) if facts.gpus else {}
+    plan = xla_plan(facts, xla_flag, verdicts)
+    lines = report_lines(facts, verdicts)
+    if facts.gpus:
+        lines.append(tf32_line(precision))
+    if plan.line:
+        lines.append(plan.line)
+    return lines, plan

@@ -26,6 +26,9 @@ P100 = Gpu('Tesla P100-PCIE-16GB', (6, 0), 15 * GiB)
 K80 = Gpu('Tesla K80', (3, 7), 11 * GiB)
 
 
+BEFORE = tf.config.experimental.tensor_float_32_execution_enabled()  # restored after the tests that set it
+
+
 def facts(*gpus, driver='550.54.14', build=BUILD, tf_version='2.21.0'):
     return Facts(build, tuple(gpus), driver, tf_version)
 
@@ -42,7 +45,7 @@ def test_tf32_off_by_default_and_on_only_with_tf32():
         assert tf.config.experimental.tensor_float_32_execution_enabled() is True
         assert 'TF32 matmuls on' in devices.tf32_line('tf32')
     finally:
-        devices.set_tf32('fp32')
+        tf.config.experimental.enable_tensor_float_32_execution(BEFORE)
 
 
 def numpy_tf32(x):
@@ -269,3 +272,23 @@ def test_one_bad_gpu_of_two(tmp_path):
 
 def test_default_cache_dir():
     assert devices.DEFAULT_CACHE_DIR == os.path.join(os.path.expanduser('~'), '.cache', 'gpt1-tf')
+
+
+def test_start_report(tmp_path):
+    counter = tmp_path / 'runs'
+    try:
+        lines, plan = devices.start_report('tf32', facts=facts(H100), cache_dir=str(tmp_path),
+                                           command=abort_double(counter))
+        assert not plan.xla and runs(counter) == 1 and len(lines) == 4
+        assert 'probed: the probe was killed by SIGABRT' in lines[1]
+        assert lines[2].startswith('TF32 matmuls on') and lines[3] == plan.line
+        lines, plan = devices.start_report('fp32', facts=facts(A100), cache_dir=str(tmp_path),
+                                           command=[sys.executable, '-c', "print('XLA_OK')"])
+        assert plan == devices.XlaPlan(True, None) and lines[2].startswith('TF32 matmuls off')
+        assert not tf.config.experimental.tensor_float_32_execution_enabled()
+        with pytest.raises(InputError):
+            devices.start_report('fp32', xla_flag=True, facts=facts(B200), cache_dir=str(tmp_path))
+        assert devices.start_report('fp32', facts=facts(driver=None)) == ([], devices.XlaPlan(True, None))
+        assert len(devices.start_report('fp32', facts=facts())[0]) == 1
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(BEFORE)
