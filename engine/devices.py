@@ -121,26 +121,33 @@ def driver_version(path=NVIDIA_DRIVER_FILE):
     return m.group(1) if m else 'unknown'
 
 
-def collect_facts(driver_path=NVIDIA_DRIVER_FILE):
+def collect_facts(driver_path=NVIDIA_DRIVER_FILE, memory=True):
     """The real facts from TensorFlow: its build info, each visible GPU's name and compute capability
-    (tf.config.experimental.get_device_details) and the memory TensorFlow may use on it (its local device's
-    memory_limit; this initialises the GPUs), and the driver's version from driver_path."""
+    (tf.config.list_physical_devices, tf.config.experimental.get_device_details: neither initialises the GPUs),
+    the driver's version from driver_path, and with `memory` the memory TensorFlow may use on each GPU
+    (with_memory: this initialises the GPUs, so call it after any memory-growth setting and after the XLA probe)."""
     import tensorflow as tf
     gpus = []
-    physical = tf.config.list_physical_devices('GPU')
-    limits = {}
-    if physical:
-        try:
-            from tensorflow.python.client import device_lib
-            limits = {d.name.split('device:')[-1]: int(d.memory_limit) for d in device_lib.list_local_devices()
-                      if d.device_type == 'GPU'}
-        except Exception:  # the memory is only reported; the run goes on without it
-            limits = {}
-    for i, d in enumerate(physical):
+    for d in tf.config.list_physical_devices('GPU'):
         details = tf.config.experimental.get_device_details(d)
-        gpus.append(Gpu(details.get('device_name', d.name), tuple(details.get('compute_capability') or (0, 0)),
-                        limits.get(f'GPU:{i}')))
-    return Facts(dict(tf.sysconfig.get_build_info()), tuple(gpus), driver_version(driver_path), tf.__version__)
+        gpus.append(Gpu(details.get('device_name', d.name), tuple(details.get('compute_capability') or (0, 0))))
+    facts = Facts(dict(tf.sysconfig.get_build_info()), tuple(gpus), driver_version(driver_path), tf.__version__)
+    return with_memory(facts) if memory else facts
+
+
+def with_memory(facts):
+    """facts with each GPU's memory: its TensorFlow device's memory_limit (the bytes TensorFlow may use on it),
+    None where TensorFlow does not say. Initialises the GPUs."""
+    if not facts.gpus:
+        return facts
+    try:
+        from tensorflow.python.client import device_lib
+        limits = {d.name.split('device:')[-1]: int(d.memory_limit) for d in device_lib.list_local_devices()
+                  if d.device_type == 'GPU'}
+    except Exception:  # the memory is only reported; the run goes on without it
+        limits = {}
+    return facts._replace(gpus=tuple(g._replace(memory=limits.get(f'GPU:{i}', g.memory))
+                                     for i, g in enumerate(facts.gpus)))
 
 
 # --------------------------------------------------------------------------------------------- the judgements
@@ -250,6 +257,8 @@ import os, sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf
 i = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+for gpu in tf.config.list_physical_devices('GPU'):  # take only what the probe needs: the run holds the rest
+    tf.config.experimental.set_memory_growth(gpu, True)
 with tf.device(f'/GPU:{i}'):
     f = tf.function(lambda x: tf.nn.softmax(tf.matmul(x, x) + 1.), jit_compile=True)
     y = f(tf.ones([8, 8]))
@@ -326,11 +335,19 @@ def probe_xla(gpu, index, driver, tf_version, cache_dir=None, command=None, time
     if isinstance(cached, dict) and 'ok' in cached:
         return Verdict(bool(cached['ok']), str(cached.get('detail', '')), cached=True)
     verdict = run_probe(index, command, timeout)
-    if not verdict.detail.startswith('no answer'):
+    if cacheable(verdict):
         data = read_cache(cache_dir)
         data[key] = dict(ok=verdict.ok, detail=verdict.detail)
         write_cache(cache_dir, data)
     return verdict
+
+
+def cacheable(verdict):
+    """Whether a verdict holds for the next run too: not a timeout, a child that could not start, or a lack of
+    memory (another process may hold the GPU's memory now)."""
+    detail = verdict.detail.lower()
+    return not (detail.startswith('no answer') or 'could not start' in detail or 'resource_exhausted' in detail
+                or 'out of memory' in detail or 'oom' in detail.split())
 
 
 def xla_verdicts(facts, cache_dir=None, command=None, timeout=900):
@@ -379,14 +396,17 @@ def xla_plan(facts, xla_flag=False, verdicts=None, cache_dir=None, command=None,
 
 
 def start_report(precision, xla_flag=False, facts=None, cache_dir=None, command=None, timeout=900):
-    """What a run calls once at start-up, before building its model: sets TF32 for --precision (set_tf32), collects
+    """What a run calls once at start-up, after its device settings (memory growth) and before building its
+    model: sets TF32 for --precision (set_tf32), collects
     the facts (collect_facts, unless given), probes XLA where needed (cached) and decides (xla_plan; InputError with
     --xla on a GPU where XLA fails) -> (lines to print, XlaPlan). The lines: with GPUs, the report, the TF32 line
     and the fallback's line if any; a driver without a visible GPU, its one line; no driver, none."""
     set_tf32(precision)
-    facts = facts or collect_facts()
+    probe_first = facts is None
+    facts = facts or collect_facts(memory=False)  # the probes before this process takes the GPUs' memory
     verdicts = xla_verdicts(facts, cache_dir, command, timeout) if facts.gpus else {}
     plan = xla_plan(facts, xla_flag, verdicts)
+    facts = with_memory(facts) if probe_first else facts
     lines = report_lines(facts, verdicts)
     if facts.gpus:
         lines.append(tf32_line(precision))

@@ -167,6 +167,8 @@ def test_driver_version(tmp_path):
 
 
 def test_collect_facts_on_this_machine(tmp_path):
+    assert devices.collect_facts(driver_path=str(tmp_path / 'absent'), memory=False) == devices.with_memory(
+        devices.collect_facts(driver_path=str(tmp_path / 'absent')))
     f = devices.collect_facts(driver_path=str(tmp_path / 'absent'))
     assert f.build == dict(tf.sysconfig.get_build_info()) and f.tf_version == tf.__version__
     assert f.gpus == () and f.driver is None  # no GPU here
@@ -210,6 +212,14 @@ def test_probe_success_and_exit_status(tmp_path):
     assert not failed.ok and 'status 1' in failed.detail
     slow = devices.run_probe(0, [sys.executable, '-c', 'import time; time.sleep(30)'], timeout=1)
     assert not slow.ok and 'no answer' in slow.detail
+
+
+def test_cacheable():
+    assert devices.cacheable(Verdict(False, 'the probe was killed by SIGABRT: LLVM ERROR: ...'))
+    assert devices.cacheable(Verdict(True, 'a jit_compile function ran'))
+    assert not devices.cacheable(Verdict(False, 'no answer in 900 s'))
+    assert not devices.cacheable(Verdict(False, 'the probe exited with status 1: ResourceExhaustedError: OOM when'))
+    assert not devices.cacheable(Verdict(False, 'the probe exited with status 1: CUDA_ERROR_OUT_OF_MEMORY: out of memory'))
 
 
 def test_probe_timeout_not_cached(tmp_path):
