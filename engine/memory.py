@@ -6,9 +6,9 @@ the sum over the parts when a device computes several, and the clipped copy), an
 part keeps for its gradient, at the run's shapes: rows R of length L (N = R L positions), n_embd C, n_head H,
 n_layer layers, `we` of W rows, the LM head over V rows on K positions, the MLP's 4C and attention's L x L per head,
 the dropout masks in training. On the CPU the process's resident memory adds TensorFlow's own (TF_BASELINE_BYTES,
-measured here). The counts of arrays below were counted in model.py's code (what the gradient keeps, plus the
-temporaries of the same size alive at the peak); bench/memory_check.py measures them against peak RSS
-(docs/gpus.md has the figures).
+measured here). The counts of arrays below are named after what model.py keeps, but their numbers were fitted to
+the peak RSS that bench/memory_check.py measured on this CPU (docs/gpus.md has the figures, including
+configurations that were not used to fit them). On a GPU they are assumed, not measured.
 """
 import re
 from typing import NamedTuple
@@ -31,7 +31,8 @@ CPU_PROCESS_BYTES = TF_BASELINE_BYTES + TRACE_BYTES
 # 4C projection and gelu's 4C output; the dropout masks and outputs), but TensorFlow's graph frees what the
 # gradient does not read; 16 is what the measured peaks fit (bench/memory_check.py, docs/gpus.md), not a count.
 BLOCK_NC_TRAIN = 16
-BLOCK_NC_EVAL = 2  # evaluation keeps no array for a gradient: the block's input and its largest temporary (4C/2)
+# Evaluation keeps no array for a gradient: a block's input and output and its temporaries (assumed, not measured).
+BLOCK_NC_EVAL = 2
 # R x H x L x L floats per block: 4 (the scores scaled and masked, the softmax, the dropout's mask and the dropped
 # weights kept for the gradient); fitted by the main job against pre-training (rows of 128 against 512), whose
 # difference is almost all attention's.
@@ -45,8 +46,8 @@ LM_KV = 3
 WE_TRAIN = 3
 # Several parts on one device (towers x --accum_steps): loop.make_train_step's loop over the parts (a tf.range
 # loop, whose iterations may overlap) starts the next part's forward pass while one part's gradient is computed:
-# the main job's peak is 1.97 GB above the same job with the loop's iterations one at a time (6.97 against 5.00
-# GB, bench/memory_check.py's main and main_serial), about one more part's arrays (1.8 GB).
+# the main job's peak is 2 to 2.4 GB above the same job with the loop's iterations one at a time (6.97 and 7.40
+# against 5.00 GB in runs of bench/memory_check.py's main and main_serial), about one more part's arrays (1.8 GB).
 PART_OVERLAP = 1
 
 
@@ -220,3 +221,57 @@ def update_time(flops, gpu_name=None, precision='fp32'):
         return None, f'no peak rate known for {gpu_name} at --precision {precision}'
     tflops, source = peak
     return update_seconds(flops, tflops * 1e12), f'at least: at the {tflops:g} TFLOP/s peak ({source})'
+
+
+# ------------------------------------------------------------------------------------------- a run's figures
+
+class RunFigures(NamedTuple):
+    """One device's estimate and the FLOPs of one whole update (every device's parts) of a run."""
+    estimate: Estimate
+    flops: float
+
+
+def finetune_figures(n_vocab, n_special, n_ctx, n_embd, n_head, n_layer, rows, length, n_towers, n_devices=1,
+                     accum_steps=1, n_out=1, clip=True, baseline=CPU_PROCESS_BYTES, real=1.0):
+    """train.py's update: n_towers towers shared by n_devices, each tower's part packed into `rows` rows of
+    `length` (pack.Packing of a part: rows and length at the run's --accum_steps), the LM head over every row of
+    `we` (n_vocab + n_special + n_ctx); real: the share of positions holding a token (Packing.real; the LM head
+    scores those)."""
+    W = n_vocab + n_special + n_ctx
+    P = n_params(W, n_embd, n_layer, n_out)
+    parts = n_towers // n_devices * accum_steps
+    K = int(rows * length * real)
+    est = estimate(P, n_layer, n_embd, n_head, rows, length, W, W, n_parts=parts, lm_positions=K, clip=clip,
+                   baseline=baseline)
+    flops = update_flops(n_layer, n_embd, length, rows * length * n_towers * accum_steps,
+                         K * n_towers * accum_steps, W)
+    return RunFigures(est, flops)
+
+
+def pretrain_figures(n_vocab, n_ctx, n_embd, n_head, n_layer, n_batch, n_devices=1, accum_steps=1, clip=True,
+                     baseline=CPU_PROCESS_BYTES):
+    """pretrain.py's update: n_batch windows of n_ctx tokens shared by n_devices, each device's split into
+    accum_steps parts; `we` of n_vocab + n_ctx rows, the LM head over the n_vocab token rows."""
+    W = n_vocab + n_ctx
+    P = n_params(W, n_embd, n_layer, clf=False)
+    rows = max(1, n_batch // n_devices // accum_steps)
+    est = estimate(P, n_layer, n_embd, n_head, rows, n_ctx, W, n_vocab, n_parts=accum_steps,
+                   lm_positions=rows * (n_ctx - 1), clip=clip, baseline=baseline)
+    return RunFigures(est, update_flops(n_layer, n_embd, n_ctx, n_batch * n_ctx, n_batch * (n_ctx - 1), n_vocab))
+
+
+def dry_run_lines(figures, gpu_name=None, precision='fp32', memory_bytes=None, n_batch=None, figures_at=None):
+    """--dry_run's lines: the memory estimate per device; the time of an update (update_time); and, given the
+    device's memory (memory_bytes) when the estimate exceeds it, the smallest --accum_steps that fits
+    (figures_at(accum_steps) -> RunFigures, over the divisors of n_batch) or that none does."""
+    lines = [figures.estimate.line()]
+    seconds, what = update_time(figures.flops, gpu_name, precision)
+    lines.append(f'an update: {figures.flops / 1e12:.2f} TFLOP' +
+                 (f', {seconds:.3g} s {what}' if seconds is not None else f'; {what}'))
+    if memory_bytes is not None and figures.estimate.total > memory_bytes:
+        fits = None if figures_at is None or n_batch is None else smallest_accum_steps(
+            memory_bytes, n_batch, lambda d: figures_at(d).estimate)
+        have = f'more than the {memory_bytes / 1e9:.1f} GB available'
+        lines.append(f'{have}: --accum_steps {fits} fits (estimated)' if fits else
+                     f'{have}, at every --accum_steps: use a device with more memory or a smaller model')
+    return lines

@@ -127,3 +127,32 @@ def test_update_time():
     assert seconds == pytest.approx(1.0) and what.startswith('at least') and 'spec figure' in what
     assert memory.update_time(1e12, 'NVIDIA A100-PCIE-40GB', 'tf32')[0] == pytest.approx(1e12 / 156e12)
     assert memory.update_time(1e12, 'Unknown GPU') == (None, 'no peak rate known for Unknown GPU at --precision fp32')
+
+
+def test_run_figures_match_the_measured_configurations():
+    """The shapes bench/memory_check.py measured, through the run-level functions."""
+    main = memory.finetune_figures(40478, 3, 77, 768, 12, 12, rows=8, length=128, n_towers=4)
+    assert main.estimate.total == memory.estimate(memory.n_params(40558, 768, 12), 12, 768, 12, 8, 128, 40558,
+                                                  40558, n_parts=4).total
+    assert main.flops == memory.update_flops(12, 768, 128, 4 * 1024, 4 * 1024, 40558)
+    two_gpus = memory.finetune_figures(40478, 3, 77, 768, 12, 12, 8, 128, n_towers=4, n_devices=4, baseline=0)
+    assert two_gpus.estimate.baseline == 0 and two_gpus.estimate.grads == 0  # one tower each: one part
+    pre = memory.pretrain_figures(40478, 512, 768, 12, 12, n_batch=2)
+    assert pre.estimate.total == memory.estimate(116_534_784, 12, 768, 12, 2, 512, 40990, 40478,
+                                                 lm_positions=2 * 511).total
+
+
+def test_dry_run_lines():
+    figures = memory.RunFigures(Estimate(0, 10 * 10 ** 9, 0, 0, 0, 0, 0), 38e9)
+    lines = memory.dry_run_lines(figures)
+    assert lines[0].startswith('estimated peak memory per device 10.0 GB')
+    assert lines[1] == 'an update: 0.04 TFLOP, 1 s at the 38 GFLOP/s an update reached on a 2-core CPU here (measured)'
+    assert len(memory.dry_run_lines(figures, memory_bytes=20e9)) == 2
+    at = {1: 10e9, 2: 9e9, 4: 7e9, 8: 6e9}
+    lines = memory.dry_run_lines(figures, memory_bytes=8e9, n_batch=8,
+                                 figures_at=lambda d: memory.RunFigures(Estimate(at[d], 0, 0, 0, 0, 0, 0), 1))
+    assert lines[2] == 'more than the 8.0 GB available: --accum_steps 4 fits (estimated)'
+    lines = memory.dry_run_lines(figures, memory_bytes=1e9, n_batch=8,
+                                 figures_at=lambda d: memory.RunFigures(Estimate(at[d], 0, 0, 0, 0, 0, 0), 1))
+    assert 'at every --accum_steps' in lines[2]
+    assert 'no peak rate known' in memory.dry_run_lines(figures, 'Mystery GPU')[1]
