@@ -172,10 +172,12 @@ GPU_PEAK_TFLOPS = [
     ('RTX 3090', 35.6, None, None, "NVIDIA Ampere GA102 GPU architecture whitepaper"),
 ]
 
-# This machine kind's CPU (2 cores, AMD EPYC, x86-64), TensorFlow 2.21, float32, measured on 2026-12-07: a matmul
-# (1024 x 768) @ (768 x 3072) alone at 43 GFLOP/s (measure_cpu_rate(); 63 to 65 at (1024 x 768) @ (768 x 40558) and
-# (4096 x 768) @ (768 x 768)); a whole update at 38 GFLOP/s (bench/memory_check.py's main_1_tower: 0.725 TFLOP by
-# update_flops in 19.0 s; pre-training's 2 x 512 tokens 42 GFLOP/s). The update's rate is the one to plan with.
+# This machine kind's CPU (2 cores, AMD EPYC, x86-64), TensorFlow 2.21, float32, measured on 2026-12-07, whose
+# speed varied about 4x during the day (a shared host): a matmul alone (measure_cpu_rate(): (1024 x 768) @
+# (768 x 3072), (1024 x 768) @ (768 x 40558), (4096 x 768) @ (768 x 768)) at 43 to 65 GFLOP/s; whole updates of
+# bench/memory_check.py at 34 to 171 GFLOP/s (update_flops over the fastest of 3 updates; 38 for main_1_tower's
+# 0.725 TFLOP in 19.0 s); the README's runs saw 219 GFLOP/s matmuls. CPU_UPDATE_GFLOPS is the slow end, to plan
+# with; update_time takes a rate measured on the spot instead.
 CPU_MATMUL_GFLOPS = 43.0
 CPU_UPDATE_GFLOPS = 38.0
 
@@ -209,10 +211,14 @@ def update_seconds(flops, rate):
     return flops / rate
 
 
-def update_time(flops, gpu_name=None, precision='fp32'):
+def update_time(flops, gpu_name=None, precision='fp32', cpu_rate=None):
     """(seconds, what the figure is) of an update of `flops` FLOPs: on a GPU the table knows, at its spec peak for
-    --precision (a lower bound: no run reaches the peak); on the CPU (gpu_name None), at the update rate measured
-    here (CPU_UPDATE_GFLOPS); (None, why) for a GPU the table does not know."""
+    --precision (a lower bound: no run reaches the peak); on the CPU (gpu_name None), at cpu_rate FLOP/s (e.g.
+    measure_cpu_rate() now: a matmul's rate, so a lower bound) or else at the slow update rate measured here
+    (CPU_UPDATE_GFLOPS); (None, why) for a GPU the table does not know."""
+    if gpu_name is None and cpu_rate:
+        return (update_seconds(flops, cpu_rate),
+                f'at least: at the {cpu_rate / 1e9:.0f} GFLOP/s of a matmul on this CPU now (measured)')
     if gpu_name is None:
         return (update_seconds(flops, CPU_UPDATE_GFLOPS * 1e9),
                 f'at the {CPU_UPDATE_GFLOPS:.0f} GFLOP/s an update reached on a 2-core CPU here (measured)')
@@ -260,12 +266,13 @@ def pretrain_figures(n_vocab, n_ctx, n_embd, n_head, n_layer, n_batch, n_devices
     return RunFigures(est, update_flops(n_layer, n_embd, n_ctx, n_batch * n_ctx, n_batch * (n_ctx - 1), n_vocab))
 
 
-def dry_run_lines(figures, gpu_name=None, precision='fp32', memory_bytes=None, n_batch=None, figures_at=None):
+def dry_run_lines(figures, gpu_name=None, precision='fp32', memory_bytes=None, n_batch=None, figures_at=None,
+                  cpu_rate=None):
     """--dry_run's lines: the memory estimate per device; the time of an update (update_time); and, given the
     device's memory (memory_bytes) when the estimate exceeds it, the smallest --accum_steps that fits
     (figures_at(accum_steps) -> RunFigures, over the divisors of n_batch) or that none does."""
     lines = [figures.estimate.line()]
-    seconds, what = update_time(figures.flops, gpu_name, precision)
+    seconds, what = update_time(figures.flops, gpu_name, precision, cpu_rate)
     lines.append(f'an update: {figures.flops / 1e12:.2f} TFLOP' +
                  (f', {seconds:.3g} s {what}' if seconds is not None else f'; {what}'))
     if memory_bytes is not None and figures.estimate.total > memory_bytes:

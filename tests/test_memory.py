@@ -126,6 +126,9 @@ def test_update_time():
     seconds, what = memory.update_time(19.5e12, 'NVIDIA A100-PCIE-40GB')
     assert seconds == pytest.approx(1.0) and what.startswith('at least') and 'spec figure' in what
     assert memory.update_time(1e12, 'NVIDIA A100-PCIE-40GB', 'tf32')[0] == pytest.approx(1e12 / 156e12)
+    seconds, what = memory.update_time(120e9, cpu_rate=60e9)
+    assert seconds == 2 and what == 'at least: at the 60 GFLOP/s of a matmul on this CPU now (measured)'
+    assert memory.measure_cpu_rate(64, 64, 64, repeats=2) > 1e6
     assert memory.update_time(1e12, 'Unknown GPU') == (None, 'no peak rate known for Unknown GPU at --precision fp32')
 
 
