@@ -2,7 +2,7 @@
 
 Each configuration runs in its own child process (resource's ru_maxrss is a process's peak so far, so one process
 cannot tell several configurations apart). The child imports TensorFlow and the model (its RSS then: the process
-baseline), builds the project's Model and opt.Adam, makes loop.make_train_step with the run's objective
+baseline), builds the project's Model and opt.Adam, makes opt.make_update with the run's objective
 (model.finetune_objective on packed rows, or model.pretrain_objective) along the default path, feeds synthetic
 batches of the run's shapes (every position a token: the most the LM head computes) and runs `--updates`
 updates; it prints its peaks on one line that the parent reads. The parent prints estimate, measured and ratio.
@@ -19,7 +19,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # a script in bench/: the project's modules (model, loop, engine) are the folder above
+sys.path.insert(0, ROOT)  # a script in bench/: the project's modules (model, opt, engine) are the folder above
 
 MARK = 'MEMORY_CHECK '
 
@@ -54,15 +54,16 @@ def child(name, n_updates):
     """Build, run n_updates updates, print the peaks (bytes) after import, after the setup and after the updates."""
     import numpy as np
     import tensorflow as tf
-    import loop
-    from model import DEFAULT, Model, finetune_objective, pretrain_objective
-    from opt import Adam, warmup_linear
+    from engine.kernels import DEFAULT
+    from model import Config, Model, finetune_objective, pretrain_objective
+    from opt import Adam, make_update, warmup_linear
     baseline = peak_bytes()
     c = CONFIGS[name]
     V, S, n_ctx, L, R, P = c['n_vocab'], c['n_special'], c['n_ctx'], c['length'], c['rows'], c['towers']
     rng = np.random.default_rng(0)
-    model = Model(V, S, n_ctx, V + 2 if S else None, n_embd=c['n_embd'], n_head=c['n_head'], n_layer=c['n_layer'])
-    params = model.params if c['kind'] == 'finetune' else model.lm_params
+    model = Model(Config(V, n_ctx, n_special=S, n_embd=c['n_embd'], n_head=c['n_head'], n_layer=c['n_layer'],
+                         **({} if c['kind'] == 'finetune' else {'head': None})))
+    params = model.params
     opt = Adam(params, lr=6.25e-5, schedule=warmup_linear, t_total=100, l2=0.01, max_grad_norm=1, fused=True)
     if c['kind'] == 'finetune':
         k = c['seqs_per_row']
@@ -89,8 +90,7 @@ def child(name, n_updates):
     if c.get('serial'):
         step = serial_train_step(objective, params, opt, P)
     else:
-        step = loop.make_train_step(objective, params, opt, strategy, 42, accum_steps=1,
-                                    n_towers=P if P > 1 else None)
+        step = make_update(objective, params, opt, strategy, 42, accum_steps=1, n_towers=P if P > 1 else None)
     setup = peak_bytes()
     times, peaks = [], []
     for _ in range(n_updates):
@@ -104,7 +104,7 @@ def child(name, n_updates):
 
 
 def serial_train_step(objective, params, opt, n_parts, seed=42):
-    """loop.make_train_step's update on one replica (no loss scale), its loop over the parts run one iteration
+    """opt.make_update's update on one replica (no loss scale), its loop over the parts run one iteration
     at a time (parallel_iterations 1): a diagnosis of how much the loop's default overlap of iterations adds."""
     import tensorflow as tf
 
