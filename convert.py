@@ -43,8 +43,8 @@ HF_LAYER = {'attn/c_attn/w': 'attn.c_attn.weight', 'attn/c_attn/b': 'attn.c_attn
 HF_BUFFERS = ('attn.bias', 'attn.masked_bias')  # per layer: the causal mask that older transformers saved
 HF_AFN = {'gelu': 'gelu', 'relu': 'relu', 'swish': 'swish'}  # --afn -> config.json's afn (transformers' "gelu" is
 PORT_AFN = {'gelu': 'gelu', 'relu': 'relu', 'swish': 'swish', 'silu': 'swish'}  # the tanh form, as the original's)
-MULTIPLE_CHOICE = ('rocstories', 'race')  # the tasks of shape multiple_choice (tasks.py; a test checks)
-SPECIAL_TOKENS = ('_start_', '_delimiter_', '_classify_')  # vocab.Vocab's ids n_vocab, + 1, + 2: tokenizer's names
+MULTIPLE_CHOICE = ('rocstories', 'race')  # the tasks of shape multiple_choice (finetuning/tasks.py; a test checks)
+SPECIAL_TOKENS = ('_start_', '_delimiter_', '_classify_')  # text_utils.Vocab's ids n_vocab, + 1, + 2: tokenizer's names
 RUN_FLAGS = ('n_head', 'afn', 'embd_pdrop', 'attn_pdrop', 'resid_pdrop', 'clf_pdrop', 'dataset')
 
 

@@ -1,6 +1,6 @@
 """The readers of the paper's tasks' files as their publishers distribute them: ROCStories / Story Cloze Test 2016
 (with the original's train/valid split), GLUE, SNLI, SciTail, RACE; and DPRD, which only the zero-shot heuristics read
-(zeroshot.py). inputs.py makes the model's inputs of them."""
+(zeroshot.py). finetuning/inputs.py makes the model's inputs of them."""
 import csv
 import io
 import json

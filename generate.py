@@ -141,7 +141,8 @@ def finetuned_model(args, n_vocab):
     if rest or n_layer < 1 or we.ndim != 2 or we.shape[0] <= Vocab(n_vocab).rows(0):
         raise InputError(f"{args.restore!r} holds {len(params)} arrays, the first of shape {we.shape}: not the "
                          f"parameters of a model with this vocabulary of {n_vocab} pieces (--encoder_path)")
-    model = Model(Config(n_vocab, we.shape[0] - Vocab(n_vocab).rows(0), n_embd=we.shape[1], n_head=args.n_head, n_layer=n_layer, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    model = Model(Config(n_vocab, we.shape[0] - Vocab(n_vocab).rows(0), n_embd=we.shape[1], n_head=args.n_head,
+                         n_layer=n_layer).without_dropout())
     check_shapes(args.restore, params, [p.shape for p in model.params])
     model.assign(params)
     return model

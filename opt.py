@@ -124,16 +124,16 @@ def make_update(objective, params, opt, strategy, seed, jit_compile=False, accum
                 n_towers=None):
     """The update, a tf.function: one update of `params` by `opt` from a global batch already split over the
     replicas (loop.distribute), as the original's n_towers towers (its n_gpu; default one per replica): each array
-    of the global batch is n_towers equal runs of its first axis, tower after tower; each replica holds an equal run of towers and computes them
-    one after the other, each tower split further into accum_steps equal parts; the gradients of the parts'
-    losses, averaged over every part of every tower (the gradient of the mean over the global batch), make one
-    update of `opt`. objective(part, part_seed) -> (loss, cost): `part` the batch's arrays each cut to one part's
-    run, the loss to differentiate and the figure to report (averaged over the parts and replicas).
-    Each part draws its own dropout masks, seeded by fold_in(fold_in((seed, updates done), global tower index),
-    part): the same masks on any number of replicas; accum_steps > 1 draws more masks than the original's towers.
-    jit_compile: each part's gradient compiled by XLA. With a LossScale, the loss is scaled before the gradient,
-    and an update whose gradient is not finite is skipped. The step returns the cost, lrt and the gradient's
-    global norm: (cost, lrt, norm)."""
+    of the global batch is n_towers equal runs of its first axis, tower after tower; each replica holds an equal run
+    of towers and computes them one after the other, each tower split further into accum_steps equal parts; the
+    gradients of the parts' losses, averaged over every part of every tower (the gradient of the mean over the
+    global batch), make one update of `opt`. objective(part, part_seed) -> (loss, cost): `part` the batch's arrays
+    each cut to one part's run, the loss to differentiate and the figure to report (averaged over the parts and
+    replicas). Each part draws its own dropout masks, seeded by fold_in(fold_in((seed, updates done), global tower
+    index), part): the same masks on any number of replicas; accum_steps > 1 draws more masks than the original's
+    towers. jit_compile: each part's gradient compiled by XLA. With a LossScale, the loss is scaled before the
+    gradient, and an update whose gradient is not finite is skipped. The step returns the cost, lrt and the
+    gradient's global norm: (cost, lrt, norm)."""
     if n_towers and n_towers % strategy.num_replicas_in_sync:
         raise ValueError(f'{n_towers} towers cannot be shared evenly by {strategy.num_replicas_in_sync} replicas')
 

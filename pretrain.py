@@ -2,11 +2,12 @@
 stages, which the original code never shipped.
     python pretrain.py --corpus books/ --desc books            # the paper's recipe on a folder of .txt books
     python pretrain.py --corpus notes.jsonl --init_from model/ --desc domain --n_iter 3   # continue GPT-1
-    python train.py --dataset rocstories --model_dir save/books --submit --analysis       # then fine-tune from it
+    python train.py --dataset rocstories --desc books-rocstories --model_dir save/books --submit  # then fine-tune
     python generate.py --model_dir save/books --prompt "..."
 
-The corpus is encoded once (corpus.py: the original's text pipeline, in worker processes, into uint16 shards in
---cache_dir) and read in windows of n_ctx contiguous tokens (windows.py). The model is train.py's network without
+The corpus is encoded once (pretraining/corpus.py: the original's text pipeline, in worker processes, into uint16
+shards in --cache_dir) and read in windows of n_ctx contiguous tokens (pretraining/windows.py). The model is
+train.py's network without
 its special tokens and classifier: `we` holds the token rows then the position rows, and the LM's softmax runs over
 the token rows (the paper's eq. (2)). save/{desc}/ is a model folder in the original's layout, which train.py and
 generate.py read with --model_dir. SPEC.md, "Pre-training", has the contract; README.md the costs and outputs.
@@ -77,7 +78,8 @@ def parse_args(argv=None):
 
 
 def check_args(args):
-    """Refuse impossible flags and missing inputs before any work (the standard library alone)."""
+    """Refuse impossible flags and missing inputs before any work (the standard library alone, and the corpus's
+    reader for its files: before TensorFlow)."""
     probability = 'in [0, 1): a probability of dropping'
     for flag, ok, what in [
             ('n_iter', args.n_iter >= 1, 'at least 1'), ('n_batch', args.n_batch >= 1, 'at least 1'),
@@ -105,6 +107,8 @@ def check_args(args):
         if not os.path.exists(path):
             raise InputError(f"--corpus {path!r} does not exist: give files (.txt, .jsonl, .gz of either) or folders "
                              "holding them")
+    from pretraining.corpus import find_sources  # its files' kinds and contents, before TensorFlow's start-up
+    find_sources(args.corpus)
     for flag, path in [('--encoder_path', args.encoder_path), ('--bpe_path', args.bpe_path)]:
         if not os.path.isfile(path):
             raise InputError(f"BPE file {path!r} not found: run `{download_command(os.path.dirname(path), 'bpe')}` "
@@ -189,8 +193,8 @@ def pretrain(args, control):
     chief, own = worker_args(args, strategy)
     own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')
     if args.resume:
-        check_resume(own, own_log)
-    replaced = check_outputs(own, own_log, save=True)  # a previous run's outputs: refused, or with --overwrite replaced
+        check_resume(vars(own), own_log)
+    replaced = check_outputs(vars(own), own_log, save=True)  # a previous run's outputs: refused, or --overwrite
     corpus = read_corpus(args)
     n_vocab = corpus.index['n_vocab']
     plan = EpochPlan(len(corpus.train), args.n_ctx, args.n_batch, args.seed)
@@ -278,8 +282,9 @@ def written_files(args, folder):
     """Lines listing what the run wrote."""
     files = [('log', os.path.join(args.log_dir, f'{args.desc}.jsonl')),
              ('TensorBoard', os.path.join(args.log_dir, args.desc)),
-             ('the model folder (train.py and generate.py --model_dir)', folder),
-             ('checkpoints (--resume)', os.path.join(folder, 'checkpoints'))]
+             ('the model folder (train.py and generate.py --model_dir)', folder)]
+    if args.save_every:  # (a signal's checkpoint is named by the line that stopped the run)
+        files.append(('checkpoints (--resume)', os.path.join(folder, 'checkpoints')))
     if args.keep_every:
         files.append((f'a model folder every {args.keep_every} updates', os.path.join(folder, 'updates', 'N_UPDATES')))
     return [f'{what}: {path}' for what, path in files]

@@ -78,8 +78,8 @@ def train(args, control):
     log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
     params_path = os.path.join(args.save_dir, args.desc, 'best_params.jl')
     if args.resume:
-        check_resume(args, log_path)
-    replaced = check_outputs(args, log_path, save=args.submit or not args.eval_only,  # checkpoints, best_params.jl
+        check_resume(vars(args), log_path)
+    replaced = check_outputs(vars(args), log_path, save=args.submit or not args.eval_only,  # best_params.jl
                              elsewhere=[('--submission_dir', path) for path in submission_files(args, task)])
     print(format_flags(args))
     strategy, path = start_devices(args)

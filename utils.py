@@ -68,7 +68,8 @@ def download_command(model_dir, only=None):
 
 def check_weights_folder(model_dir):
     """The path of params_shapes.json in the pretrained weights' folder `model_dir`; InputError when the folder or
-    the file is missing (the programs check it before their heavy imports, weights.py before reading a shard)."""
+    the file is missing (the programs check it before their heavy imports, formats/weights.py before reading a
+    shard)."""
     if not os.path.isdir(model_dir):
         raise InputError(f"the weights folder {model_dir!r} does not exist: run `{download_command(model_dir)}` to "
                          "fetch the pretrained GPT-1 into it (its BPE files and weights, 466 MB; train.py "

@@ -1,5 +1,5 @@
 """Zero-shot figures of the pretrained language model on the paper's tasks, with no fine-tuning (Radford et al. 2018,
-section 5, Figure 2 right), by the heuristics of SPEC.md "Zero-shot" (heuristics.py):
+section 5, Figure 2 right), by the heuristics of SPEC.md "Zero-shot" (paper/heuristics.py):
     python zeroshot.py --task sst2                       # SST-2 dev accuracy
     python zeroshot.py --task cola --json cola.json      # CoLA dev Matthews corr. x 100 (threshold from train)
     python zeroshot.py --task race                       # RACE dev accuracy (all, RACE-m, RACE-h)

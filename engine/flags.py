@@ -7,7 +7,7 @@ import os
 from utils import HelpFormatter, InputError, missing_bpe_file
 
 # The names of the choices, listed here so that --help and a bad flag answer before TensorFlow is imported (it
-# takes seconds); the tests check that they are the keys of the tables in tasks.py, train.py, model.py and opt.py.
+# takes seconds); the tests check that they are the keys of the tables in finetuning/tasks.py, model.py and opt.py.
 # Each task's default --data_dir: the folder its publisher's archive unpacks to, in data/ (the original's data/
 # for ROCStories); tasks.Task.data_dir reads it here.
 DATA_DIRS = {'rocstories': 'data/', 'sst2': 'data/SST-2', 'cola': 'data/CoLA', 'mnli': 'data/MNLI', 'qnli': 'data/QNLI',

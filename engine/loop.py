@@ -200,7 +200,8 @@ def make_eval_step(model, n_parts=1, fused=False, jit_compile=False, rows=True):
                 tf.TensorSpec([None, head.n_seq], tf.int32), Y]
         return tf.function(lambda *batch: evaluate_batch(model, batch, n_parts, fused), jit_compile=jit_compile,
                            input_signature=spec)
-    spec = [tf.TensorSpec([None, head.n_seq, None, 2], tf.int32), tf.TensorSpec([None, head.n_seq, None], tf.float32), Y]
+    spec = [tf.TensorSpec([None, head.n_seq, None, 2], tf.int32), tf.TensorSpec([None, head.n_seq, None], tf.float32),
+            Y]
     return tf.function(lambda *batch: evaluate_batch(model, batch, fused=fused), jit_compile=jit_compile,
                        input_signature=spec)
 

@@ -44,7 +44,7 @@ LM_KV = 3
 # W x C floats of `we` in training: its dropout mask and dropped copy (kept for the gradient), and its dense
 # gradient (the gather's and the LM head's summed).
 WE_TRAIN = 3
-# Several parts on one device (towers x --accum_steps): loop.make_train_step's loop over the parts (a tf.range
+# Several parts on one device (towers x --accum_steps): opt.make_update's loop over the parts (a tf.range
 # loop, whose iterations may overlap) starts the next part's forward pass while one part's gradient is computed:
 # the main job's peak is 2 to 2.4 GB above the same job with the loop's iterations one at a time (6.97 and 7.40
 # against 5.00 GB in runs of bench/memory_check.py's main and main_serial), about one more part's arrays (1.8 GB).
@@ -92,7 +92,7 @@ def estimate(n_params, n_layer, n_embd, n_head, rows, length, we_rows, lm_rows, 
     positions the LM head scores (default every position of the part); clip: --max_grad_norm > 0 (a clipped copy of
     the gradients at the update); baseline: the process's own bytes (CPU_PROCESS_BYTES on the CPU; 0 for a GPU's
     memory, whose CUDA context and cuDNN workspace are not counted: not measured here); overlap: the extra parts
-    alive at once when there are several (PART_OVERLAP: loop.make_train_step's loop; 0 for a loop that runs its
+    alive at once when there are several (PART_OVERLAP: opt.make_update's loop; 0 for a loop that runs its
     iterations one at a time)."""
     P, C, N = n_params * bytes_per, n_embd, rows * length
     K = N if lm_positions is None else lm_positions

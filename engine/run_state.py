@@ -43,10 +43,10 @@ class RunState(tf.train.experimental.PythonState):
         self.epoch_rng = (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
 
 
-def check_resume(args, log_path):
-    """For --resume: InputError unless the run has a checkpoint, and a whole log whose first line holds the flags
-    of this run, but for those of RESUMABLE_CHANGES."""
-    checkpoints = os.path.join(args.save_dir, args.desc, 'checkpoints')
+def check_resume(flags, log_path):
+    """For --resume: InputError unless the run of `flags` (a dict of the program's flags) has a checkpoint, and a
+    whole log whose first line holds these flags, but for those of RESUMABLE_CHANGES."""
+    checkpoints = os.path.join(flags['save_dir'], flags['desc'], 'checkpoints')
     if tf.train.latest_checkpoint(checkpoints) is None:
         raise InputError(f"--resume: no checkpoint in {checkpoints!r}: start the run without --resume "
                          "(with --save_every N to make checkpoints)")
@@ -62,16 +62,15 @@ def check_resume(args, log_path):
     if not records or not all(isinstance(r, dict) for r in records):
         raise InputError(f"--resume: the run's log {log_path!r} is damaged (not train.py's lines of flags and "
                          f"results): {fix}")
-    changed = changed_flags(args, records[0])
+    changed = changed_flags(flags, records[0])
     if changed:
         raise InputError(f"--resume with flags that change the run: {', '.join(changed)}: resume with the flags "
                          f"in the first line of {log_path!r}, or start a new run with another --desc")
 
 
-def changed_flags(args, first):
-    """`--flag value (the run used value)` for each flag of `args` that differs from the run whose log's first line
-    is `first` (a dict of flags), leaving out those that do not change the run (RESUMABLE_CHANGES)."""
-    flags = vars(args)
+def changed_flags(flags, first):
+    """`--flag value (the run used value)` for each of `flags` (a dict) that differs from the run whose log's first
+    line is `first` (a dict of flags), leaving out those that do not change the run (RESUMABLE_CHANGES)."""
     return [f"--{k} {flags[k]} (the run used {v})" for k, v in first.items()
             if k in flags and k not in RESUMABLE_CHANGES and flags[k] != v]
 
@@ -87,37 +86,38 @@ def first_line_flags(log_path):
     return first if isinstance(first, dict) else None
 
 
-def check_outputs(args, log_path, save=True, elsewhere=()):
-    """Before a run writes anything: what a previous run left that this one would replace: its log `log_path`, its
-    TensorBoard folder, with `save` its save folder (best parameters, checkpoints, ...), and the files of
-    `elsewhere`, (flag, path) pairs of what it writes outside its --desc (a run of another --desc writes them too,
-    such as the submissions; flag: the one that moves them). InputError naming them and the ways on (--resume when
-    a checkpoint exists and its log's first line holds this run's flags, but for RESUMABLE_CHANGES; else it says
-    that the checkpoint is of another run), another --desc or flag, --overwrite); with --overwrite, they are returned instead, for
-    loop.start_run to remove once the run holds its locks. With --resume, nothing (check_resume checks the run)."""
-    if args.resume:
+def check_outputs(flags, log_path, save=True, elsewhere=()):
+    """Before the run of `flags` (a dict of the program's flags) writes anything: what a previous run left that this
+    one would replace: its log `log_path`, its TensorBoard folder, with `save` its save folder (best parameters,
+    checkpoints, ...), and the files of `elsewhere`, (flag, path) pairs of what it writes outside its --desc (a run
+    of another --desc writes them too, such as the submissions; flag: the one that moves them). InputError naming
+    them and the ways on (--resume when a checkpoint exists and its log's first line holds this run's flags, but for
+    RESUMABLE_CHANGES; else it says that the checkpoint is of another run), another --desc or flag, --overwrite);
+    with --overwrite, they are returned instead, for loop.start_run to remove once the run holds its locks. With
+    --resume, nothing (check_resume checks the run)."""
+    if flags['resume']:
         return []
-    own = [log_path, os.path.join(args.log_dir, args.desc)] + [os.path.join(args.save_dir, args.desc)] * save
+    save_folder = os.path.join(flags['save_dir'], flags['desc'])
+    own = [log_path, os.path.join(flags['log_dir'], flags['desc'])] + [save_folder] * save
     own = [path for path in own if holds_output(path)]
     others = [(flag, path) for flag, path in elsewhere if holds_output(path)]
     found = own + [path for _, path in others]
-    if args.overwrite or not found:
+    if flags['overwrite'] or not found:
         return found
     ways = []
     try:
-        checkpoint = tf.train.latest_checkpoint(os.path.join(args.save_dir, args.desc, 'checkpoints'))
+        checkpoint = tf.train.latest_checkpoint(os.path.join(save_folder, 'checkpoints'))
     except Exception:  # a damaged list of checkpoints: --resume would say so, not the guard
         checkpoint = None
     another = ''
     if own and checkpoint:
         first = first_line_flags(log_path)
-        changed = None if first is None else changed_flags(args, first)
+        changed = None if first is None else changed_flags(flags, first)
         if changed == []:  # the checkpoint is of this very run (its flags but those that do not change the run)
             ways.append(f"continue that run with --resume (its checkpoint {checkpoint!r}, update "
                         f"{checkpoint.rsplit('-', 1)[-1]})")
         else:  # --resume would refuse it: say so here
-            folder = os.path.join(args.save_dir, args.desc)
-            another = (f"; {folder!r} holds another run, which --resume cannot continue: " +
+            another = (f"; {save_folder!r} holds another run, which --resume cannot continue: " +
                        (f"its log {log_path!r} is missing or damaged" if changed is None else ', '.join(changed)))
     moves = (['--desc'] if own else []) + sorted({flag for flag, _ in others})
     ways += [f"start another with another {' and '.join(moves)}", 'replace them with --overwrite']

@@ -258,7 +258,7 @@ def pack_parts(seqs, rows, n_seq, n_vocab, n_parts, packing):
     packing.length: X int32 (n_parts * R, L, 2) the token ids (0 where empty) and the ids of positions restarting
     at 0 at each sequence's start; seg int32 (n_parts * R, L) 1 + the sequence's index in its part (its example's
     index in the part * n_seq + its own), 0 where empty; clf_at int32 (len(rows), n_seq) where each sequence's
-    first _classify_ token lies in its part's block (row * L + t), as Model.packed_rows reads them."""
+    first _classify_ token lies in its part's block (row * L + t), as model.finetune_losses reads them."""
     R, L = packing.rows, packing.length
     rows = np.asarray(rows, dtype=np.int64)
     batch = seqs.take((rows[:, None] * n_seq + np.arange(n_seq)).ravel())
@@ -282,7 +282,7 @@ def pack_parts(seqs, rows, n_seq, n_vocab, n_parts, packing):
 
 def packed_train_batch(task, split, rows, n_vocab, n_parts, packing):
     """A global training batch of examples `rows` packed part by part (pack_parts) with its labels: (X, seg,
-    clf_at, Y), each array's first axis n_parts equal runs, one per part, as loop.make_train_step splits it."""
+    clf_at, Y), each array's first axis n_parts equal runs, one per part, as opt.make_update splits it."""
     return (*pack_parts(split.seqs, rows, task.n_seq, n_vocab, n_parts, packing), split.Y[rows])
 
 
@@ -314,11 +314,11 @@ def pack_choices(task, texts, n_vocab, n_ctx):
 
 
 def packed_batch(packed, rows, multiple=1, length=None):
-    """The units of examples `rows` of `packed`, one a row (eval_batch packs them into its rows): X int32 (n, T, 2), token ids in [..., 0]
-    and the ids of the positions in [..., 1], each answer's positions restarting right after the
-    delimiter; seg int32 (n, T), 0 the shared prefix, c + 1 answer c, k + 1 padding (token 0, position 0);
-    clf_idx int32 (n, k) the _classify_ positions. T is the batch's longest packed example, rounded up to a
-    multiple of `multiple`; or `length` (at least the longest)."""
+    """The units of examples `rows` of `packed`, one a row (eval_batch packs them into its rows): X int32 (n, T, 2),
+    token ids in [..., 0] and the ids of the positions in [..., 1], each answer's positions restarting right after
+    the delimiter; seg int32 (n, T), 0 the shared prefix, c + 1 answer c, k + 1 padding (token 0, position 0);
+    clf_idx int32 (n, k) the _classify_ positions. T is the batch's longest packed example, rounded up to a multiple
+    of `multiple`; or `length` (at least the longest)."""
     rows = np.asarray(rows, dtype=np.int64)
     batch = packed.seqs.take(rows)
     prefix, answers = packed.prefix[rows, None], packed.answers[rows]        # (n, 1), (n, k)
@@ -364,7 +364,7 @@ def eval_batch(task, split, rows, n_vocab, n_batch, packing):
     """An evaluation batch of examples `rows` at the split's one shape (eval_packing), filled up to n_batch with
     copies of its first example (iter_apply drops their outputs), each example's units packed whole by first_fit
     into packing.rows rows of packing.length: X int32 (R, L, 2), seg int32 (R, L) and clf_at int32 (n_batch,
-    n_seq) as Model.score_rows reads them. A multiple-choice example is one unit of 1 + n_choices parts
+    n_seq) as model.evaluate_batch reads them. A multiple-choice example is one unit of 1 + n_choices parts
     (packed_batch's: the context, then each answer with its positions restarting after the context); otherwise
     each sequence is a unit (pack_parts')."""
     rows = np.asarray(rows, dtype=np.int64)

@@ -1,12 +1,12 @@
-"""The paper's fine-tuning tasks (Radford et al. 2018, Tables 2-4), one registry entry each: the reader of its files,
-its shape (classification, entailment, similarity, multiple choice), its labels, the metrics the paper reports, its
-splits and its submission files; and the scoring of predictions. inputs.py turns a task's texts into the model's
-inputs.
+"""The paper's fine-tuning tasks (Radford et al. 2018, Tables 2-4), one registry entry each: the reader of its
+files, its shape (classification, entailment, similarity, multiple choice), its labels, the metrics the paper
+reports, its splits and its submission files; and the scoring of predictions. finetuning/inputs.py turns a task's
+texts into the model's inputs.
 
 How a training script uses it (train.py):
     task = TASKS[name]
     splits = task.load(data_dir or task.data_dir)                       # {split: Examples of str}
-    ... the model's inputs and logits (inputs.py, model.Model(head=Head(**task.head))) ...
+    ... the model's inputs and logits (inputs.py, model.Model(Config(..., head=Head(**task.head)))) ...
     score(task, predictions(task, logits), splits[task.valid])[task.metrics[0].name]   # selects the best parameters
 """
 from typing import NamedTuple
@@ -33,13 +33,13 @@ class Metric(NamedTuple):
 
 class Task(NamedTuple):
     """A registry entry. load(data_dir) -> {split: Examples}; paths(data_dir) -> the files it reads. `labels` the
-    label strings in class-id order (None: a regression on 0-5); `n_choices` answers per example (multiple
-    choice); `n_context` leading text fields that form the context (multiple choice). `metrics[0]` selects the
-    best parameters on `valid`; `evals` more labelled splits to report; `tests` the splits to predict,
-    `test_labels` whether their labels are public (scored by --analysis); `submissions` split -> file name;
-    `truncate` multiple choice's truncation rule, 'roc' or 'context' (the other shapes have one rule each);
-    `title` the task's name in the --analysis lines. Its default folder is flags.DATA_DIRS[name] (there, so that
-    --help answers before this module's imports)."""
+    label strings in class-id order (None: a regression on 0-5); `n_choices` answers per example (multiple choice);
+    `n_context` leading text fields that form the context (multiple choice). `metrics[0]` selects the best
+    parameters on `valid`; `evals` more labelled splits to report; `tests` the splits to predict, `test_labels`
+    whether their labels are public (scored by --analysis); `submissions` split -> file name; `truncate` multiple
+    choice's truncation rule, 'roc' or 'context' (the other shapes have one rule each); `title` the task's name in
+    the --analysis lines (the paper's figures are paper/results.py's). Its default folder is flags.DATA_DIRS[name]
+    (there, so that --help answers before this module's imports)."""
     name: str
     load: object
     paths: object
@@ -47,7 +47,6 @@ class Task(NamedTuple):
     labels: tuple
     metrics: tuple
     url: str
-    paper: str
     train: str = 'train'
     valid: str = 'dev'
     evals: tuple = ()
@@ -90,11 +89,11 @@ def rocstories_splits(data_dir):
                                    ('test', (teX1, teX2, teX3), teY)]}
 
 
-def glue(name, folder, labels, metric, paper, submission, shape='entailment', max_skipped=0.0, **kwargs):
+def glue(name, folder, labels, metric, submission, shape='entailment', max_skipped=0.0, **kwargs):
     """A GLUE task's entry: its files in <folder> as unpacked, test labels private, the submission GLUE scores."""
     load, paths = datasets.tsv_task(datasets.GLUE_FILES[name], labels, datasets.GLUE_URL, max_skipped)
     kwargs.setdefault('submissions', {'test': submission})
-    return Task(name, load, paths, shape, labels, metric, datasets.GLUE_URL, paper, title=folder, **kwargs)
+    return Task(name, load, paths, shape, labels, metric, datasets.GLUE_URL, title=folder, **kwargs)
 
 
 BINARY = ('0', '1')
@@ -107,32 +106,31 @@ scitail_load, scitail_paths = datasets.tsv_task(datasets.SCITAIL_FILES, ('entail
 TASKS = {task.name: task for task in [
     # The labels are the choices' indices: the original's submission writes the index of the chosen ending.
     Task('rocstories', rocstories_splits, datasets.rocstories_paths, 'multiple_choice', ('0', '1'), ACC,
-         datasets.ROC_URL, '86.5 (test acc)', valid='valid', test_labels=True,
+         datasets.ROC_URL, valid='valid', test_labels=True,
          submissions={'test': 'ROCStories.tsv'}, truncate='roc', n_choices=2, n_context=1, title='ROCStories'),
-    glue('sst2', 'SST-2', BINARY, ACC, '91.3 (test acc)', 'SST-2.tsv', shape='classification'),
-    glue('cola', 'CoLA', BINARY, (Metric('mc', metrics.matthews_corrcoef, title='Matthews Corr.'),),
-         '45.4 (test Matthews corr.)',
-         'CoLA.tsv', shape='classification'),
-    glue('mnli', 'MNLI', NLI3, ACC, '82.1 / 81.4 (test acc, matched / mismatched)', None,
+    glue('sst2', 'SST-2', BINARY, ACC, 'SST-2.tsv', shape='classification'),
+    glue('cola', 'CoLA', BINARY, (Metric('mc', metrics.matthews_corrcoef, title='Matthews Corr.'),), 'CoLA.tsv',
+         shape='classification'),
+    glue('mnli', 'MNLI', NLI3, ACC, None,
          valid='dev_matched', evals=('dev_mismatched',), tests=('test_matched', 'test_mismatched'),
          submissions={'test_matched': 'MNLI-m.tsv', 'test_mismatched': 'MNLI-mm.tsv'}),
-    glue('qnli', 'QNLI', NLI2, ACC, '88.1 (test acc)', 'QNLI.tsv'),
-    glue('rte', 'RTE', NLI2, ACC, '56.0 (test acc)', 'RTE.tsv'),
+    glue('qnli', 'QNLI', NLI2, ACC, 'QNLI.tsv'),
+    glue('rte', 'RTE', NLI2, ACC, 'RTE.tsv'),
     Task('snli', datasets.snli, datasets.snli_paths, 'entailment', NLI3, ACC, datasets.SNLI_URL,
-         '89.9 (test acc)', test_labels=True, submissions={'test': 'SNLI.tsv'}, title='SNLI'),
+         test_labels=True, submissions={'test': 'SNLI.tsv'}, title='SNLI'),
     Task('scitail', scitail_load, scitail_paths, 'entailment', ('entails', 'neutral'), ACC,
-         datasets.SCITAIL_URL, '88.3 (test acc)', test_labels=True, submissions={'test': 'SciTail.tsv'},
+         datasets.SCITAIL_URL, test_labels=True, submissions={'test': 'SciTail.tsv'},
          title='SciTail'),
-    glue('mrpc', 'MRPC', BINARY, F1_ACC, '82.3 (test F1)', 'MRPC.tsv', shape='similarity'),
-    glue('qqp', 'QQP', BINARY, F1_ACC, '70.3 (test F1)', 'QQP.tsv', shape='similarity',
+    glue('mrpc', 'MRPC', BINARY, F1_ACC, 'MRPC.tsv', shape='similarity'),
+    glue('qqp', 'QQP', BINARY, F1_ACC, 'QQP.tsv', shape='similarity',
          max_skipped=datasets.QQP_MAX_SKIPPED),
     glue('stsb', 'STS-B', None, (Metric('pearson', metrics.pearson, title='Pearson'),
                                  Metric('spearman', metrics.spearman, title='Spearman')),
-         '82.0 (test Pearson)', 'STS-B.tsv', shape='similarity'),
+         'STS-B.tsv', shape='similarity'),
     Task('race', datasets.race, datasets.race_paths, 'multiple_choice', ('A', 'B', 'C', 'D'),
          (Metric('all', metrics.accuracy), Metric('RACE-m', metrics.accuracy, 'middle', 'RACE-m Accuracy'),
           Metric('RACE-h', metrics.accuracy, 'high', 'RACE-h Accuracy')), datasets.RACE_URL,
-         '62.9 / 57.4 / 59.0 (test acc, RACE-m / RACE-h / all)', test_labels=True, submissions={'test': 'RACE.tsv'},
+         test_labels=True, submissions={'test': 'RACE.tsv'},
          truncate='context', n_choices=4, n_context=2, title='RACE'),
 ]}
 

@@ -3,8 +3,8 @@ place, for the programs that print a run's figures beside them (analysis.py --ta
 The standard library alone.
 
 Where each figure comes from:
-- Tables 2-4: the project's PAPER.md (the paper's Tables 2, 3 and 4, test figures), and several independent
-  transcriptions of the paper agree with them.
+- Tables 2-4: the paper's Tables 2, 3 and 4 (test figures) as the project's steering notes transcribe them (a
+  PAPER.md beside the repository, not part of it), and several independent transcriptions of the paper agree.
 - Table 5: the per-task columns were checked against several independent transcriptions of the paper's Table 5
   (Chinese, Spanish and English), which all give the figures below; the paper's PDF itself was not read here. Its
   "full" row repeats the test figures of Tables 2 and 4; its MNLI column (81.8) looks like the mean of MNLI-m and

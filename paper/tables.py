@@ -1,5 +1,5 @@
 """The paper's Tables 2-5 with the runs' figures beside the paper's, and Figure 2 (left), from train.py logs
-(analysis.py --table, --figure2). A run's figure is the dev figure of its best evaluation (paper/runs.py's best_evaluation)
+(analysis.py --table, --figure2). A run's figure is the dev figure of its best evaluation (runs.best_evaluation)
 and, where the test labels are public (SNLI, SciTail, RACE, Story Cloze), its submission's test figure.
 
 Which table a log belongs to is read from its flags (its first line): --n_transfer equal to --n_layer with

@@ -8,11 +8,12 @@ import this file).
     corpus = prepare(sources, encoder_path, bpe_path, cache_dir, seed, valid_fraction, procs)
     corpus.train, corpus.valid                             # Streams of token ids (memory-mapped shards)
 
-The windows that training and evaluation read from the streams are windows.py's.
+The windows that training and evaluation read from the streams are pretraining/windows.py's.
 """
 import array
 import contextlib
 import errno
+import functools
 import gzip
 import hashlib
 import json
@@ -73,7 +74,13 @@ def binary_reason(path, gz):
 def find_sources(paths):
     """The corpus files that --corpus `paths` name, in order: a file as given, a folder every .txt and .jsonl (and
     .gz of either) under it, recursively, sorted by path. A binary file found in a folder is left out with a
-    warning naming it; InputError for a path that does not exist, a file of another kind, a folder without one."""
+    warning naming it; InputError for a path that does not exist, a file of another kind, a folder without one.
+    Looked for once per process (pretrain.py's early check, then its run)."""
+    return list(_find_sources(tuple(paths)))
+
+
+@functools.lru_cache(maxsize=None)
+def _find_sources(paths):
     sources = []
     for path in paths:
         if not os.path.exists(path):

@@ -1,6 +1,6 @@
 """One worker of the two-process MultiWorkerMirroredStrategy test (tests/test_multiworker.py); run as
     TF_CONFIG=... CUDA_VISIBLE_DEVICES= python tests/multiworker_worker.py OUT.npz
-It builds the tiny model of tests/test_train.py with the same parameters, runs 3 updates of train.make_train_step
+It builds the tiny model of tests/test_train.py with the same parameters, runs 3 updates of opt.make_update
 over train.train_batches (global batch 4, split over the replicas of all workers) and saves the parameters, the
 update counter and the number of replicas in OUT.npz. A fresh process: it does not import conftest, so it sees one
 CPU device."""

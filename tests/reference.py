@@ -12,7 +12,7 @@ sequences (multiple choice); 'sum' adds the extract-token hidden states of the e
 of n_out outputs; `loss` 'softmax' is the cross-entropy against class ids, 'squared' (output - score)^2.
 
 Last, the original's ROCStories input arrays (SPEC.md, "ROCStories data"), padded to n_ctx as its code made them,
-and their packing for evaluation: the tests check inputs.py's ragged sequences and packing against them.
+and their packing for evaluation: the tests check finetuning/inputs.py's ragged sequences and packing against them.
 """
 import math
 
@@ -436,7 +436,7 @@ def transform_roc(X1, X2, X3, n_vocab, n_ctx, max_len):
 
 
 def pack_roc(X1, X2, X3, n_vocab, max_len):
-    """Both choices of each example in one sequence for evaluation (Model.score_packed):
+    """Both choices of each example in one sequence for evaluation (inputs.packed_batch, one example whole a row):
     [_start_] story [_delimiter_] ending1 [_classify_] ending2 [_classify_], ending2's positions restarting
     where ending1's began. Returns X int32 (n, T, 2), seg int32 (n, T) (0 story, 1 and 2 the endings, 3 padding)
     and clf_idx int32 (n, 2), T the longest packed example."""

@@ -532,7 +532,8 @@ def test_from_hf_gives_transformers_hidden_states_and_lm_logits(tmp_path, capsys
         shutil.copy(tmp_path / 'vocab_only' / name, tmp_path / 'hf')
     convert_ok(capsys, '--from_hf', tmp_path / 'hf', '--out', tmp_path / 'model')
     V = Vocab(N_VOCAB)
-    model = Model(Config(N_VOCAB, N_POS, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    model = Model(Config(N_VOCAB, N_POS, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0,
+                         resid_pdrop=0, clf_pdrop=0))
     model.assign(weights.load_openai_params(str(tmp_path / 'model'), N_POS, 3))
     X = tf.constant(np.stack([ids, np.broadcast_to(V.position(np.arange(14)), ids.shape)], -1).astype(np.int32))
     h = model(X)[0].numpy()
@@ -561,7 +562,8 @@ def test_to_hf_gives_the_port_s_classifier_logits_as_mc_logits(tmp_path, capsys)
                 rng.randint(0, N_VOCAB, rng.randint(1, 3))) + [V.classify]
             X[i, j, :len(seq), 0], M[i, j, :len(seq)], mc[i, j] = seq, 1, len(seq) - 1
     X[..., 1] = V.position(np.arange(T))
-    model = Model(Config(N_VOCAB, n_ctx, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    model = Model(Config(N_VOCAB, n_ctx, n_embd=C, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0,
+                         resid_pdrop=0, clf_pdrop=0))
     model.assign(params)
     clf_logits = finetune_losses(model, (tf.constant(X), tf.constant(M), tf.zeros([4], tf.int32)))[0].numpy()
     hf = on_hf(tmp_path, 'double_heads', tmp_path / 'hf', ids=X[..., 0], mc=mc)

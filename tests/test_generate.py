@@ -16,7 +16,8 @@ START = N_VOCAB
 
 
 def new_model():
-    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0,
+                        resid_pdrop=0, clf_pdrop=0))
 
 
 def random_model(seed=0):

@@ -64,7 +64,8 @@ def random_params(model, seed=0):
 def make_model(name, **kw):
     """The tiny model with task `name`'s head and random params (dropout off unless kw says otherwise)."""
     kw = {**dict(embd_pdrop=0., attn_pdrop=0., resid_pdrop=0., clf_pdrop=0.), **kw}
-    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, head=Head(**TASKS[name].head), **kw))
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER,
+                         head=Head(**TASKS[name].head), **kw))
     params = random_params(model)
     model.assign(params)
     return model, params

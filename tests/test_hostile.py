@@ -511,7 +511,8 @@ def test_ctrl_c_stops_a_run_and_the_command_it_prints_resumes_it(inputs, tmp_pat
 
 def test_generate_continues_a_prompt_with_a_finetuned_model(inputs, tmp_path, capsys):
     n_vocab = len(json.loads(inputs['encoder_path'].read_text()))
-    model = Model(Config(n_vocab, 20, n_embd=16, n_head=2, n_layer=1, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    model = Model(Config(n_vocab, 20, n_embd=16, n_head=2, n_layer=1, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0,
+                         clf_pdrop=0))
     rng = np.random.RandomState(0)
     model.assign([(rng.randn(*p.shape) * 0.5).astype(np.float32) for p in model.params])
     path = tmp_path / 'best_params.jl'

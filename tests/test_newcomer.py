@@ -215,7 +215,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def bars(monkeypatch):
-    """Every progress bar that train.py, loop.py, text_utils and inputs open, as they stand when closed."""
+    """Every progress bar that train.py, engine/loop.py and text_utils.py open, as they stand when closed."""
     opened = []
 
     class Bar(tqdm):

@@ -48,7 +48,7 @@ def guard_message(args, log_path):
     from engine.run_state import check_outputs
     from utils import InputError
     with pytest.raises(InputError) as err:
-        check_outputs(args, log_path)
+        check_outputs(vars(args), log_path)
     return str(err.value)
 
 

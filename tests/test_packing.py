@@ -1,8 +1,8 @@
-"""Packed training (model.Path.packed_train): each tower's sequences end to end in rows of one shape per run, and
-evaluation at one shape per split. The layout against the sequences it packs, the attention mask against the
-sequences' spans, the outputs and the gradient against tests/reference.py's NumPy model on the padded arrays,
-empty rows, the plan of a run's shape, and the dropout masks as the towers' are tested (sites, rates, scaling,
-one `we` mask per tower, independence)."""
+"""Packed training (engine.kernels.Path.packed_train): each tower's sequences end to end in rows of one shape per
+run, and evaluation at one shape per split. The layout against the sequences it packs, the attention mask against
+the sequences' spans, the outputs and the gradient against tests/reference.py's NumPy model on the padded arrays,
+empty rows, the plan of a run's shape, and the dropout masks as the towers' are tested (sites, rates, scaling, one
+`we` mask per tower, independence)."""
 import numpy as np
 import pytest
 import tensorflow as tf

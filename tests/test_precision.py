@@ -17,14 +17,16 @@ from tests.fixtures import finetune_step
 
 
 def model_in(precision):
-    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0, precision=precision))
+    model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0,
+                         resid_pdrop=0, clf_pdrop=0, precision=precision))
     model.assign(random_params())
     return model
 
 
 def losses_and_grads(model, fused):
     with tf.GradientTape() as tape:
-        logits, clf_losses, lm_losses = finetune_losses(model, (X0, M0, Y0), path=PADDED._replace(masked_lm=fused, fused=fused))
+        logits, clf_losses, lm_losses = finetune_losses(model, (X0, M0, Y0),
+                                                        path=PADDED._replace(masked_lm=fused, fused=fused))
         loss = tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)
     return [logits, clf_losses, lm_losses], [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.params)]
 

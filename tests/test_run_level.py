@@ -403,7 +403,8 @@ def dropout_calls(monkeypatch, **pdrops):
     X[:, :, -1, 0] = CLF
     X[..., 1] = N_VOCAB + 3 + np.arange(T)
     M = np.ones((n, 2, T), np.float32)
-    m = Model(Config(N_VOCAB, T, n_embd=C, n_head=4, n_layer=2, **{**dict(embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0), **pdrops}))
+    m = Model(Config(N_VOCAB, T, n_embd=C, n_head=4, n_layer=2, **{**dict(embd_pdrop=0, attn_pdrop=0, resid_pdrop=0,
+                     clf_pdrop=0), **pdrops}))
     m.assign([(rng.randn(*p.shape) * 0.3 + ('ln_' in p.name and p.name.endswith('g:0'))).astype(np.float32)
               for p in m.params])
     calls, original = [], model_module.dropout

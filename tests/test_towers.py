@@ -22,7 +22,8 @@ N_GPU, N_BATCH = 4, 2
 
 
 def embd_dropout_model(embd_pdrop):
-    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=embd_pdrop, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=embd_pdrop,
+                        attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
 
 
 def we_keep(update, tower, part, shape):
@@ -90,7 +91,8 @@ def test_one_device_and_two_make_the_same_update_with_dropout_on():
     results = []
     for strategy in [tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])]:
         with strategy.scope():
-            model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0.1, attn_pdrop=0.2, resid_pdrop=0.3, clf_pdrop=0.4))  # every site on
+            model = Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0.1,
+                                 attn_pdrop=0.2, resid_pdrop=0.3, clf_pdrop=0.4))  # every site on
             opt = Adam(model.params, schedule=warmup_linear, **HP)
         model.assign(random_arrays(model))
         step = finetune_step(model, opt, strategy, lm_coef=0.5, seed=SEED, n_towers=N_GPU)

@@ -42,7 +42,8 @@ def batches(n_steps=3, n=4, seed=1):
 
 
 def new_model():
-    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0, resid_pdrop=0, clf_pdrop=0))
+    return Model(Config(N_VOCAB, N_CTX, n_embd=N_EMBD, n_head=N_HEAD, n_layer=N_LAYER, embd_pdrop=0, attn_pdrop=0,
+                        resid_pdrop=0, clf_pdrop=0))
 
 
 def expected_params(arrays, X, M, Y, n_batch, lm_coef=0.5):
