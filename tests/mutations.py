@@ -23,6 +23,7 @@ RUN_LEVEL = 'tests/test_run_level.py'
 ZERO_SHOT = 'tests/test_zeroshot.py'
 PRETRAIN, CORPUS = 'tests/test_pretrain.py', 'tests/test_corpus.py'
 PACKING = 'tests/test_packing.py'
+REDESIGN = 'tests/test_redesign.py'  # what issue 28's redesign built, and the run's lr and step size
 
 # (name, file, original text (must occur exactly once), replacement, pytest arguments that should catch it)
 MUTATIONS = [
@@ -74,9 +75,9 @@ MUTATIONS = [
      [RUN_LEVEL, '-k', 'evaluation_logs']),
     # --- the run (the survivors of issue 15)
     ('lm_coef fixed at 0.5 in the run', 'train.py', 'finetune_objective(model, args.lm_coef, path)',
-     'finetune_objective(model, 0.5, path)', [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
+     'finetune_objective(model, 0.5, path)', [RUN_LEVEL, REDESIGN, '-k', 'evaluation_logs or numpy_runs_cost_norm']),
     ('lm_coef ignored by the loss', 'model.py', 'return tf.reduce_mean(clf_losses) + lm_coef * tf.reduce_mean(lm_losses)',
-     'return tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)', [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
+     'return tf.reduce_mean(clf_losses) + 0.5 * tf.reduce_mean(lm_losses)', [RUN_LEVEL, REDESIGN, '-k', 'evaluation_logs or numpy_runs_cost_norm']),
     ('attention dropout given a keep probability', 'model.py', 'w = dropout(w, cfg.attn_pdrop, seeds)',
      'w = dropout(w, 1 - cfg.attn_pdrop, seeds)', [RUN_LEVEL, '-k', 'dropout_site']),
     ('we dropout by rows', 'model.py', 'we = dropout(self.we, self.cfg.embd_pdrop, seeds)',
@@ -92,11 +93,11 @@ MUTATIONS = [
      'model.assign(load_params(params_path, [p.shape for p in model.params]))', 'pass',
      [RUN_LEVEL, '-k', 'submission']),
     ('no shuffle', 'train.py', 'order = shuffle(np.arange(n_train), random_state=np.random.mtrand._rand)',
-     'order = np.arange(n_train)', [RUN_LEVEL, '-k', 'update_is']),
+     'order = np.arange(n_train)', [REDESIGN, '-k', 'numpy_runs_cost_norm']),
     ('the same order every epoch', 'train.py', 'state.epoch_rng = np.random.get_state()', 'pass',
-     [RUN_LEVEL, '-k', 'update_is']),
+     [REDESIGN, '-k', 'numpy_runs_cost_norm']),
     ('t_total from n_batch alone', 'train.py', 'data.n_ctx,\n                                          n_batches * args.n_iter)',
-     'data.n_ctx,\n                                          len(train_split.Y) // args.n_batch * args.n_iter)', [RUN_LEVEL, '-k', 'update_is']),
+     'data.n_ctx,\n                                          len(train_split.Y) // args.n_batch * args.n_iter)', [REDESIGN, '-k', 'numpy_runs_cost_norm']),
     ('evaluation cost summed', 'engine/loop.py', 'float(np.sum(np.concatenate(losses), dtype=np.float64)) / n',
      'float(np.sum(np.concatenate(losses), dtype=np.float64))', [RUN_LEVEL, '-k', 'evaluation_logs']),
     # --- the other tasks' heads and inputs
@@ -110,7 +111,7 @@ MUTATIONS = [
     ('--deterministic ignored', 'train.py', '        tf.config.experimental.enable_op_determinism()', '        pass',
      [RUN_LEVEL, '-k', 'determinism']),
     ('--max_grad_norm not passed to the optimiser', 'train.py', 'max_grad_norm=args.max_grad_norm,', 'max_grad_norm=-1,',
-     [RUN_LEVEL, '-k', 'evaluation_logs or update_is']),
+     [RUN_LEVEL, REDESIGN, '-k', 'evaluation_logs or numpy_runs_cost_norm']),
     ('default learning rate', 'engine/flags.py', "'lr': dict(type=float, default=6.25e-5,", "'lr': dict(type=float, default=6.25e-4,",
      [RUN_LEVEL, '-k', 'default']),
     ('the same dropout seed at every update', 'opt.py', 'tf.cast(opt.t, tf.int32)', 'tf.constant(0, tf.int32)',
@@ -148,7 +149,7 @@ MUTATIONS = [
     ('--xla: labels flipped in the compiled step', 'opt.py',
      'part_grads = tf.function(part_grads, jit_compile=True) if jit_compile else part_grads',
      'part_grads = tf.function(lambda b, s, f=part_grads: f((*b[:-1], 1 - b[-1]), s), jit_compile=True) '
-     'if jit_compile else part_grads', [RUN_LEVEL, '-k', 'xla']),
+     'if jit_compile else part_grads', [REDESIGN, '-k', 'xla_run']),
     # --- packed training and evaluation (issue 23)
     ('packed rows: a sequence sees its whole row', 'model.py',
      'visible = tf.logical_and(tf.equal(unit[:, :, None], unit[:, None, :]),',
@@ -380,6 +381,60 @@ MUTATIONS = [
      'from engine.flags import add_flags, bpe_paths\nimport download  # noqa: F401\n', ['tests/test_layout.py']),
     ('pretrain: a rerun replaces the previous outputs', 'pretrain.py',
      'replaced = check_outputs(vars(own), own_log, save=True)', 'replaced = []', [PRETRAIN, '-k', 'rerun']),
+    # --- the redesign (issue 28): one forward, its segments, the switch, the loop in view
+    ('segment mask: units and parts counted from 0', 'model.py',
+     'unit, part = (seg - 1) // n_parts, (seg - 1) % n_parts', 'unit, part = seg // n_parts, seg % n_parts',
+     [REDESIGN, '-k', 'segment_mask']),
+    ('rows_of: clf_at without its row', 'model.py', 'clf_at = tf.reshape(tf.range(tf.shape(X)[0]) * T + first, [-1, n_seq])',
+     'clf_at = tf.reshape(first, [-1, n_seq])', [REDESIGN, '-k', 'rows_of']),
+    ('packed LM: the sequence index off by one', 'model.py', 'seq = tf.maximum(seg[:, 1:] - 1, 0)',
+     'seq = tf.maximum(seg[:, 1:], 0)', [REDESIGN, '-k', 'packed_lm_losses']),
+    ('the switch: fused ignored', 'engine/kernels.py', '    if not use_kernels:\n', '    if True:\n',
+     [REDESIGN, '-k', 'switch']),
+    ('without_xla leaves the compiled steps on', 'engine/kernels.py',
+     'return path._replace(fused=False, jit_compile=False)', 'return path._replace(fused=False)',
+     [REDESIGN, '-k', 'without_xla']),
+    ('the bar and TensorBoard: lr the step size lrt', 'engine/loop.py', 'lr = float(self.opt.scheduled_lr())',
+     'lr = float(lrt)', [REDESIGN, '-k', 'bar_and_tensorboard']),
+    ('TensorBoard: train/lr the step size lrt', 'engine/loop.py', "tf.summary.scalar('train/lr', lr)",
+     "tf.summary.scalar('train/lr', lrt)", [REDESIGN, '-k', 'bar_and_tensorboard']),
+    ('Adam.scheduled_lr one update ahead', 'opt.py', 'return self.lr * self.schedule(self.t / self.t_total)',
+     'return self.lr * self.schedule((self.t + 1) / self.t_total)', [REDESIGN, '-k', 'adam_scheduled_lr']),
+    ('a signal stops without a checkpoint', 'engine/run_state.py', '    if save or signum:\n        save_checkpoint(',
+     '    if save:\n        save_checkpoint(', [REDESIGN, '-k', 'signal_saves']),
+    ("a signal stops without the program's files", 'engine/loop.py',
+     'if on_save and (save or self.control.signum):', 'if on_save and save:', [REDESIGN, '-k', 'signal_saves']),
+    ("replicas all given replica 0's rows", 'engine/loop.py',
+     'r, n_replicas = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync', 'r, n_replicas = 0, ctx.num_replicas_in_sync',
+     ['tests/test_train.py', '-k', 'two_replicas']),
+    ('evaluation fillers kept in the logits', 'engine/loop.py', 'logits.append(clf_logits.numpy()[:k])',
+     'logits.append(clf_logits.numpy())', [PACKING, '-k', 'evaluation_in_rows']),
+    ('train_batch ignores the packing', 'finetuning/inputs.py', '    if packing is not None:\n        return packed_train_batch(',
+     '    if False:\n        return packed_train_batch(', [REDESIGN, '-k', 'train_batch']),
+    ('eval_batches count the fillers', 'finetuning/inputs.py',
+     'yield len(rows), eval_batch(task, split, rows, n_vocab, n_batch, packing)',
+     'yield n_batch, eval_batch(task, split, rows, n_vocab, n_batch, packing)', [REDESIGN, '-k', 'eval_batches']),
+    ('a lone part seeded by the update alone', 'opt.py', 'return part_grads(batch, part_seed(0))',
+     'return part_grads(batch, update_seed)', [REDESIGN, '-k', 'lone_tower']),
+    ("epoch_rng saved before the epoch's batches", 'train.py',
+     'order = shuffle(np.arange(n_train), random_state=np.random.mtrand._rand)\n',
+     'order = shuffle(np.arange(n_train), random_state=np.random.mtrand._rand)\n'
+     '                run.state.epoch_rng = np.random.get_state()\n', ['tests/test_run_features.py', '-k', 'resumed']),
+    ('evaluations at EVAL_UPDATES in every epoch', 'train.py',
+     'if run.state.n_updates in EVAL_UPDATES and epoch == 0:', 'if run.state.n_updates in EVAL_UPDATES:',
+     [REDESIGN, '-k', 'first_epoch_alone']),
+    ('a resumed epoch skips updates, not examples', 'train.py', 'order[done * n_batch_train:]', 'order[done:]',
+     ['tests/test_run_features.py', '-k', 'resumed']),
+    ('pretrain: --max_updates does not stop the epoch', 'pretrain.py', '                if n == args.max_updates:',
+     '                if False:', [PRETRAIN, '-k', 'max_updates_ends']),
+    ('a library imports a program', 'engine/loop.py', 'from utils import InputError, ResultLogger\n',
+     'from utils import InputError, ResultLogger\nimport train  # noqa: F401\n',
+     ['tests/test_layout.py', '-k', 'no_program_imports']),
+    ('an import circle: utils imports model', 'utils.py', 'def round_up(n, multiple):\n',
+     'def round_up(n, multiple):\n    import model  # noqa: F401\n', ['tests/test_layout.py', '-k', 'circle']),
+    ("the data set's cache key without the task's module", 'text_utils.py',
+     'code = [__file__, datasets.__file__, sys.modules[type(task).__module__].__file__]',
+     'code = [__file__, datasets.__file__]', [REDESIGN, '-k', 'cache_of_an_encoded']),
     # --- issue 32: the tests' blind spots
     ('generate positions shifted by one', 'generate.py',
      'return Vocab(model.cfg.n_vocab).position(np.arange(T, dtype=np.int32))',
@@ -558,12 +613,12 @@ def main():
                 if status:
                     sys.exit(1)
     width = max(len(m[0]) for m in mutations)
-    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(13)}  result          seconds  caught by", flush=True)
+    print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(20)}  result          seconds  caught by", flush=True)
     results = []
     with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
         for (name, path, *_), (result, seconds, how) in zip(mutations, pool.map(lambda m: try_mutation(m, args.timeout),
                                                                                  mutations)):
-            print(f"{name.ljust(width)}  {path.ljust(13)}  {result.ljust(14)}  {seconds:7.0f}  {how}", flush=True)
+            print(f"{name.ljust(width)}  {path.ljust(20)}  {result.ljust(14)}  {seconds:7.0f}  {how}", flush=True)
             results.append(result)
     caught = sum(r == 'caught' for r in results)
     applicable = sum(r in ('caught', 'survived') for r in results)
