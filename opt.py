@@ -80,6 +80,9 @@ class Adam(tf.Module):
         return self.learning_rate(self.t.assign_add(1.))
 
 
+optimizers = {'adam': Adam}  # --opt
+
+
 class LossScale(tf.Module):
     """Dynamic loss scaling for float16 training: the loss is multiplied by `scale` before the gradient is taken
     and the gradient divided by it, so that small gradients do not underflow in float16. A step whose gradient

@@ -179,7 +179,7 @@ if __name__ != '__mp_main__':  # a corpus-encoding worker process imports this f
         from formats import weights
         from model import Config, Model, pretrain_objective
         import opt
-        from opt import Adam, LossScale, schedules
+        from opt import LossScale, schedules
         from pretraining import corpus as corpora
         from pretraining.lm_log import Progress
         from pretraining.windows import EpochPlan, heldout_windows, lm_batch, weighted
@@ -346,9 +346,10 @@ def build_model(args, strategy, path, n_vocab, n_updates):
                              n_layer=args.n_layer, embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop,
                              resid_pdrop=args.resid_pdrop, afn=args.afn, precision=args.precision, head=None))
         warmup = args.warmup_updates / n_updates
-        adam = Adam(model.params, lr=args.lr, t_total=n_updates, b1=args.b1, b2=args.b2, e=args.e,
-                    schedule=lambda x: schedules[args.lr_schedule](x, warmup=warmup), l2=args.l2,
-                    vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm, fused=path.fused)
+        adam = opt.optimizers[args.opt](model.params, lr=args.lr, t_total=n_updates, b1=args.b1, b2=args.b2,
+                                        e=args.e, schedule=lambda x: schedules[args.lr_schedule](x, warmup=warmup),
+                                        l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm,
+                                        fused=path.fused)
         loss_scale = LossScale() if args.precision == 'fp16' else None
     if args.init_from and not args.resume:
         model.assign(weights.load_openai_params(args.init_from, args.n_ctx, 0))  # check_init_from: its layers

@@ -63,7 +63,7 @@ with tensorflow_start_up_hidden():
                                  special_embeddings, transfer)
     from model import Config, Head, Model, finetune_objective
     import opt
-    from opt import Adam, LossScale, schedules
+    from opt import LossScale, schedules
     from paper import runs
     from text_utils import N_SPECIAL, TextEncoder
     from utils import InputError, atomic_write, batches_of
@@ -263,9 +263,10 @@ def build_model(args, task, strategy, path, n_vocab, n_ctx, n_updates_total):
         model = Model(Config(n_vocab, n_ctx, n_embd=args.n_embd, n_head=args.n_head, n_layer=args.n_layer,
                              embd_pdrop=args.embd_pdrop, attn_pdrop=args.attn_pdrop, resid_pdrop=args.resid_pdrop,
                              clf_pdrop=args.clf_pdrop, afn=args.afn, precision=args.precision, head=Head(**task.head)))
-        adam = Adam(model.params, lr=args.lr, t_total=n_updates_total, b1=args.b1, b2=args.b2, e=args.e,
-                    schedule=lambda x: schedules[args.lr_schedule](x, warmup=args.lr_warmup), l2=args.l2,
-                    vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm, fused=path.fused)
+        adam = opt.optimizers[args.opt](model.params, lr=args.lr, t_total=n_updates_total, b1=args.b1, b2=args.b2,
+                                        e=args.e, schedule=lambda x: schedules[args.lr_schedule](x, warmup=args.lr_warmup),
+                                        l2=args.l2, vector_l2=args.vector_l2, max_grad_norm=args.max_grad_norm,
+                                        fused=path.fused)
         loss_scale = LossScale() if args.precision == 'fp16' else None
     if args.n_transfer == -1:
         special_embeddings(N_SPECIAL, args.n_embd)

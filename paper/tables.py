@@ -157,11 +157,11 @@ def tables(log_paths):
         lines += results_table(table, chosen) + ['']
     if any(variant != 'full' for _, variant in chosen):
         lines += ablation_table(chosen) + ['']
-    columns = {task for _, task, _ in paper.ABLATION_COLUMNS}
+    columns = {task for _, task, _ in results.ABLATION_COLUMNS}
     for (task, variant), run in chosen.items():
         if variant != 'full' and task not in columns:
             lines.append(f"{run.path}: in no table: Table 5 has no {run.task.title} column (the run is of its row "
-                         f"{paper.ABLATIONS[variant][0]!r})")
+                         f"{results.ABLATIONS[variant][0]!r})")
     for run in others:
         lines.append(f"{run.path}: in no table (--n_transfer {run.flags.get('n_transfer')}, --lm_coef "
                      f"{run.flags.get('lm_coef')}): a point of Figure 2 (left), analysis.py --figure2")

@@ -6,8 +6,9 @@ files only; this one defines no tests):
     python tests/mutations.py -k lm_coef -j 2 # the mutations whose name contains lm_coef, two at a time
 
 A mutation whose original text is no longer found (the code was changed since) is reported 'not applicable':
-update its text. Before the mutations, each distinct test selection runs once on the unchanged copy (--no_baseline
-skips that): a selection that fails there would count every mutation as caught.
+update its text. Before the mutations, every test selection runs once on the unchanged copy, the selections of one
+test file joined into one run (--no_baseline skips that): a selection that fails there would count every mutation as
+caught, and the script stops after listing the runs that failed.
 """
 import argparse
 import concurrent.futures
@@ -577,6 +578,20 @@ def run_tests(where, tests, timeout):
     return done.returncode, f"{test} ({errors[0].split(':')[0][:40] if errors else '?'})"
 
 
+def baseline_runs(selections):
+    """The test runs that try every selection unmutated, fewer than the selections: the selections of one test file
+    (or of one set of files) joined into one run, their -k expressions or'ed (no -k: the whole file)."""
+    by_files = {}
+    for tests in selections:
+        files = tuple(t for i, t in enumerate(tests) if t != '-k' and (i == 0 or tests[i - 1] != '-k'))
+        k = tests[tests.index('-k') + 1] if '-k' in tests else None
+        by_files.setdefault(files, []).append(k)
+    runs = []
+    for files, ks in sorted(by_files.items()):
+        runs.append(list(files) if None in ks else list(files) + ['-k', ' or '.join(f'({k})' for k in sorted(set(ks)))])
+    return [tuple(r) for r in runs]
+
+
 def try_mutation(mutation, timeout):
     """'caught', 'survived', 'not applicable' or 'ambiguous' for one mutation, the seconds it took, and the test
     failure that caught it."""
@@ -604,14 +619,18 @@ def main():
     args = parser.parse_args()
     mutations = [m for m in MUTATIONS if args.k in m[0]]
     if not args.no_baseline:
-        selections = sorted({tuple(m[4]) for m in mutations})
+        selections = baseline_runs(sorted({tuple(m[4]) for m in mutations}))
         with tempfile.TemporaryDirectory(prefix='mutation-baseline-') as tmp:
             copy_project(tmp)
-            for tests in selections:
-                status, _ = run_tests(tmp, list(tests), args.timeout)
-                print(f"baseline {'passes' if status == 0 else f'FAILS ({status})'}: {' '.join(tests)}", flush=True)
-                if status:
-                    sys.exit(1)
+            failed = False
+            with concurrent.futures.ThreadPoolExecutor(args.j) as pool:
+                for tests, (status, how) in zip(selections, pool.map(lambda t: run_tests(tmp, list(t), args.timeout),
+                                                                     selections)):
+                    print(f"baseline {'passes' if status == 0 else f'FAILS ({status}: {how})'}: {' '.join(tests)}",
+                          flush=True)
+                    failed = failed or status != 0
+        if failed:
+            sys.exit(1)
     width = max(len(m[0]) for m in mutations)
     print(f"\n{'mutation'.ljust(width)}  {'file'.ljust(20)}  result          seconds  caught by", flush=True)
     results = []

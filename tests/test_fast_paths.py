@@ -10,7 +10,6 @@ import tensorflow as tf
 
 import train
 from engine import kernels
-from engine.flags import parse_args
 from engine.kernels import PADDED
 from model import evaluate_batch, finetune_losses, gelu, norm, segment_mask
 from opt import Adam, warmup_linear

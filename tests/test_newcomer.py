@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 import datasets
 from engine import flags
-from finetuning import inputs
 from engine import loop
 import model
 import opt
@@ -139,7 +138,7 @@ def test_the_choices_are_the_keys_of_the_tables():
     assert len(glue) == 8 and all(task.data_dir == f'data/{task.title}' for task in glue)  # GLUE's folder names
     assert set(flags.CHOICES['afn']) == set(model.act_fns)
     assert set(flags.CHOICES['lr_schedule']) == set(opt.schedules)
-    assert set(flags.CHOICES['opt']) == set(train.opts)
+    assert set(flags.CHOICES['opt']) == set(opt.optimizers)
     assert set(flags.CHOICES['precision']) == set(model.compute_dtypes)
     for flag, names in flags.CHOICES.items():
         assert vars(flags.parse_args([f'--{flag}', names[-1]]))[flag] == names[-1]
@@ -223,7 +222,7 @@ def bars(monkeypatch):
             super().__init__(*args, **kwargs)
             opened.append(self)
 
-    for module in [train, loop, text_utils, inputs]:
+    for module in [train, loop, text_utils]:
         monkeypatch.setattr(module, 'tqdm', Bar)
     return opened
 

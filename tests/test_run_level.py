@@ -282,7 +282,7 @@ def test_each_update_is_the_numpy_runs_update(the_run, numpy_reference):
     cost, lrt, norm = (np.array(x) for x in zip(*numpy_reference['updates']))
     np.testing.assert_allclose(scalars['train/clf_cost'], cost, **COST)
     np.testing.assert_allclose(scalars['train/grad_norm'], norm, rtol=2e-5)
-    np.testing.assert_allclose(scalars['train/lr'], lrt, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(scalars['train/step_size'], lrt, rtol=1e-6, atol=1e-12)  # Adam's lrt: issue 31's name
     assert len(lrt) == 6 and lrt[-1] < 1e-9 < lrt[0]  # warmup_cosine: the last update has x = 1
     assert norm.min() > HP['max_grad_norm']          # every gradient is clipped
 
@@ -362,7 +362,7 @@ def test_xla_run_logs_the_numpy_runs_numbers(files, numpy_reference):
     scalars = read_scalars(out)
     cost, lrt, norm = (np.array(x) for x in zip(*numpy_reference['updates']))
     np.testing.assert_allclose(scalars['train/clf_cost'], cost, rtol=0, atol=2e-6)
-    np.testing.assert_allclose(scalars['train/lr'], lrt, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(scalars['train/step_size'], lrt, rtol=1e-6, atol=1e-12)  # Adam's lrt: issue 31's name
 
 
 # ------------------------------------------------------------------------------------------ flags
