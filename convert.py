@@ -1,8 +1,10 @@
-"""GPT-1's weights between this project and Hugging Face's transformers, without torch and without unpickling.
+"""GPT-1's weights between this project and Hugging Face's transformers, without torch and without unpickling; and
+out as a TensorFlow SavedModel.
 
     python convert.py --from_hf HF_DIR --out MODEL_DIR
     python convert.py --to_hf save/rocstories/best_params.jl --out HF_DIR --n_head 12
     python convert.py --to_hf model/ --out HF_DIR
+    python convert.py --to_savedmodel save/rocstories/best_params.jl --out SAVEDMODEL_DIR --example request.json
 
 --from_hf: a folder that transformers' save_pretrained wrote for OpenAIGPTModel or OpenAIGPTLMHeadModel
 (model.safetensors, config.json, vocab.json and merges.txt, as openai-community/openai-gpt on the hub) -> a model
@@ -16,6 +18,11 @@ OpenAIGPTLMHeadModel folder. The arrays keep no n_head, activation nor dropouts:
 from the run's log (LOG_DIR/<the name of PARAMS' folder>.jsonl, as train.py writes save/{desc}/ and
 log/{desc}.jsonl), else train.py's defaults.
 
+--to_savedmodel: the best parameters of any task (its --dataset from the flags or the run's log), or a model folder
+in the original's layout (the language model) -> a TensorFlow SavedModel (formats/savedmodel.py: the signatures)
+that tf.saved_model.load, saved_model_cli and TF Serving read without this project. --example FILE writes a request
+(TF Serving's REST body) for it, a sample text encoded with text_utils.py.
+
 Nothing is written unless every input is right: the output folder is written under a temporary name and renamed
 into place at the end; --out must be a new (or empty) folder.
 """
@@ -27,7 +34,7 @@ import shutil
 import tempfile
 
 from engine.flags import CHOICES, FLAGS, add_flags
-from utils import HelpFormatter, InputError, exit_on_input_error
+from utils import HelpFormatter, InputError, atomic_write, exit_on_input_error
 
 # The SHA-256 of the original's two BPE files (download.py's table; a test checks that they agree): a vocabulary is
 # the original's when, written as the original's files are, it gives these exact bytes.
@@ -55,25 +62,34 @@ def parse_args(argv=None):
                      "vocab.json, merges.txt) -> the original's layout in --out")
     way.add_argument('--to_hf', metavar='PARAMS', help="a best_params.jl / best_params.safetensors of a "
                      "multiple-choice task, or a model folder in the original's layout -> a transformers folder")
+    way.add_argument('--to_savedmodel', metavar='PARAMS', help="a best_params.jl / best_params.safetensors of any "
+                     "task, or a model folder in the original's layout -> a TensorFlow SavedModel")
     parser.add_argument('--out', required=True, help='the folder to write (new or empty)')
-    keep = "--to_hf: the run's log's, else train.py's default"
+    parser.add_argument('--example', metavar='FILE', default=None, help="--to_savedmodel: also write a request "
+                        "for it (TF Serving's REST body, a sample text's token ids) to FILE (JSON)")
+    keep = "--to_hf, --to_savedmodel: the run's log's, else train.py's default"
     changes = {name: dict(default=None, help=f"{FLAGS[name]['help']} ({keep}, {FLAGS[name]['default']})")
                for name in RUN_FLAGS}
-    changes['dataset']['help'] = (f"--to_hf: the task of PARAMS ({FLAGS['dataset']['help']}; default: the run's "
-                                  "log's): a head of one output is multiple choice (rocstories, race) or STS-B's")
+    changes['dataset']['help'] = (f"--to_hf, --to_savedmodel: the task of PARAMS ({FLAGS['dataset']['help']}; "
+                                  "default: the run's log's): a head of one output is multiple choice (rocstories, "
+                                  "race) or STS-B's")
     add_flags(parser, RUN_FLAGS, **changes)
     add_flags(parser, ['log_dir', 'model_dir', 'encoder_path', 'bpe_path'],
-              log_dir=dict(help="--to_hf: where the run's log is (LOG_DIR/<PARAMS' folder's name>.jsonl)"),
-              model_dir=dict(default=None, help="--to_hf: the BPE files' folder (default: PARAMS when it is a model "
-                                                "folder, else model/)"))
+              log_dir=dict(help="--to_hf, --to_savedmodel: where the run's log is (LOG_DIR/<PARAMS' folder's "
+                                "name>.jsonl)"),
+              model_dir=dict(default=None, help="--to_hf, --to_savedmodel: the BPE files' folder (default: PARAMS "
+                                                "when it is a model folder, else model/)"))
     return parser.parse_args(argv)
 
 
 def check_args(args):
     """Refuse what can be refused before reading any weights: missing inputs, an output folder in use."""
-    source = args.from_hf or args.to_hf
+    source = args.from_hf or args.to_hf or args.to_savedmodel
+    flag = '--from_hf' if args.from_hf else '--to_hf' if args.to_hf else '--to_savedmodel'
     if not os.path.exists(source):
-        raise InputError(f"{'--from_hf' if args.from_hf else '--to_hf'} {source!r} not found")
+        raise InputError(f"{flag} {source!r} not found")
+    if args.example and not args.to_savedmodel:
+        raise InputError("--example goes with --to_savedmodel")
     if args.from_hf and not os.path.isdir(args.from_hf):
         raise InputError(f"--from_hf {args.from_hf!r} is not a folder: give the folder save_pretrained wrote")
     for flag in ('afn', 'dataset'):
@@ -82,15 +98,19 @@ def check_args(args):
     if os.path.exists(args.out) and not (os.path.isdir(args.out) and not os.listdir(args.out)):
         raise InputError(f"--out {args.out!r} exists and is not an empty folder: choose a new one (nothing is "
                          "overwritten)")
-    if not args.to_hf:
+    if args.from_hf:
         return
-    args.model_dir = args.model_dir or (args.to_hf if os.path.isdir(args.to_hf) else 'model/')
+    args.model_dir = args.model_dir or (source if os.path.isdir(source) else 'model/')
     args.encoder_path = args.encoder_path or os.path.join(args.model_dir, 'encoder_bpe_40000.json')
     args.bpe_path = args.bpe_path or os.path.join(args.model_dir, 'vocab_40000.bpe')
+    if args.to_savedmodel and os.path.isdir(source) and not args.example:
+        return  # a model folder's token rows are the vocabulary's: the BPE files are not read
+    why = ('written into the transformers folder' if args.to_hf else
+           'the vocabulary: which rows of the parameters are tokens' if os.path.isfile(source) else "--example's text")
     for path in (args.encoder_path, args.bpe_path):
         if not os.path.isfile(path):
-            raise InputError(f"the BPE file {path!r} (written into the transformers folder) not found: run `python "
-                             f"download.py --only bpe --model_dir {args.model_dir}` or pass --model_dir")
+            raise InputError(f"the BPE file {path!r} ({why}) not found: run `python download.py --only bpe "
+                             f"--model_dir {args.model_dir}` or pass --model_dir")
 
 
 # ------------------------------------------------------------------------------------------------- vocabulary
@@ -329,10 +349,11 @@ def written(out, write):
 def run_flags(args, n_embd, n_layer):
     """{flag: value} of RUN_FLAGS: the command line's, else the run's log's, else train.py's defaults; and the log's
     path when one was read."""
-    desc = os.path.basename(os.path.dirname(os.path.abspath(args.to_hf)))
+    source = args.to_hf or args.to_savedmodel
+    desc = os.path.basename(os.path.dirname(os.path.abspath(source)))
     log_path = os.path.join(args.log_dir, f'{desc}.jsonl')
     logged = {}
-    if os.path.isfile(args.to_hf) and os.path.isfile(log_path):
+    if os.path.isfile(source) and os.path.isfile(log_path):
         with open(log_path, encoding='utf-8') as f:
             line = f.readline()
         try:
@@ -341,7 +362,7 @@ def run_flags(args, n_embd, n_layer):
             raise InputError(f"{log_path!r} is not train.py's log ({err}): pass --log_dir, or the flags") from err
         if (logged.get('n_embd'), logged.get('n_layer')) != (n_embd, n_layer):
             raise InputError(f"{log_path!r} is the log of a model of n_embd {logged.get('n_embd')} and "
-                             f"{logged.get('n_layer')} layers, not of {args.to_hf!r} ({n_embd}, {n_layer}): pass "
+                             f"{logged.get('n_layer')} layers, not of {source!r} ({n_embd}, {n_layer}): pass "
                              "--log_dir, or the flags")
     values = {k: next(v for v in (getattr(args, k), logged.get(k), FLAGS[k].get('default')) if v is not None)
               for k in RUN_FLAGS if k != 'dataset'}
@@ -441,11 +462,109 @@ def to_hf(args):
     print(f"wrote {args.out}: a transformers {arch}, {n_layer} layers, n_embd {n_embd}, n_head {flags['n_head']}, "
           f"afn {flags['afn']}{source}, vocab_size {len(tokens)}, n_positions {len(positions)}")
 
+# ------------------------------------------------------------------------------------------- --to_savedmodel
+
+# --example's text, by the task's shape: its fields in the order of the task's Examples (multiple choice: the
+# context fields, then the answers; RACE's context is an article and a question).
+SAMPLE = {'classification': ['A gripping, funny and moving film.'],
+          'pair': ['A man is playing a guitar on the stage.', 'A person plays music.'],
+          'context': ['Karen was assigned a roommate her first year of college. They went to a concert together.',
+                      'How did Karen feel about her roommate?'],
+          'answers': ['Karen became good friends with her roommate.', 'Karen hated her roommate.',
+                      'Karen never met her roommate.', 'Karen moved out at once.']}
+
+
+def example_request(args, task, n_vocab, n_ctx):
+    """A request for the SavedModel in TF Serving's REST form (columnar `inputs`): SAMPLE's text encoded with
+    text_utils.TextEncoder and, for a fine-tuned model, made into the task's sequences by inputs.sequences and
+    padded by inputs.pad_batch (one example); for the language model two texts padded to one length."""
+    import numpy as np
+    from finetuning.inputs import pad_batch, sequences
+    from text_utils import Ragged, TextEncoder
+    encoder = TextEncoder(args.encoder_path, args.bpe_path)
+    if task is None:
+        rows = [ids[:n_ctx] for ids in encoder.encode(SAMPLE['context'], verbose=False)]
+        T = max(map(len, rows))
+        return {'signature_name': 'serving_default',
+                'inputs': {'input_ids': [ids + [0] * (T - len(ids)) for ids in rows],
+                           'lengths': [len(ids) for ids in rows]}}
+    fields = (SAMPLE['context'][:task.n_context] + SAMPLE['answers'][:task.n_choices]
+              if task.shape == 'multiple_choice' else SAMPLE[task.shape if task.shape == 'classification' else 'pair'])
+    texts = [Ragged.from_lists(encoder.encode([text], verbose=False)) for text in fields]
+    X, _ = pad_batch(sequences(task, texts, n_vocab, n_ctx), np.arange(1), task.n_seq, n_vocab)
+    return {'signature_name': 'serving_default', 'inputs': {'input_ids': X[..., 0].tolist()}}
+
+
+def to_savedmodel(args):
+    """--to_savedmodel: best parameters of any task, or a model folder -> a TensorFlow SavedModel in --out."""
+    from finetuning.tasks import TASKS
+    from formats.weights import LAYER_PARAMS, check_shapes, load_params, openai_shapes, read_openai_params
+    source = args.to_savedmodel
+    if os.path.isdir(source):
+        positions, tokens, *layers = read_openai_params(source)
+        n_vocab, n_embd = tokens.shape
+        n_layer, task = len(layers) // len(LAYER_PARAMS), None
+        flags, log_path = run_flags(args, n_embd, n_layer)
+        n_ctx = len(positions)
+        check_shapes(source, [positions, tokens] + layers, openai_shapes(n_vocab, n_embd, n_layer, n_ctx))
+    else:
+        encoder, _ = read_vocab(args.encoder_path, args.bpe_path)
+        n_vocab = len(encoder)
+        params = load_params(source)
+        n_layer, rest = divmod(len(params) - 3, len(LAYER_PARAMS))
+        we = params[0]
+        if rest or n_layer < 1 or we.ndim != 2 or len(we) <= n_vocab + 3:
+            raise InputError(f"{source!r} holds {len(params)} arrays, the first of shape {we.shape}: not the "
+                             f"parameters of a fine-tuned model of this vocabulary of {n_vocab} pieces")
+        n_embd, n_ctx = we.shape[1], len(we) - n_vocab - 3
+        flags, log_path = run_flags(args, n_embd, n_layer)
+        if flags['dataset'] is None:
+            raise InputError(f"{source!r} is a fine-tuned model and no run's log says of which task: pass --dataset "
+                             "(or --log_dir): the task's shape gives the SavedModel's inputs")
+        task = TASKS[flags['dataset']]
+        n_out = task.n_out
+        shapes = [we.shape] + openai_shapes(1, n_embd, n_layer)[2:] + [(n_embd, n_out), (n_out,)]
+        if params[-2].shape != (n_embd, n_out):
+            raise InputError(f"{source!r} has a head of {params[-2].shape[-1]} outputs (clf/w {params[-2].shape}) "
+                             f"but a {task.name} model has {n_out}: pass the run's --dataset")
+        check_shapes(source, params, shapes)
+    if n_embd % flags['n_head']:
+        raise InputError(f"--n_head {flags['n_head']} does not divide n_embd {n_embd}: pass the run's --n_head")
+    example = example_request(args, task, n_vocab, n_ctx) if args.example else None
+    import tensorflow as tf
+    from formats import savedmodel
+    if task is None:
+        module = savedmodel.LanguageModel(savedmodel.language_model(tokens, positions, layers, flags['n_head'],
+                                                                    flags['afn']))
+    else:
+        module = savedmodel.FineTuned(savedmodel.finetuned_model(params, n_vocab, task.head, flags['n_head'],
+                                                                 flags['afn']))
+
+    def write(tmp):
+        try:
+            savedmodel.save(module, tmp)
+        except tf.errors.OpError as err:  # TensorFlow's own file writes (a full disk: ResourceExhausted, ...)
+            raise OSError(f"{type(err).__name__}: {err.message}") from err
+        if example is not None:
+            with atomic_write(args.example, 'w') as f:
+                json.dump(example, f)
+                f.write('\n')
+
+    written(args.out, write)
+    what = 'the language model' if task is None else f'a {task.name} model ({task.shape.replace("_", " ")})'
+    source = f" (from {log_path})" if log_path else ''
+    inputs = ('input_ids int32 (batch, length), lengths int32 (batch,) -> log_probs, last_log_probs' if task is None
+              else f"input_ids int32 (batch, {task.n_seq}, length) -> " +
+              ('score' if task.head['loss'] == 'squared' else 'logits, probabilities'))
+    print(f"wrote {args.out}: a SavedModel of {what}, {n_layer} layers, n_embd {n_embd}, n_head {flags['n_head']}, "
+          f"afn {flags['afn']}{source}, at most {n_ctx} tokens a sequence; signature serving_default: {inputs}" +
+          (f"; a request in {args.example}" if example is not None else ''))
+
 
 def main(argv=None):
     args = parse_args(argv)
     exit_on_input_error(check_args, args)
-    exit_on_input_error(from_hf if args.from_hf else to_hf, args)
+    exit_on_input_error(from_hf if args.from_hf else to_hf if args.to_hf else to_savedmodel, args)
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ ZERO_SHOT = 'tests/test_zeroshot.py'
 PRETRAIN, CORPUS = 'tests/test_pretrain.py', 'tests/test_corpus.py'
 PACKING = 'tests/test_packing.py'
 REDESIGN = 'tests/test_redesign.py'  # what issue 28's redesign built, and the run's lr and step size
+SAVEDMODEL = 'tests/test_savedmodel.py'
 
 # (name, file, original text (must occur exactly once), replacement, pytest arguments that should catch it)
 MUTATIONS = [
@@ -534,6 +535,30 @@ MUTATIONS = [
      ['tests/test_newcomer_third_day.py', '-k', 'missing_model_dir']),
     ("day3: a bad copy in a --base_url folder: 're-run'", 'download.py', "if url.startswith('file:') else",
      'if False else', ['tests/test_newcomer_third_day.py', '-k', 'bad_copy']),
+    # --- issue 30: the SavedModel
+    ('savedmodel: positions counted from 1', 'formats/savedmodel.py', 'first + tf.range(T)', 'first + 1 + tf.range(T)',
+     [SAVEDMODEL, '-k', 'loaded_without']),
+    ('savedmodel: the extract token at the delimiter', 'formats/savedmodel.py',
+     'rows_of((X, tf.zeros(tf.shape(input_ids)), None), clf)', 'rows_of((X, tf.zeros(tf.shape(input_ids)), None), clf - 1)',
+     [SAVEDMODEL, '-k', 'loaded_without']),
+    ("savedmodel: STS-B's score squashed", 'formats/savedmodel.py', "return {'score': logits[:, 0]}",
+     "return {'score': tf.nn.sigmoid(logits[:, 0])}", [SAVEDMODEL, '-k', 'loaded_without']),
+    ('savedmodel: last_log_probs at the last column', 'formats/savedmodel.py',
+     'tf.gather(log_probs, lengths - 1, batch_dims=1)', 'log_probs[:, -1]', [SAVEDMODEL, '-k', 'loaded_without']),
+    ('savedmodel: the LM over every row of we', 'formats/savedmodel.py', 'n_rows=model.cfg.n_vocab)', 'n_rows=None)',
+     [SAVEDMODEL, '-k', 'loaded_without']),
+    ('savedmodel: a sequence without _classify_ served', 'formats/savedmodel.py',
+     'tf.debugging.assert_equal(has_clf, True,', 'tf.debugging.assert_equal(True, True,',
+     [SAVEDMODEL, '-k', 'request_without']),
+    ("to_savedmodel: the head's size against --dataset unchecked", 'convert.py',
+     '        if params[-2].shape != (n_embd, n_out):', '        if False:', [SAVEDMODEL, '-k', 'bad_input']),
+    ("to_savedmodel: TensorFlow's write errors not caught", 'convert.py', 'except tf.errors.OpError as err:',
+     'except tf.errors.NotFoundError as err:', [SAVEDMODEL, '-k', 'bad_input']),
+    ('to_savedmodel: --example of a model folder without the BPE files', 'convert.py',
+     'if args.to_savedmodel and os.path.isdir(source) and not args.example:',
+     'if args.to_savedmodel and os.path.isdir(source):', [SAVEDMODEL, '-k', 'bad_input']),
+    ("to_savedmodel: the LM's example not cut to n_ctx", 'convert.py', 'rows = [ids[:n_ctx] for ids in',
+     'rows = [ids for ids in', [SAVEDMODEL, '-k', 'examples']),
 ]
 
 
