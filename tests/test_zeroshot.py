@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from paper.results import heuristics
+from paper import heuristics
 import zeroshot
 from datasets import dprd_file, pronoun_span
 from formats.language_model import language_model, load_language_model
