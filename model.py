@@ -25,7 +25,8 @@ def swish(x):
 
 
 act_fns = {'relu': tf.nn.relu, 'swish': swish, 'gelu': gelu}
-compute_dtypes = {'fp32': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}
+compute_dtypes = {'fp32': tf.float32, 'tf32': tf.float32, 'bf16': tf.bfloat16, 'fp16': tf.float16}  # tf32: float32
+# tensors; only TensorFlow's TF32 setting differs (engine.devices.set_tf32, at a run's start)
 
 
 def norm(x, g, b, e=1e-5):

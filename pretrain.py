@@ -21,14 +21,15 @@ import shutil
 import sys
 import tempfile
 
-from engine.flags import CHOICES, add_flags, bpe_paths, check_desc, check_output_dir, format_flags
+from engine.flags import (CHOICES, add_flags, bpe_paths, check_desc, check_device_memory, check_output_dir,
+                          device_memory_bytes, format_flags)
 from utils import HelpFormatter, InputError, download_command, exit_on_input_error, tensorflow_start_up_hidden
 
 # train.py's flags that pre-training shares, with train.py's names and meanings (the defaults are the paper's).
 SHARED = ['desc', 'seed', 'n_iter', 'n_batch', 'max_grad_norm', 'lr', 'n_ctx', 'n_embd', 'n_head', 'n_layer',
           'embd_pdrop', 'attn_pdrop', 'resid_pdrop', 'l2', 'vector_l2', 'opt', 'afn', 'lr_schedule', 'b1', 'b2', 'e',
           'model_dir', 'encoder_path', 'bpe_path', 'log_dir', 'save_dir', 'cache_dir', 'save_every', 'resume',
-          'overwrite', 'deterministic', 'accum_steps', 'xla', 'precision']
+          'overwrite', 'deterministic', 'accum_steps', 'xla', 'precision', 'dry_run', 'device_memory']
 CHANGES = {
     'desc': dict(help="name of the run's log and save folder (default: the first --corpus's name)"),
     'seed': dict(help='seeds the initial weights, the held-out documents, the windows of each epoch and the dropout '
@@ -103,6 +104,7 @@ def check_args(args):
         if getattr(args, flag) not in CHOICES[flag]:
             raise InputError(f"unknown --{flag} {getattr(args, flag)!r}: choose one of {', '.join(CHOICES[flag])}")
     check_desc(args.desc)
+    check_device_memory(args)
     for path in args.corpus:
         if not os.path.exists(path):
             raise InputError(f"--corpus {path!r} does not exist: give files (.txt, .jsonl, .gz of either) or folders "
@@ -173,8 +175,9 @@ if __name__ != '__mp_main__':  # a corpus-encoding worker process imports this f
         import tensorflow as tf
         from tqdm import tqdm
 
-        from engine import loop
-        from engine.kernels import path_of
+        import text_utils
+        from engine import devices, loop, memory
+        from engine.kernels import path_of, without_xla
         from engine.run_state import check_outputs, check_resume, run_with_control
         from formats import weights
         from model import Config, Model, pretrain_objective
@@ -189,7 +192,7 @@ def pretrain(args, control):
     """The run: the corpus encoded (or read from the cache), the model built (or --init_from), trained for the
     plan's updates with evaluations on the held-out documents, the model folder written."""
     print(format_flags(args))
-    strategy = start_devices(args)
+    strategy, path = start_devices(args)
     chief, own = worker_args(args, strategy)
     own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')
     if args.resume:
@@ -202,7 +205,6 @@ def pretrain(args, control):
     n_updates = min(sum(per_epoch), args.max_updates) if args.max_updates else sum(per_epoch)
     print(run_plan(args, corpus, per_epoch, n_updates))
 
-    path = path_of(False, args.xla)
     model, adam, loss_scale = build_model(args, strategy, path, n_vocab, n_updates)
     update = opt.make_update(pretrain_objective(model, n_vocab, path), model.params, adam, strategy, args.seed,
                              path.jit_compile, args.accum_steps, loss_scale)
@@ -251,22 +253,108 @@ def pretrain(args, control):
 
 
 def start_devices(args):
-    """Seed Python, NumPy and TensorFlow with --seed (and op determinism with --deterministic), start the devices
-    and say which; the tf.distribute strategy, whose replicas share each global batch of --n_batch windows."""
+    """Seed Python, NumPy and TensorFlow with --seed (and op determinism with --deterministic), set TF32 for
+    --precision and report the GPUs and XLA on them (engine.devices.start_report, before TensorFlow initialises the
+    GPUs; silent without an NVIDIA driver), start the devices and say which; the tf.distribute strategy, whose
+    replicas share each global batch of --n_batch windows, and the Path (--xla; without any XLA kernel where XLA
+    cannot compile: the same numbers). InputError: --xla where XLA cannot compile."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     tf.random.set_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     with tensorflow_start_up_hidden(device_init=True):
+        report, plan = devices.start_report(args.precision, args.xla)
+        for line in report:  # with the fallback's one line when XLA cannot compile
+            print(line)
         strategy = loop.make_strategy(args.n_batch // args.accum_steps, towers='the --n_batch {n} windows')
-    print(loop.describe_devices(strategy))
+    print(loop.describe_devices(strategy, args.precision))
     n = strategy.num_replicas_in_sync
     if args.n_batch % (n * args.accum_steps):
         raise InputError(f"--n_batch {args.n_batch} windows cannot be shared evenly by {n} replica{'s' * (n > 1)} of "
                          f"--accum_steps {args.accum_steps} parts: choose an --n_batch that is a multiple of "
                          f"{n * args.accum_steps}")
-    return strategy
+    path = path_of(False, args.xla)
+    return strategy, path if plan.xla else without_xla(path)
+
+
+def dry_run(args):
+    """--dry_run: the inputs checked as the run checks them (the flags, corpus and BPE files and --init_from's
+    shapes before this; then --init_from's weights loaded into the model, and the encoded corpus checked when
+    --cache_dir holds it: a corpus not encoded yet is not encoded, which can take hours, so the plan then says
+    so), the plan, the devices, one device's estimated peak memory (n_batch x n_ctx windows), the smallest
+    --accum_steps that fits --device_memory, the time of an update, and what the rerun guard would say. Nothing
+    is trained or written (no log, save folder, cache, lock or checkpoint)."""
+    print(format_flags(args))
+    strategy, path = start_devices(args)
+    chief, own = worker_args(args, strategy)
+    n_vocab = len(text_utils.read_encoder(args.encoder_path))
+    sources, corpus = cached_corpus(args, n_vocab)
+    if corpus is None:
+        size = sum(os.path.getsize(s.path) for s in sources)
+        print(f'plan: the corpus ({len(sources)} files, {size / 1e6:,.1f} MB) is not encoded in --cache_dir yet: the '
+              f'run encodes it first, then plans its updates from its tokens')
+        n_updates = args.max_updates or 1
+    else:
+        plan = EpochPlan(len(corpus.train), args.n_ctx, args.n_batch, args.seed)
+        per_epoch = [plan.n_updates(epoch) for epoch in range(args.n_iter)]
+        n_updates = min(sum(per_epoch), args.max_updates) if args.max_updates else sum(per_epoch)
+        print(run_plan(args, corpus, per_epoch, n_updates))
+    build_model(args, strategy, path, n_vocab, max(1, n_updates))
+    print('dry run: ' + rerun_guard_says(own))
+    n_devices = strategy.num_replicas_in_sync
+    gpus = devices.collect_facts().gpus[:n_devices]
+
+    def figures_at(accum_steps):
+        return memory.pretrain_figures(n_vocab, args.n_ctx, args.n_embd, args.n_head, args.n_layer, args.n_batch,
+                                       n_devices, accum_steps, clip=args.max_grad_norm > 0,
+                                       baseline=0 if gpus else memory.CPU_PROCESS_BYTES)
+
+    for line in memory.dry_run_report(figures_at, args.accum_steps, args.n_batch // n_devices, args.precision, gpus,
+                                      device_memory_bytes(args), None if gpus else memory.measure_cpu_rate()):
+        print(line)
+
+
+def rerun_guard_says(own):
+    """What the rerun guard (run_state.check_resume, check_outputs) would say of the outputs of `own` (this
+    process's flags), read only."""
+    own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')
+    try:
+        if own.resume:
+            check_resume(own, own_log)
+            return 'nothing trained or written; the run would resume from the last checkpoint'
+        found = check_outputs(own, own_log, save=True)
+    except InputError as err:
+        return f'nothing trained or written; the run would stop: {err}'
+    return 'nothing trained or written' + (f"; the run would replace (--overwrite) {', '.join(found)}" if found else '')
+
+
+def cached_corpus(args, n_vocab):
+    """(the corpus's sources, its encoded Corpus when --cache_dir holds it, else None), read only, checked as
+    read_corpus checks it."""
+    sources = corpora.find_sources(args.corpus)
+    if not args.cache_dir:
+        return sources, None
+    key, _ = corpora.cache_key(sources, args.encoder_path, args.bpe_path, args.cache_dir, args.seed,
+                               args.valid_fraction)
+    folder = os.path.join(args.cache_dir, f'corpus-{key}')
+    if not os.path.isdir(folder):
+        return sources, None
+    corpus = corpora.open_corpus(folder, n_vocab)
+    check_corpus(args, sources, corpus)
+    return sources, corpus
+
+
+def check_corpus(args, sources, corpus):
+    """InputError when the encoded corpus has no text, or no training window."""
+    n_train, n_valid = len(corpus.train), len(corpus.valid)
+    if corpus.index['splits']['train']['n_documents'] + corpus.index['splits']['valid']['n_documents'] == 0:
+        raise InputError(f"--corpus {' '.join(args.corpus)}: its {len(sources)} files hold no text (every "
+                         "document is empty): give documents with text")
+    if n_train < args.n_ctx:
+        raise InputError(f"the corpus's training documents hold {n_train} tokens (and {n_valid} held out by "
+                         f"--valid_fraction {args.valid_fraction}), fewer than one window of --n_ctx "
+                         f"{args.n_ctx}: give more text, or a smaller --n_ctx or --valid_fraction")
 
 
 def worker_args(args, strategy):
@@ -295,14 +383,7 @@ def read_corpus(args):
     sources = corpora.find_sources(args.corpus)
 
     def check(corpus):
-        n_train, n_valid = len(corpus.train), len(corpus.valid)
-        if corpus.index['splits']['train']['n_documents'] + corpus.index['splits']['valid']['n_documents'] == 0:
-            raise InputError(f"--corpus {' '.join(args.corpus)}: its {len(sources)} files hold no text (every "
-                             "document is empty): give documents with text")
-        if n_train < args.n_ctx:
-            raise InputError(f"the corpus's training documents hold {n_train} tokens (and {n_valid} held out by "
-                             f"--valid_fraction {args.valid_fraction}), fewer than one window of --n_ctx "
-                             f"{args.n_ctx}: give more text, or a smaller --n_ctx or --valid_fraction")
+        check_corpus(args, sources, corpus)
 
     scratch = None if args.cache_dir else tempfile_folder()
     corpus = corpora.prepare(sources, args.encoder_path, args.bpe_path, args.cache_dir, args.seed,
@@ -376,8 +457,12 @@ def main(argv=None):
 
 
 def run(args, argv):
-    """The run of checked `args` (from `argv`), holding its locks and signals (run_state.run_with_control)."""
-    run_with_control(pretrain, args, argv, 'pretrain.py')
+    """The run of checked `args` (from `argv`), holding its locks and signals (run_state.run_with_control); with
+    --dry_run, dry_run alone (no lock: it writes nothing)."""
+    if args.dry_run:
+        exit_on_input_error(dry_run, args)
+    else:
+        run_with_control(pretrain, args, argv, 'pretrain.py')
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ batches, the evaluations, the best parameters and the predictions. The machinery
 signals, progress, TensorBoard, checkpoints) is engine/loop.py's, behind a few calls.
 
 Flags the original did not have: --model_dir, --padded, --xla, --precision, --deterministic, --accum_steps,
---save_every, --resume, --overwrite, --restore, --cache_dir, --eval_only.
+--save_every, --resume, --overwrite, --restore, --cache_dir, --eval_only, --dry_run, --device_memory.
 """
 import os
 import random
@@ -19,7 +19,7 @@ import shlex
 import sys
 from typing import NamedTuple
 
-from engine.flags import check_args, format_flags, parse_args
+from engine.flags import check_args, device_memory_bytes, format_flags, parse_args
 from utils import check_weights_folder, exit_on_input_error, tensorflow_start_up_hidden
 
 
@@ -54,8 +54,8 @@ with tensorflow_start_up_hidden():
     from tqdm import tqdm
 
     import text_utils
-    from engine import loop
-    from engine.kernels import path_of
+    from engine import devices, loop, memory
+    from engine.kernels import path_of, without_xla
     from engine.run_state import check_outputs, check_resume, command_path, run_with_control
     from finetuning import inputs, tasks
     from finetuning.tasks import TASKS
@@ -153,18 +153,91 @@ def train(args, control):
 
 
 def start_devices(args):
-    """Seed Python, NumPy and TensorFlow with --seed (and op determinism with --deterministic), start the devices
-    and say which; returns the tf.distribute strategy and the computation's Path (--padded, --xla)."""
+    """Seed Python, NumPy and TensorFlow with --seed (and op determinism with --deterministic), set TF32 for
+    --precision, report the GPUs and probe XLA on them (engine.devices.start_report: before TensorFlow initialises
+    the GPUs, since the probe's child needs them; nothing is said on a machine without an NVIDIA driver), start the
+    devices and say which; returns the tf.distribute strategy and the computation's Path (--padded, --xla; without
+    any XLA kernel where XLA cannot compile: the same numbers). InputError: --xla where XLA cannot compile."""
     random.seed(args.seed)
     np.random.seed(args.seed)
     tf.random.set_seed(args.seed)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
     with tensorflow_start_up_hidden(device_init=True):
+        report, plan = devices.start_report(args.precision, args.xla)
+        for line in report:  # with the fallback's one line when XLA cannot compile
+            print(line)
         strategy = loop.make_strategy(args.n_gpu)
-    print(loop.describe_devices(strategy))
+    print(loop.describe_devices(strategy, args.precision))
     loop.check_replicas(args.n_batch, args.n_gpu, strategy.num_replicas_in_sync, args.accum_steps)
-    return strategy, path_of(args.padded, args.xla)
+    path = path_of(args.padded, args.xla)
+    return strategy, path if plan.xla else without_xla(path)
+
+
+def dry_run(args):
+    """--dry_run: the inputs checked as the run checks them (the flags and files before this, then the data read
+    and encoded, or read from the cache, the weights and --restore loaded into the model), then the plan, the
+    devices, the estimated peak memory of a device and the time of an update (dry_run_lines), and what the rerun
+    guard would say; nothing is trained or written (no log, save folder, cache, lock or checkpoint). A previous
+    run's outputs are not refused: the line says what the run would do with them."""
+    task = TASKS[args.dataset]
+    log_path = os.path.join(args.log_dir, f'{args.desc}.jsonl')
+    print(format_flags(args))
+    strategy, path = start_devices(args)
+    n_batch_train = args.n_batch * args.n_gpu
+    data = prepare_data(args, task, TextEncoder(args.encoder_path, args.bpe_path), n_batch_train, path)
+    n_batches = len(data.splits[task.train].Y) // n_batch_train
+    print(run_plan(args, n_batches, n_batch_train, [len(s.Y) for s in data.evaluated.values()],
+                   sum(len(data.splits[name].Y) for name in task.tests)))
+    build_model(args, task, strategy, path, data.n_vocab, data.n_ctx, max(1, n_batches * args.n_iter))
+    state = np.random.get_state()  # where training_packing draws the epochs' orders, as in the run
+    packing, path = (None, path) if args.eval_only else training_packing(args, task, data, n_batch_train, path)
+    print('dry run: ' + rerun_guard_says(args, log_path, task))
+    facts = devices.collect_facts()
+    for line in dry_run_figures(args, task, data, path, packing, state, strategy.num_replicas_in_sync, facts):
+        print(line)
+
+
+def rerun_guard_says(args, log_path, task):
+    """What the rerun guard (run_state.check_resume, check_outputs) would say of this run's outputs, read only."""
+    try:
+        if args.resume:
+            check_resume(args, log_path)
+            return 'nothing trained or written; the run would resume from the last checkpoint'
+        found = check_outputs(args, log_path, save=args.submit or not args.eval_only,
+                              elsewhere=[('--submission_dir', p) for p in submission_files(args, task)])
+    except InputError as err:
+        return f'nothing trained or written; the run would stop: {err}'
+    return ('nothing trained or written' + (f"; the run would replace (--overwrite) {', '.join(found)}"
+                                             if found else ''))
+
+
+def dry_run_figures(args, task, data, path, packing, state, n_devices, facts):
+    """--dry_run's lines of memory and time: one device's estimated peak at the run's shapes (engine.memory: its
+    packed rows, or every part padded to n_ctx: the largest a trimmed batch can be), the FLOPs and time of an
+    update (a GPU's spec peak, or this CPU's matmul rate measured now), and the smallest --accum_steps whose
+    estimate fits the device's memory (--device_memory, else the smallest visible GPU's)."""
+    gpus = facts.gpus[:n_devices]
+    split = data.splits[task.train]
+
+    def figures_at(accum_steps):
+        n_part = args.n_batch // accum_steps
+        shape = None
+        if packing is not None and accum_steps == args.accum_steps:
+            shape = packing.rows, packing.length, packing.real
+        elif packing is not None:  # the packing the run would choose at that --accum_steps
+            orders = inputs.epoch_orders(len(split.Y), args.n_iter, state)
+            other, cheaper = inputs.packing_plan(split.seqs, orders, task.n_seq, n_part, args.n_gpu * accum_steps,
+                                                 args.n_embd, path.pad_to(data.n_ctx), data.n_ctx)
+            shape = (other.rows, other.length, other.real) if cheaper else None
+        rows, length, real = shape or (n_part * task.n_seq, data.n_ctx, 1.0)
+        return memory.finetune_figures(data.n_vocab, N_SPECIAL, data.n_ctx, args.n_embd, args.n_head, args.n_layer,
+                                       rows, length, args.n_gpu, n_devices, accum_steps, n_out=task.n_out,
+                                       clip=args.max_grad_norm > 0, real=real,
+                                       baseline=0 if gpus else memory.CPU_PROCESS_BYTES)
+
+    return memory.dry_run_report(figures_at, args.accum_steps, args.n_batch, args.precision, gpus,
+                                 device_memory_bytes(args), None if gpus else memory.measure_cpu_rate())
 
 
 def training_packing(args, task, data, n_batch_train, path):
@@ -371,8 +444,12 @@ def main(argv=None):
 
 
 def run(args, argv):
-    """The run of checked `args` (from `argv`), holding its locks and signals (run_state.run_with_control)."""
-    run_with_control(train, args, argv, 'train.py')
+    """The run of checked `args` (from `argv`), holding its locks and signals (run_state.run_with_control); with
+    --dry_run, dry_run alone (no lock: it writes nothing)."""
+    if args.dry_run:
+        exit_on_input_error(dry_run, args)
+    else:
+        run_with_control(train, args, argv, 'train.py')
 
 
 if __name__ == '__main__':

@@ -15,12 +15,12 @@ DATA_DIRS = {'rocstories': 'data/', 'sst2': 'data/SST-2', 'cola': 'data/CoLA', '
              'qqp': 'data/QQP', 'stsb': 'data/STS-B', 'race': 'data/RACE'}
 CHOICES = {'dataset': tuple(DATA_DIRS), 'afn': ('gelu', 'relu', 'swish'),
            'lr_schedule': ('warmup_cosine', 'warmup_constant', 'warmup_linear'), 'opt': ('adam',),
-           'precision': ('fp32', 'bf16', 'fp16')}
+           'precision': ('fp32', 'tf32', 'bf16', 'fp16')}
 # Flags that --resume may change: they move files or change what is saved or printed, not the numbers.
 # pretrain.py's own: eval_every and keep_every (what is logged and kept), encode_procs (how the corpus is encoded).
 RESUMABLE_CHANGES = ('resume', 'overwrite', 'save_every', 'analysis', 'log_dir', 'save_dir', 'data_dir',
                      'model_dir', 'encoder_path', 'bpe_path', 'cache_dir', 'submission_dir', 'eval_every',
-                     'keep_every', 'encode_procs')
+                     'keep_every', 'encode_procs', 'dry_run', 'device_memory')
 
 
 def choices_help(flag):
@@ -89,8 +89,10 @@ FLAGS = {
              "have other shapes (padded vs packed or trimmed): the same distribution, not the same values"),
     'xla': dict(action='store_true', help='compile the train and evaluation steps with XLA'),
     'precision': dict(type=str, default='fp32',
-        help=choices_help('precision') + '; bf16 / fp16: mixed precision (float32 weights, matmuls '
-        'in the 16-bit type, loss scaling for fp16), mainly for GPUs; changes the rounding'),
+        help=choices_help('precision') + '; tf32: float32 throughout, but matmuls on Ampere and later GPUs in '
+        "TF32 (a 10-bit mantissa: not the original's numbers; off unless asked, TensorFlow's default is on; the "
+        "CPU has no TF32); bf16 / fp16: mixed precision (float32 weights, matmuls in the 16-bit type, loss "
+        "scaling for fp16), mainly for GPUs; changes the rounding"),
     'deterministic': dict(action='store_true',
         help='deterministic ops: two runs with the same seed give bit-identical results'),
     'accum_steps': dict(type=int, default=1,
@@ -110,6 +112,13 @@ FLAGS = {
         help="the encoded data set is kept here, keyed by its inputs' hashes ('' for none)"),
     'eval_only': dict(action='store_true',
         help='no training: score the valid set and predict the test set (with --restore)'),
+    'dry_run': dict(action='store_true',
+        help='check the inputs, then print the plan, the devices, the estimated peak memory per device, the '
+             'smallest --accum_steps that fits --device_memory and the estimated time of an update; exit without '
+             'training or writing anything'),
+    'device_memory': dict(type=str, metavar='SIZE',
+        help="with --dry_run: the memory of one device, such as 8GB or 8GiB (default: each visible GPU's memory "
+             'as TensorFlow reports it; none on the CPU)'),
 }
 
 
@@ -156,6 +165,7 @@ def check_args(args):
         raise InputError("--resume continues the run that --overwrite would replace: pass one of them")
     if args.accum_steps < 1 or args.save_every < 0:
         raise InputError("--accum_steps must be at least 1 and --save_every at least 0")
+    check_device_memory(args)
     if args.restore and not os.path.isfile(args.restore):
         raise InputError(f"--restore {args.restore!r} not found: give the path of a best_params.jl or "
                          "best_params.safetensors")
@@ -190,6 +200,22 @@ def check_flags(args):
         if not ok:
             raise InputError(f"--{flag} {getattr(args, flag)} is out of range: it must be {what}")
     check_desc(args.desc)
+
+
+def check_device_memory(args):
+    """InputError unless --device_memory is a size engine.memory.parse_size reads (8GB, 8GiB, 500MB)."""
+    device_memory_bytes(args)
+
+
+def device_memory_bytes(args):
+    """--device_memory in bytes (None without the flag); InputError when it is not a size."""
+    from engine.memory import parse_size
+    if args.device_memory is None:
+        return None
+    try:
+        return parse_size(args.device_memory)
+    except ValueError as err:
+        raise InputError(f'--device_memory: {err}') from None
 
 
 def check_desc(desc):

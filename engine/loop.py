@@ -42,13 +42,18 @@ def make_strategy(n_towers=None, towers='the n_gpu {n} towers'):
     return tf.distribute.get_strategy()
 
 
-def describe_devices(strategy):
-    """One line: the devices the run computes on and the strategy that spreads the batch over them."""
+def describe_devices(strategy, precision=None):
+    """One line: the devices the run computes on and the strategy that spreads the batch over them; with
+    `precision` (--precision) the precision in effect, TF32 read back from TensorFlow's own setting."""
     gpus = tf.config.list_logical_devices('GPU')
     devices = f"{len(gpus)} GPU{'s' * (len(gpus) > 1)} ({', '.join(d.name for d in gpus)})" if gpus else \
         'the CPU (no GPU visible)'
-    return (f'devices: {devices}; strategy: {type(strategy).__name__.lstrip("_")} with '
+    line = (f'devices: {devices}; strategy: {type(strategy).__name__.lstrip("_")} with '
             f'{strategy.num_replicas_in_sync} replica{"s" * (strategy.num_replicas_in_sync > 1)}')
+    if precision is None:
+        return line
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
+    return line + f"; precision {precision} (TF32 {'on' if tf32 else 'off'})"
 
 
 def tower_devices(n_towers, n_devices):

@@ -282,3 +282,27 @@ def dry_run_lines(figures, gpu_name=None, precision='fp32', memory_bytes=None, n
         lines.append(f'{have}: --accum_steps {fits} fits (estimated)' if fits else
                      f'{have}, at every --accum_steps: use a device with more memory or a smaller model')
     return lines
+
+
+def dry_run_report(figures_at, accum_steps, n_batch, precision='fp32', gpus=(), memory_bytes=None, cpu_rate=None):
+    """--dry_run's lines for a run at --accum_steps (figures_at(accum_steps) -> RunFigures at that split, the run's
+    shapes): one device's estimated peak memory and an update's time (dry_run_lines: at the first GPU's spec
+    peak for --precision, or on the CPU at cpu_rate), and the smallest --accum_steps (a divisor of n_batch) whose
+    estimate fits memory_bytes (--device_memory; default the smallest memory of `gpus`, the devices the run uses,
+    engine.devices.Gpu; on the CPU without it, a line saying that none was given)."""
+    figures = figures_at(accum_steps)
+    lines = dry_run_lines(figures, gpus[0].name if gpus else None, precision, cpu_rate=None if gpus else cpu_rate)
+    where = (f"each of the {len(gpus)} GPUs" if len(gpus) > 1 else 'the GPU') if gpus else \
+        "the CPU (this process's resident memory, TensorFlow's own included)"
+    lines[0] += f' at --accum_steps {accum_steps}, on {where}'
+    source = '--device_memory'
+    if memory_bytes is None and gpus and all(g.memory for g in gpus):
+        memory_bytes = min(g.memory for g in gpus)
+        source = "the GPU's memory usable by TensorFlow" + (' (the smallest)' if len(gpus) > 1 else '')
+    if memory_bytes is None:
+        return lines + ['device memory: none given (--device_memory SIZE, such as 8GB, gives the smallest '
+                        '--accum_steps that fits it)']
+    fits = smallest_accum_steps(memory_bytes, n_batch, lambda d: figures_at(d).estimate)
+    have = f'the {memory_bytes / 1e9:.1f} GB of {source}'
+    return lines + [f'--accum_steps {fits} is the smallest that fits in {have} (estimated)' if fits else
+                    f'no --accum_steps fits in {have} (estimated): use a device with more memory or a smaller model']

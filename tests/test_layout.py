@@ -13,7 +13,8 @@ import numpy as np
 from formats.sample_files import PROJECT
 
 PROGRAMS = {'train', 'pretrain', 'zeroshot', 'generate', 'download', 'convert', 'analysis'}
-BENCH_PROGRAMS = {'bench', 'bench_masks', 'bench_pipeline', 'bench_pretrain', 'memory_check'}  # bench/: run as python bench/X.py
+BENCH_PROGRAMS = {'bench', 'bench_masks', 'bench_pipeline', 'bench_pretrain', 'memory_check',
+                  'precision'}  # bench/: run as python bench/X.py
 REQUIRED = {'train', 'model', 'opt', 'text_utils', 'datasets', 'analysis', 'utils'}  # the original's file names
 FOLDERS = {'engine', 'finetuning', 'pretraining', 'formats', 'paper'}
 

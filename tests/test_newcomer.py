@@ -234,7 +234,8 @@ def test_a_run_says_what_it_computes_shows_labelled_progress_and_lists_its_outpu
     stdout, stderr = capsys.readouterr()
     lines = stdout.splitlines()
     n_batches = tiny['n_train'] // (tiny['n_batch'] * 4)
-    assert 'devices: the CPU (no GPU visible); strategy: DefaultDistributionStrategy with 1 replica' in lines
+    assert ('devices: the CPU (no GPU visible); strategy: DefaultDistributionStrategy with 1 replica; precision fp32 '
+            '(TF32 off)') in lines
     assert (f"2 epochs x {n_batches} updates of {tiny['n_batch'] * 4} examples = {2 * n_batches} updates; "
             f"2 evaluations of {tiny['n_train']} train + 374 valid examples; then {tiny['n_test']} test examples"
             ) in lines
