@@ -341,8 +341,8 @@ def random_weights(model_dir, shapes=None):
     shard (real weights, or random ones: neither is written over). Returns the number of parameters."""
     import numpy as np  # here: downloading needs neither
 
-    from sample_files import write_random_weights
-    from weights import openai_shapes
+    from formats.sample_files import write_random_weights
+    from formats.weights import openai_shapes
     present = sorted(glob.glob(os.path.join(glob.escape(model_dir), 'params_*.npy')))
     if present:
         what = 'random weights written by --random_weights' if os.path.isfile(os.path.join(model_dir, RANDOM_NOTE)) \
