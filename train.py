@@ -385,11 +385,12 @@ def written_files(args, log_path, params_path, outputs):
     learning curves."""
     files = [('log', log_path), ('TensorBoard', os.path.join(args.log_dir, args.desc))]
     if args.submit:
-        files += [('best parameters', params_path), ('best parameters', safetensors_path(params_path))]
+        files += [('best parameters', params_path), ('best parameters (safetensors)', safetensors_path(params_path))]
     if args.save_every:
         files.append(('checkpoints', os.path.join(args.save_dir, args.desc, 'checkpoints')))
     files += outputs
-    lines = ['written:'] + [f'  {what:<16} {path}' for what, path in files]
+    width = max(len(what) for what, _ in files) + 1
+    lines = ['written:'] + [f'  {what:<{width}} {path}' for what, path in files]
     plot = shlex.join([command_path('analysis.py'), '--plot', f'{args.desc}.png', log_path])
     return lines + [f'plot the learning curves: python {plot}',
                     f'or watch them in TensorBoard: tensorboard --logdir {shlex.quote(args.log_dir)}']

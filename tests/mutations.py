@@ -380,7 +380,8 @@ MUTATIONS = [
      'saved = dict(model=model, opt=adam, ', [PRETRAIN, '-k', 'ctrl_c']),
     # --- the layout (issue 24)
     ('a program imports another program', 'generate.py', 'from engine.flags import add_flags, bpe_paths\n',
-     'from engine.flags import add_flags, bpe_paths\nimport download  # noqa: F401\n', ['tests/test_layout.py']),
+     'from engine.flags import add_flags, bpe_paths\nimport download  # noqa: F401\n',
+     ['tests/test_layout.py', '-k', 'no_program_imports']),
     ('pretrain: a rerun replaces the previous outputs', 'pretrain.py',
      'replaced = check_outputs(vars(own), own_log, save=True)', 'replaced = []', [PRETRAIN, '-k', 'rerun']),
     # --- the redesign (issue 28): one forward, its segments, the switch, the loop in view

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tqdm import tqdm
@@ -249,6 +250,7 @@ def test_a_run_says_what_it_computes_shows_labelled_progress_and_lists_its_outpu
                   if line.startswith('  '))
     assert listed == {'log': str(out / 'log' / 'tiny.jsonl'), 'TensorBoard': str(out / 'log' / 'tiny'),
                       'best parameters': str(out / 'save' / 'tiny' / 'best_params.jl'),
+                      'best parameters (safetensors)': str(out / 'save' / 'tiny' / 'best_params.safetensors'),
                       'checkpoints': str(out / 'save' / 'tiny' / 'checkpoints'),
                       'submission': str(out / 'submission' / 'ROCStories.tsv'),
                       'probabilities': str(out / 'submission' / 'ROCStories_probs.tsv')}
@@ -273,7 +275,8 @@ def test_evaluation_bars_count_every_example_of_a_partial_last_batch(bars):
     def eval_step(rows):
         batches.append(rows)
         return tf.zeros((len(rows), 2)), tf.zeros(len(rows))
-    loop.iter_apply(eval_step, lambda rows: (rows,), 10, n_batch=4, desc='evaluating valid')
+    batches_of_4 = ((len(rows), (rows,)) for rows in np.array_split(np.arange(10), [4, 8]))
+    loop.iter_apply(eval_step, batches_of_4, 10, desc='evaluating valid')
     assert [len(b) for b in batches] == [4, 4, 2]
     assert [(bar.desc, bar.n, bar.total) for bar in bars] == [('evaluating valid', 10, 10)]
 
