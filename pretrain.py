@@ -178,7 +178,7 @@ if __name__ != '__mp_main__':  # a corpus-encoding worker process imports this f
         import text_utils
         from engine import devices, loop, memory
         from engine.kernels import path_of, without_xla
-        from engine.run_state import check_outputs, check_resume, run_with_control
+        from engine.run_state import check_outputs, check_resume, guard_says, run_with_control
         from formats import weights
         from model import Config, Model, pretrain_objective
         import opt
@@ -301,7 +301,7 @@ def dry_run(args):
         n_updates = min(sum(per_epoch), args.max_updates) if args.max_updates else sum(per_epoch)
         print(run_plan(args, corpus, per_epoch, n_updates))
     build_model(args, strategy, path, n_vocab, max(1, n_updates))
-    print('dry run: ' + rerun_guard_says(own))
+    print('dry run: ' + guard_says(vars(own), os.path.join(own.log_dir, f'{own.desc}.jsonl')))
     n_devices = strategy.num_replicas_in_sync
     gpus = devices.collect_facts().gpus[:n_devices]
 
@@ -313,20 +313,6 @@ def dry_run(args):
     for line in memory.dry_run_report(figures_at, args.accum_steps, args.n_batch // n_devices, args.precision, gpus,
                                       device_memory_bytes(args), None if gpus else memory.measure_cpu_rate()):
         print(line)
-
-
-def rerun_guard_says(own):
-    """What the rerun guard (run_state.check_resume, check_outputs) would say of the outputs of `own` (this
-    process's flags), read only."""
-    own_log = os.path.join(own.log_dir, f'{own.desc}.jsonl')
-    try:
-        if own.resume:
-            check_resume(own, own_log)
-            return 'nothing trained or written; the run would resume from the last checkpoint'
-        found = check_outputs(own, own_log, save=True)
-    except InputError as err:
-        return f'nothing trained or written; the run would stop: {err}'
-    return 'nothing trained or written' + (f"; the run would replace (--overwrite) {', '.join(found)}" if found else '')
 
 
 def cached_corpus(args, n_vocab):

@@ -56,7 +56,7 @@ with tensorflow_start_up_hidden():
     import text_utils
     from engine import devices, loop, memory
     from engine.kernels import path_of, without_xla
-    from engine.run_state import check_outputs, check_resume, command_path, run_with_control
+    from engine.run_state import check_outputs, check_resume, command_path, guard_says, run_with_control
     from finetuning import inputs, tasks
     from finetuning.tasks import TASKS
     from formats.weights import (load_openai_params, load_params, safetensors_path, save_best_params,
@@ -192,24 +192,11 @@ def dry_run(args):
     build_model(args, task, strategy, path, data.n_vocab, data.n_ctx, max(1, n_batches * args.n_iter))
     state = np.random.get_state()  # where training_packing draws the epochs' orders, as in the run
     packing, path = (None, path) if args.eval_only else training_packing(args, task, data, n_batch_train, path)
-    print('dry run: ' + rerun_guard_says(args, log_path, task))
+    print('dry run: ' + guard_says(vars(args), log_path, save=args.submit or not args.eval_only,
+                                   elsewhere=[('--submission_dir', p) for p in submission_files(args, task)]))
     facts = devices.collect_facts()
     for line in dry_run_figures(args, task, data, path, packing, state, strategy.num_replicas_in_sync, facts):
         print(line)
-
-
-def rerun_guard_says(args, log_path, task):
-    """What the rerun guard (run_state.check_resume, check_outputs) would say of this run's outputs, read only."""
-    try:
-        if args.resume:
-            check_resume(args, log_path)
-            return 'nothing trained or written; the run would resume from the last checkpoint'
-        found = check_outputs(args, log_path, save=args.submit or not args.eval_only,
-                              elsewhere=[('--submission_dir', p) for p in submission_files(args, task)])
-    except InputError as err:
-        return f'nothing trained or written; the run would stop: {err}'
-    return ('nothing trained or written' + (f"; the run would replace (--overwrite) {', '.join(found)}"
-                                             if found else ''))
 
 
 def dry_run_figures(args, task, data, path, packing, state, n_devices, facts):

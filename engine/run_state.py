@@ -125,6 +125,19 @@ def check_outputs(flags, log_path, save=True, elsewhere=()):
                      f"{another}; {', '.join(ways[:-1])} or {ways[-1]}")
 
 
+def guard_says(flags, log_path, save=True, elsewhere=()):
+    """What check_resume or check_outputs would say of the outputs of the run of `flags` (a dict), read only: one
+    phrase for a dry run (nothing is locked, removed or written)."""
+    try:
+        if flags['resume']:
+            check_resume(flags, log_path)
+            return 'nothing trained or written; the run would resume from the last checkpoint'
+        found = check_outputs(flags, log_path, save, elsewhere)
+    except InputError as err:
+        return f'nothing trained or written; the run would stop: {err}'
+    return 'nothing trained or written' + (f"; the run would replace (--overwrite) {', '.join(found)}" if found else '')
+
+
 # Names that are not a run's outputs: its locks and utils.atomic_write's temporary files (hidden), and what an
 # interrupted TensorFlow checkpoint leaves (lock_run removes those)
 NOT_OUTPUTS = ('.*', '*.tmp*', 'ckpt-*_temp')
