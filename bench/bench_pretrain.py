@@ -61,14 +61,15 @@ def peak_rss_mb(who=resource.RUSAGE_SELF):
 
 
 def bpe_files(model_dir):
-    """The real BPE files (--model_dir, model/, ../shared/model, the last two beside the repository's files): the
-    encoding measures the real vocabulary."""
-    folders = [model_dir] if model_dir else [os.path.join(ROOT, 'model'), os.path.join(ROOT, '..', 'shared', 'model')]
+    """The real BPE files (--model_dir, else where the tests find them: $GPT1_MODEL_DIR, model/, ../shared/model):
+    the encoding measures the real vocabulary."""
+    from formats.sample_files import real_folders
+    folders = [model_dir] if model_dir else real_folders('model')
     for folder in folders:
         paths = [os.path.join(folder, name) for name in ('encoder_bpe_40000.json', 'vocab_40000.bpe')]
         if all(os.path.isfile(p) for p in paths):
             return paths
-    sys.exit(f"error: the BPE files are not in {model_dir or 'model/ nor ../shared/model'}: run "
+    sys.exit(f"error: the BPE files are not in {model_dir or ', '.join(folders)}: run "
              "`python download.py --only bpe` (or pass --model_dir)")
 
 

@@ -2,7 +2,7 @@
 should catch each, and print a caught / survived table. Not part of the test suite (pytest collects test_*.py
 files only; this one defines no tests):
 
-    python tests/mutations.py                 # every mutation (20-40 minutes on 2 cores)
+    python tests/mutations.py                 # every mutation (200-odd: 25-30 minutes on 2 idle cores)
     python tests/mutations.py -k lm_coef -j 2 # the mutations whose name contains lm_coef, two at a time
 
 A mutation whose original text is no longer found (the code was changed since) is reported 'not applicable':
@@ -96,7 +96,7 @@ MUTATIONS = [
      [RUN_LEVEL, '-k', 'submission']),
     ('no shuffle', 'train.py', 'order = shuffle(np.arange(n_train), random_state=np.random.mtrand._rand)',
      'order = np.arange(n_train)', [REDESIGN, '-k', 'numpy_runs_cost_norm']),
-    ('the same order every epoch', 'train.py', 'state.epoch_rng = np.random.get_state()', 'pass',
+    ('the same order every epoch', 'train.py', 'run.state.epoch_rng = np.random.get_state()  # where', 'pass  # where',
      [REDESIGN, '-k', 'numpy_runs_cost_norm']),
     ('t_total from n_batch alone', 'train.py', 'data.n_ctx,\n                                          n_batches * args.n_iter)',
      'data.n_ctx,\n                                          len(train_split.Y) // args.n_batch * args.n_iter)', [REDESIGN, '-k', 'numpy_runs_cost_norm']),
@@ -347,8 +347,8 @@ MUTATIONS = [
     ('pre-training warmup given as a fraction', 'pretrain.py', 'warmup = args.warmup_updates / n_updates',
      'warmup = args.warmup_updates / n_updates / 2', [PRETRAIN, '-k', 'one_update']),
     ('pre-training schedule ignores --max_updates', 'pretrain.py',
-     'n_updates = min(sum(per_epoch), args.max_updates) if args.max_updates else sum(per_epoch)',
-     'n_updates = sum(per_epoch)', [PRETRAIN, '-k', 'max_updates_ends']),
+     '\n    n_updates = min(sum(per_epoch), args.max_updates) if args.max_updates else sum(per_epoch)\n',
+     '\n    n_updates = sum(per_epoch)\n', [PRETRAIN, '-k', 'max_updates_ends']),
     ('tr_cost not reset after a line', 'pretraining/lm_log.py', '            self.tr_sum, self.tr_count = 0., 0.', '            pass',
      [PRETRAIN, '-k', 'max_updates_ends']),
     ('epochs always cut at 0', 'pretraining/windows.py', 'o = int(rng.integers(self.n_ctx))  # offset() draws the same number first',
@@ -570,11 +570,10 @@ MUTATIONS = [
     ('gpus: the fallback keeps the fused kernels', 'engine/kernels.py',
      '    return path._replace(fused=False, jit_compile=False)', '    return path._replace(jit_compile=False)',
      ['tests/test_gpu_wiring.py', '-k', 'fallback']),
-    ('gpus: a dry run writes the data cache', 'train.py',
-     "    print('dry run: ' + rerun_guard_says(args, log_path, task))",
-     "    data.write_cache()\n    print('dry run: ' + rerun_guard_says(args, log_path, task))",
+    ('gpus: a dry run writes the data cache', 'train.py', "    print('dry run: ' + guard_says(vars(args), log_path,",
+     "    data.write_cache()\n    print('dry run: ' + guard_says(vars(args), log_path,",
      ['tests/test_gpu_wiring.py', '-k', 'dry_run_writes_nothing']),
-    ('gpus: a dry run refused beside a previous run', 'train.py',
+    ('gpus: a dry run refused beside a previous run', 'engine/run_state.py',
      "        return f'nothing trained or written; the run would stop: {err}'", '        raise',
      ['tests/test_gpu_wiring.py', '-k', 'dry_run_writes_nothing']),
     ('gpus: pretrain.py --dry_run trains', 'pretrain.py', '    if args.dry_run:\n        exit_on_input_error(dry_run',
@@ -583,6 +582,19 @@ MUTATIONS = [
      "        return parse_size(args.device_memory)\n    except ValueError as err:",
      "        return parse_size(args.device_memory)\n    except KeyError as err:",
      ['tests/test_gpu_wiring.py', '-k', 'bad_device_memory']),
+    # --- issue 31 in the training programs, and the docs' commands
+    ('third day: the n_ctx line silent', 'train.py', '    if n_ctx < args.n_ctx:\n        print(f\'n_ctx {n_ctx}:',
+     '    if False:\n        print(f\'n_ctx {n_ctx}:', ['tests/test_third_day_programs.py', '-k', 'n_ctx']),
+    ('third day: best_params.safetensors not listed', 'train.py',
+     "('best parameters (safetensors)', safetensors_path(params_path))", "('best parameters (safetensors)', params_path)",
+     ['tests/test_third_day_programs.py', '-k', 'n_ctx']),
+    ('third day: pretrain.py lists checkpoints it never made', 'pretrain.py',
+     "    if args.save_every:  # (a signal's checkpoint", "    if True:  # (a signal's checkpoint",
+     ['tests/test_third_day_programs.py', '-k', 'checkpoints']),
+    ('third day: the corpus checked only after TensorFlow', 'pretrain.py', '    find_sources(args.corpus)\n', '',
+     ['tests/test_third_day_programs.py', '-k', 'binary']),
+    ("docs: the pre-training example's train.py without its --desc", 'docs/pretraining.md',
+     '--desc books_small-rocstories ', '', ['tests/test_docs_commands.py']),
 ]
 
 

@@ -70,8 +70,8 @@ def test_pretrain_lists_checkpoints_only_where_it_made_them():
 
 
 def test_pretrain_refuses_a_corpus_of_binary_files_before_tensorflow(tmp_path):
-    """A folder of .txt files that hold NUL bytes: one error line, and TensorFlow never imported (-X importtime
-    lists every module the process imported)."""
+    """A folder of .txt files that hold NUL bytes: one error line, before TensorFlow is imported (-X importtime
+    lists the modules imported outside the start-up's hidden stderr) and before the run prints anything."""
     from tests.pretrain_files import argv, write_vocab
     folder = tmp_path / 'corpus'
     folder.mkdir()
@@ -84,3 +84,4 @@ def test_pretrain_refuses_a_corpus_of_binary_files_before_tensorflow(tmp_path):
     assert len(errors) == 1 and 'binary' in errors[0], done.stderr[-2000:]
     assert not [line for line in done.stderr.splitlines() if line.startswith('import time') and
                 line.rstrip().endswith(' tensorflow')]
+    assert done.stdout == ''  # the run's flag table, printed once TensorFlow has started, never came
