@@ -201,7 +201,7 @@ def dry_run(args):
 
 def dry_run_figures(args, task, data, path, packing, state, n_devices, facts):
     """--dry_run's lines of memory and time: one device's estimated peak at the run's shapes (engine.memory: its
-    packed rows, or every part padded to n_ctx: the largest a trimmed batch can be), the FLOPs and time of an
+    largest packed rows, or every part padded to n_ctx: the largest a trimmed batch can be), the FLOPs and time of an
     update (a GPU's spec peak, or this CPU's matmul rate measured now), and the smallest --accum_steps whose
     estimate fits the device's memory (--device_memory, else the smallest visible GPU's)."""
     gpus = facts.gpus[:n_devices]
@@ -228,7 +228,7 @@ def dry_run_figures(args, task, data, path, packing, state, n_devices, facts):
 
 
 def training_packing(args, task, data, n_batch_train, path):
-    """The one shape of the run's packed training parts (inputs.packing_plan) for its epochs' orders, drawn ahead
+    """The shapes of the run's packed training parts (inputs.packing_plan) for its epochs' orders, drawn ahead
     on a copy of numpy's generator as it stands before the run (where RunState takes it, on a resumed run too),
     and the run's Path: `path`, or, when packing would compute more than cutting each batch to its longest
     (lengths far apart), `path` without packing. Says which in one line."""
@@ -241,12 +241,12 @@ def training_packing(args, task, data, n_batch_train, path):
                                            args.n_embd, path.pad_to(data.n_ctx), data.n_ctx)
     trimmed = f'cut to each batch\'s longest sequence: {100 * packing.trimmed:.0f}% real tokens'
     if not cheaper:
-        print(f'training batches: {trimmed} (packed into {packing.rows} rows of {packing.length} per tower, '
+        print(f'training batches: {trimmed} (packed into {packing.in_words()} per tower, '
               f'{100 * packing.real:.0f}%, they would compute more)')
         return None, path._replace(packed_train=False)
     print(f'training batches: the {n_part * task.n_seq} sequences of each tower{" part" * (args.accum_steps > 1)} '
-          f'packed into {packing.rows} rows of {packing.length} tokens, {100 * packing.real:.0f}% real tokens '
-          f'({trimmed})')
+          f'packed into {packing.in_words()} (each batch the cheapest that holds it), {100 * packing.real:.0f}% '
+          f'real tokens ({trimmed})')
     return packing, path
 
 

@@ -185,7 +185,7 @@ def setup(args, tmp, phases):
     orders = inputs.epoch_orders(n_train, 3, np.random.get_state())  # as train.py, after the special rows
     (packing, packs), t_plan = timed(lambda: inputs.packing_plan(s.train.seqs, orders, task.n_seq, args.n_batch,
                                                                 args.n_gpu, n_embd, 1, n_ctx))
-    rows += [['packing plan', f'{t_plan:.2f}', f'{packing.rows} rows of {packing.length} per tower, '
+    rows += [['packing plan', f'{t_plan:.2f}', f'{packing.in_words()} per tower, '
                                               f'{100 * packing.real:.0f}% real tokens (trimmed batches: '
                                               f'{100 * packing.trimmed:.0f}%) over the 3 epochs'
                                               + ('' if packs else "; train.py would not pack")]]

@@ -61,7 +61,7 @@ def training_table(s, args, names, timings, mm_rate, mm_rows):
           "V per predicted")
     print("  token (T: the row's length). of matmul: over the rate below. Packed: each tower's sequences in R rows "
           "of L (inputs.Packing;")
-    print(f"  this run's: {s.packing.rows} rows of {s.packing.length}, {100 * s.packing.real:.0f}% real tokens over "
+    print(f"  this run's: {s.packing.in_words()}, {100 * s.packing.real:.0f}% real tokens over "
           f"train.py's 3 epochs, trimmed batches {100 * s.packing.trimmed:.0f}%).")
     print(f"matmul rate, timed in the same rounds (median): {fmt(mm_rate[0], '.1f')} GFLOP/s for a block's "
           f"training matmuls at {mm_rows} rows")

@@ -16,8 +16,9 @@ class Path(NamedTuple):
     fused update); `masked_lm`: the LM head only on real tokens; `jit_compile`: the whole train and evaluation steps
     compiled by XLA; `multiple`: unpacked batches padded to their longest sequence rounded up to a multiple of this,
     0 to n_ctx (the original's padding); `packed_train`: each training tower's sequences packed end to end into rows
-    of one shape for the whole run (inputs.Packing) instead of padded; `fixed_eval`: every evaluation batch of a
-    split at one shape, its examples packed whole end to end into rows of one shape per split (inputs.eval_batch)."""
+    of a few shapes fixed for the whole run (inputs.Packing) instead of padded; `fixed_eval`: every evaluation batch
+    of a split at one shape, its examples packed whole end to end into rows of one shape per split
+    (inputs.eval_batch)."""
     name: str
     fused: bool
     masked_lm: bool
@@ -33,7 +34,7 @@ class Path(NamedTuple):
 
 PADDED = Path('padded', fused=False, masked_lm=False, jit_compile=False, multiple=0)  # the original's, op by op
 TRIMMED = Path('trimmed', fused=True, masked_lm=True, jit_compile=False, multiple=1)   # each batch cut to its longest
-DEFAULT = TRIMMED._replace(name='default', packed_train=True, fixed_eval=True)       # packed rows of one shape
+DEFAULT = TRIMMED._replace(name='default', packed_train=True, fixed_eval=True)       # packed rows, few shapes
 XLA = Path('xla', fused=True, masked_lm=False, jit_compile=True, multiple=8, packed_train=True, fixed_eval=True)
 PATHS = {path.name: path for path in (PADDED, TRIMMED, DEFAULT, XLA)}
 

@@ -1,9 +1,9 @@
 """The model's inputs for any task of finetuning/tasks.py, from its texts encoded (text_utils.encoded_dataset): the
 input transformations of the paper's section 3.3, batches padded to their longest sequence (the original's padding
-with --padded), and the default: sequences packed end to end into rows of one shape, the training towers' at one
-shape per run and the evaluation batches' at one shape per split, where a multiple-choice example's context and
-answers go whole (the context once). A row never splits what it packs, and the forward's segments keep each
-sequence to itself (SPEC.md, "Packing"), so the numbers are the padded ones.
+with --padded), and the default: sequences packed end to end into rows, the training towers' at a few shapes per
+run (each global batch at the cheapest that holds it) and the evaluation batches' at one shape per split, where a
+multiple-choice example's context and answers go whole (the context once). A row never splits what it packs, and
+the forward's segments keep each sequence to itself (SPEC.md, "Packing"), so the numbers are the padded ones.
 
 Input transformations, with the special tokens of text_utils.Vocab (start, delim, extract = _classify_):
     classification   [start] text [extract]                                      1 sequence per example
@@ -21,7 +21,7 @@ Truncation, so that a sequence fits n_ctx (the flag), every cut keeping a text's
 
 How train.py uses it:
     split = ready(task, encoded[name], n_vocab, n_ctx, packed)          # its labels, sequences (and MC units)
-    packing, cheaper = packing_plan(split.seqs, epoch_orders(...), ...)  # the one shape of the run's towers
+    packing, cheaper = packing_plan(split.seqs, epoch_orders(...), ...)  # the shapes of the run's towers
     batch = train_batch(task, split, rows, n_vocab, n_ctx, path, n_parts, packing)   # an update's arrays
     for k, batch in eval_batches(task, split, n_vocab, n_ctx, path, n_batch, n_embd): ...
 """
@@ -168,13 +168,31 @@ def epoch_orders(n_train, n_epochs, rng_state):
 # ------------------------------------------------------------------------------ packed training rows (the default)
 
 class Packing(NamedTuple):
-    """The one shape of a run's packed training parts (a part: a tower, or one of its --accum_steps parts): each
-    part's sequences are packed end to end into `rows` rows of `length` positions. `real`: the share of the run's
-    packed positions that hold a token; `trimmed`: that share were the batches cut to their longest instead."""
+    """The shapes of a run's packed training parts (a part: a tower, or one of its --accum_steps parts): a global
+    batch's parts are each packed end to end into `rows` rows of `length` positions, the shape that holds every
+    part of the run; or into one of the `smaller` shapes ((rows, length), ...), cheaper, where every part of the
+    batch fits (shape_of_batches). `real`: the share of the run's packed positions that hold a token; `trimmed`:
+    that share were the batches cut to their longest instead."""
     rows: int
     length: int
     real: float = 1.
     trimmed: float = 1.
+    smaller: tuple = ()
+
+    @property
+    def shapes(self):
+        """Every (rows, length) a batch may take, cheapest first: the smaller ones, then (rows, length)."""
+        return (*self.smaller, (self.rows, self.length))
+
+    def in_words(self):
+        """Its shapes: '8 rows of 112, 120 or 128 tokens', '4 rows of 40, 2 rows of 88 or 2 rows of 104 tokens'."""
+        same_rows = len({R for R, _ in self.shapes}) == 1
+        each = [str(L) if same_rows else f'{R} rows of {L}' for R, L in self.shapes]
+        listed = ' or '.join([', '.join(each[:-1]), each[-1]]) if len(each) > 1 else each[0]
+        return f'{self.rows} rows of {listed} tokens' if same_rows else f'{listed} tokens'
+
+
+N_SHAPES = 3  # a run's training shapes at most: each is traced and compiled once
 
 
 def part_lengths(seqs, orders, n_seq, n_part, n_batch_train):
@@ -210,34 +228,67 @@ def work(positions, length, n_embd):
     return positions * (6 * n_embd + 4 * length)
 
 
-def choose_packing(lengths, n_embd, multiple=8, n_candidates=32):
-    """The Packing of parts of sequence `lengths` (P, S) with the least work: for row lengths from the longest
-    sequence up to 4 times it or the fullest part's tokens (multiples of `multiple`, about n_candidates of them),
-    the rows that the part needing most needs (first_fit); the least work(rows * length, length), the shorter row
-    on a tie."""
+def rows_needed(lengths, length, per_batch=1):
+    """The rows that each global batch of `per_batch` consecutive parts of sequence `lengths` (P, S) needs in rows
+    of `length`: first_fit's rows of its fullest part, int64 (P // per_batch,); a batch with a sequence longer than
+    `length` needs more rows than any shape has."""
+    rows = first_fit(np.minimum(lengths, length), length)[0].max(1) + 1
+    rows[lengths.max(1) > length] = np.iinfo(np.int64).max
+    return rows.reshape(-1, per_batch).max(1)
+
+
+def shape_of_batches(lengths, packing, per_batch=1):
+    """The shape that each global batch of `per_batch` consecutive parts of `lengths` (P, S) takes: the first of
+    packing.shapes (cheapest first) that all its parts fit, as an index int64 (P // per_batch,) into
+    packing.shapes; len(packing.shapes) where none fits."""
+    choice = np.full(len(lengths) // per_batch, len(packing.shapes))
+    for k, (R, L) in reversed(list(enumerate(packing.shapes))):
+        choice[rows_needed(lengths, L, per_batch) <= R] = k
+    return choice
+
+
+def choose_packing(lengths, n_embd, multiple=8, n_candidates=32, n_shapes=1, per_batch=1):
+    """The Packing of parts of sequence `lengths` (P, S), `per_batch` consecutive parts a global batch, with the
+    least work: for row lengths from the longest sequence up to 4 times it or the fullest part's tokens (multiples
+    of `multiple`, about n_candidates of them), the rows that the batch needing most needs (rows_needed); the least
+    work(rows * length, length), the shorter row on a tie. Then, up to n_shapes in all, one smaller shape at a
+    time: of every length's (rows, length) that some batch needs, the one that saves the most work, each batch
+    taking the cheapest shape it fits (the shorter row, then the fewer rows, on a tie); none that saves nothing."""
     longest, fullest = int(lengths.max()), int(lengths.sum(1).max())
     low, high = round_up(longest, multiple), round_up(min(fullest, 4 * longest), multiple)
-    best = None
-    for L in range(low, high + 1, round_up(max(1, (high - low) // n_candidates), multiple)):
-        R = int(first_fit(lengths, L)[0].max()) + 1
-        if best is None or work(R * L, L, n_embd) < work(best.rows * best.length, best.length, n_embd):
-            best = Packing(R, L)
-    return best
+    step = round_up(max(1, (high - low) // n_candidates), multiple)
+    need = {L: rows_needed(lengths, L, per_batch) for L in range(low, high + 1, step)}
+
+    def cost(shape):
+        return work(shape[0] * shape[1], shape[1], n_embd)
+
+    largest = min(((int(need[L].max()), L) for L in need), key=lambda s: (cost(s), s[1]))
+    smaller, taken = [], np.full(len(need[low]), float(cost(largest)))  # each batch's work at its shape so far
+    for _ in range(n_shapes - 1):
+        saved = {(int(R), L): float(np.sum(np.maximum(taken - cost((R, L)), 0.) * (need[L] <= R)))
+                 for L in need for R in np.unique(need[L])}
+        best = max(saved, key=lambda s: (saved[s], -s[1], -s[0]))
+        if saved[best] <= 0:
+            break
+        smaller.append(best)
+        taken = np.where(need[best[1]] <= best[0], np.minimum(taken, cost(best)), taken)
+    return Packing(*largest, smaller=tuple(sorted(smaller, key=lambda s: (cost(s), s[1]))))
 
 
 def packing_plan(seqs, orders, n_seq, n_part, n_parts_per_batch, n_embd, multiple, n_ctx):
-    """The Packing of a run's training parts (choose_packing; orders: its epochs' example orders, epoch_orders';
-    parts of n_part examples, n_parts_per_batch a global batch) with its shares of real tokens packed and cut to
-    each batch's longest sequence (rounded up to the path's `multiple`, at most n_ctx), and whether packing does
-    no more work than that cut: (Packing, bool)."""
+    """The Packing of a run's training parts (choose_packing, up to N_SHAPES shapes; orders: its epochs' example
+    orders, epoch_orders'; parts of n_part examples, n_parts_per_batch a global batch) with its shares of real
+    tokens packed (each batch at its shape) and cut to each batch's longest sequence (rounded up to the path's
+    `multiple`, at most n_ctx), and whether packing does no more work than that cut: (Packing, bool)."""
     lengths = part_lengths(seqs, orders, n_seq, n_part, n_part * n_parts_per_batch)
-    packing = choose_packing(lengths, n_embd)
+    packing = choose_packing(lengths, n_embd, n_shapes=N_SHAPES, per_batch=n_parts_per_batch)
+    R, L = np.array(packing.shapes)[shape_of_batches(lengths, packing, n_parts_per_batch)].T  # each batch's shape
     per_batch = lengths.reshape(-1, n_parts_per_batch * lengths.shape[1])               # (batches, sequences)
     T = np.minimum(-(-per_batch.max(1) // multiple) * multiple, n_ctx)
-    tokens, n_rows = float(lengths.sum()), len(lengths) * packing.rows
-    packing = packing._replace(real=tokens / (n_rows * packing.length), trimmed=tokens / float(np.sum(
-        per_batch.shape[1] * T)))
-    packed_work = work(n_rows * packing.length, packing.length, n_embd)
+    tokens = float(lengths.sum())
+    packing = packing._replace(real=tokens / float(np.sum(n_parts_per_batch * R * L)),
+                               trimmed=tokens / float(np.sum(per_batch.shape[1] * T)))
+    packed_work = float(np.sum(work(n_parts_per_batch * R * L, L, n_embd)))
     return packing, packed_work <= float(np.sum(work(per_batch.shape[1] * T, T, n_embd)))
 
 
@@ -254,19 +305,23 @@ def extract_positions(seqs, clf):
 
 def pack_parts(seqs, rows, n_seq, n_vocab, n_parts, packing):
     """The packed rows of examples `rows` (n_parts consecutive equal parts; the sequences of example i are
-    seqs' i * n_seq ...), each part's sequences packed by first_fit into its own block of packing.rows rows of
-    packing.length: X int32 (n_parts * R, L, 2) the token ids (0 where empty) and the ids of positions restarting
-    at 0 at each sequence's start; seg int32 (n_parts * R, L) 1 + the sequence's index in its part (its example's
-    index in the part * n_seq + its own), 0 where empty; clf_at int32 (len(rows), n_seq) where each sequence's
-    first _classify_ token lies in its part's block (row * L + t), as model.finetune_losses reads them."""
-    R, L = packing.rows, packing.length
+    seqs' i * n_seq ...), each part's sequences packed by first_fit into its own block of R rows of L, (R, L) the
+    cheapest of packing.shapes that every part fits (shape_of_batches): X int32 (n_parts * R, L, 2) the token ids
+    (0 where empty) and the ids of positions restarting at 0 at each sequence's start; seg int32 (n_parts * R, L) 1
+    + the sequence's index in its part (its example's index in the part * n_seq + its own), 0 where empty; clf_at
+    int32 (len(rows), n_seq) where each sequence's first _classify_ token lies in its part's block (row * L + t),
+    as model.finetune_losses reads them."""
     rows = np.asarray(rows, dtype=np.int64)
     batch = seqs.take((rows[:, None] * n_seq + np.arange(n_seq)).ravel())
     lengths = batch.lengths.reshape(n_parts, -1)                                       # (P, S)
+    k = int(shape_of_batches(lengths, packing, n_parts)[0])
+    if k == len(packing.shapes):
+        R, L = packing.shapes[-1]
+        need = 'a sequence longer than' if lengths.max() > L else f'{first_fit(lengths, L)[0].max() + 1} rows of'
+        raise ValueError(f'a part of these examples needs {need} {L} tokens, more than the packing\'s {R} rows: '
+                         f'the packing was not computed from this run\'s epochs')
+    R, L = packing.shapes[k]
     row, start = first_fit(lengths, L)
-    if row.max(initial=0) >= R or lengths.max(initial=0) > L:
-        raise ValueError(f'a part of these examples needs {row.max() + 1} rows of {L} tokens, more than the '
-                         f'packing\'s {R}: the packing was not computed from this run\'s epochs')
     part = np.repeat(np.arange(n_parts), lengths.shape[1])
     begin = ((part * R + row.ravel()) * L + start.ravel())                              # flat index of each start
     at = np.repeat(begin - batch.offsets[:-1], batch.lengths) + np.arange(len(batch.ids))  # of each token

@@ -52,6 +52,35 @@ def test_packing_weighs_the_attention_as_the_spec_says_so_small_widths_prefer_sh
         assert spec_work(packing.rows, packing.length, n_embd) == min(others)
 
 
+@pytest.mark.parametrize('n_embd', [8, 768])
+def test_the_smaller_shapes_are_added_one_at_a_time_each_saving_the_most_work(n_embd):
+    """The SPEC's rule for a run's several shapes: the shape of least work that holds every global batch, then,
+    one at a time, the (rows, length) that some batch needs which saves the most work, each batch taking the
+    cheapest shape it fits (ties: the shorter rows, then the fewer); three shapes at most."""
+    rng = np.random.RandomState(n_embd + 1)
+    n_batches, per_batch = 8, 2
+    lengths = rng.randint(2, 16, size=(n_batches * per_batch, 6))
+    packing = inputs.choose_packing(lengths, n_embd, n_shapes=3, per_batch=per_batch)
+    longest, fullest = lengths.max(), lengths.sum(1).max()
+    candidates = range(-(-longest // 8) * 8, -(-min(fullest, 4 * longest) // 8) * 8 + 1, 8)
+    need = {L: [max(first_fit_rows(part, L) for part in lengths[b * per_batch:(b + 1) * per_batch])
+                for b in range(n_batches)] for L in candidates}
+    best = min(candidates, key=lambda L: (spec_work(max(need[L]), L, n_embd), L))
+    chosen = [(max(need[best]), best)]
+
+    def batch_work(shapes, b):
+        return min(spec_work(R, L, n_embd) for R, L in shapes if need[L][b] <= R)
+
+    for _ in range(2):
+        saving = {(R, L): sum(batch_work(chosen, b) - batch_work(chosen + [(R, L)], b) for b in range(n_batches))
+                  for L in candidates for R in need[L]}
+        shape = max(saving, key=lambda s: (saving[s], -s[1], -s[0]))
+        if saving[shape] <= 0:
+            break
+        chosen.append(shape)
+    assert len(chosen) > 1 and packing.shapes[-1] == chosen[0] and set(packing.shapes) == set(chosen)
+
+
 def test_figure_2_normalises_by_the_specs_chance_levels_and_states_of_the_art():
     random = {'sst2': 50, 'cola': 0, 'race': 25, 'dprd': 50}
     sota = {'sst2': 93.2, 'cola': 45.4, 'race': 59.0, 'dprd': 76.4}

@@ -115,6 +115,19 @@ def test_a_part_that_does_not_fit_the_packing_is_refused():
         inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 2, Packing(1, 20))
 
 
+def test_a_sequence_longer_than_a_shapes_rows_takes_a_longer_shape_or_is_refused():
+    """Many rows of 8 would hold these short sequences' tokens, but not the longest sequence: the batch takes the
+    rows of 20; with no shape long enough it is refused."""
+    task = TASKS['sst2']
+    split = split_of(task, 4, seed=3)
+    L = int(split.seqs.lengths.max())
+    assert L > 8
+    X, _, _, _ = inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(4, 20, smaller=((64, 8),)))
+    assert X.shape[:2] == (4, 20)
+    with pytest.raises(ValueError, match=f'a sequence longer than {L - 1} tokens, more than the packing'):
+        inputs.packed_train_batch(task, split, np.arange(4), N_VOCAB, 1, Packing(64, L - 1, smaller=((64, 8),)))
+
+
 # --------------------------------------------------------------------------------------------- the run's plan
 
 def test_epoch_orders_are_the_runs_draws_and_leave_numpys_generator_alone():
@@ -145,7 +158,83 @@ def test_the_plans_rows_fit_every_part_of_the_epochs_and_one_row_less_does_not()
             failed += 1
     assert failed > 0
     tokens = split.seqs.lengths.reshape(n, 2)[np.concatenate(global_batches)].sum()
-    assert packing.real == pytest.approx(tokens / (len(global_batches) * n_gpu * packing.rows * packing.length))
+    positions = sum(taken_shape(task, split, rows, n_gpu, packing)[2] for rows in global_batches)
+    assert packing.real == pytest.approx(tokens / positions)
+
+
+def taken_shape(task, split, rows, n_parts, packing):
+    """The shape a global batch takes, found by trying each of packing.shapes alone, cheapest first: (rows,
+    length, positions of the batch) of the first one that holds every part."""
+    for R, L in packing.shapes:
+        try:
+            X = inputs.packed_train_batch(task, split, rows, N_VOCAB, n_parts, Packing(R, L))[0]
+        except ValueError:
+            continue
+        return R, L, X.shape[0] * X.shape[1]
+    raise AssertionError('no shape of the packing holds this batch')
+
+
+def several_shapes(task, n=40, n_batch=4, n_gpu=2, seed=0):
+    """A split of sequences of mixed lengths, its plan over 2 epochs (packing_plan at n_embd 768) and the global
+    batches of those epochs: a plan of several shapes, each taken by some batch."""
+    split = split_of(task, n, seed=seed, longest=6)
+    orders = inputs.epoch_orders(n, 2, np.random.RandomState(0).get_state())
+    packing, cheaper = packing_plan(split.seqs, orders, task.n_seq, n_batch, n_gpu, 768, 1, 16)
+    global_batches = [order[i:i + n_batch * n_gpu] for order in orders
+                      for i in range(0, n - n_batch * n_gpu + 1, n_batch * n_gpu)]
+    return split, packing, global_batches
+
+
+def test_each_batch_takes_the_cheapest_of_the_plans_shapes_that_holds_it():
+    """Several shapes: each global batch is packed in the first (cheapest) one that holds every part; each smaller
+    shape is cheaper than the one that holds every batch, and each is taken; one row less in it holds some batch
+    no more."""
+    task, n_gpu = TASKS['rocstories'], 2
+    split, packing, global_batches = several_shapes(task)
+    assert len(packing.shapes) == inputs.N_SHAPES and len(set(L for _, L in packing.shapes)) > 1
+    costs = [inputs.work(R * L, L, 768) for R, L in packing.shapes]
+    assert costs == sorted(costs) and costs[-2] < costs[-1]
+    taken = []
+    for rows in global_batches:
+        X, seg, _, _ = inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
+        R, L, positions = taken_shape(task, split, rows, n_gpu, packing)
+        assert X.shape[:2] == seg.shape == (n_gpu * R, L) and X.shape[0] * X.shape[1] == positions
+        taken.append((R, L))
+    assert set(taken) == set(packing.shapes)
+    for k, (R, L) in enumerate(packing.shapes):
+        tight = Packing(R - 1, L) if R > 1 else Packing(R, L - 1)
+        held = [rows for rows, shape in zip(global_batches, taken) if shape == (R, L)]
+        with pytest.raises(ValueError, match='more than the packing'):
+            for rows in held:
+                inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, tight)
+
+
+@pytest.mark.parametrize('path', [DEFAULT, UNMASKED], ids=['masked_lm', 'unmasked'])
+def test_every_shape_of_a_plan_gives_the_references_outputs_and_keeps_sequences_apart(path):
+    """For a batch of each of the plan's shapes: each sequence lies whole in one row, sees only its own earlier
+    positions (the mask against its span), and the packed outputs equal the NumPy reference's on the original's
+    padded arrays."""
+    task, n_gpu = TASKS['rocstories'], 2
+    split, packing, global_batches = several_shapes(task)
+    model, params = make_model('rocstories')
+    done = set()
+    for rows in global_batches:
+        R, L, _ = taken_shape(task, split, rows, n_gpu, packing)
+        if (R, L) in done:
+            continue
+        done.add((R, L))
+        batch = inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
+        seg = batch[1]
+        b = segment_mask(tf.constant(seg)).numpy()[:, 0]
+        for r, t, length in spans(seg, n_gpu, len(rows) // n_gpu * task.n_seq).values():
+            assert (b[r, t:t + length, t:t + length] == np.tril(np.ones((length, length)))).all()
+            assert b[r, t:t + length].sum() == length * (length + 1) // 2  # nothing outside its own span
+        got = packed_outputs(model, batch, n_gpu, path)
+        X, M = inputs.pad_batch(split.seqs, rows, task.n_seq, N_VOCAB, n_ctx=16, multiple=16)
+        want = reference.forward(params, X, M, split.Y[rows], N_HEAD, CLF, **HEADS['rocstories'])
+        for what, g, w in zip(['clf_logits', 'clf_losses', 'lm_losses'], got, want):
+            np.testing.assert_allclose(g, w, **TOL, err_msg=f'{what} in rows of {L}')
+    assert done == set(packing.shapes)
 
 
 def test_batches_of_equal_lengths_are_not_packed():
@@ -264,6 +353,29 @@ def test_packed_updates_are_the_numpy_runs_on_one_device_or_two(n_replicas, accu
     X, M = inputs.pad_batch(split.seqs, np.arange(16), 2, N_VOCAB)
     assert opt.t.numpy() == 2 and strategy.num_replicas_in_sync == n_replicas
     assert_params_close(model.params, numpy_updates(params, X, M, split.Y, n_gpu * n_batch, HP))
+
+
+def test_updates_on_batches_of_every_shape_are_the_numpy_runs_with_one_trace_a_shape_at_most():
+    """A run's updates whose batches take the plan's several shapes, through opt.make_update: the NumPy run's
+    parameters, the update traced no more times than there are shapes."""
+    from tests.test_train import HP, assert_params_close
+    task, n_gpu, n_batch = TASKS['rocstories'], 2, 4
+    split, packing, global_batches = several_shapes(task)
+    first = {}  # the first batch of each shape, then one more of the first shape
+    for rows in global_batches:
+        first.setdefault(taken_shape(task, split, rows, n_gpu, packing)[:2], rows)
+    global_batches = list(first.values()) + [global_batches[-1]]
+    assert len(first) == len(packing.shapes)
+    model, params = make_model('rocstories')
+    opt = Adam(model.params, schedule=warmup_linear, **HP)
+    strategy = tf.distribute.get_strategy()
+    step = make_update(finetune_objective(model, 0.5, DEFAULT), model.params, opt, strategy, 0, n_towers=n_gpu)
+    for rows in global_batches:
+        step(*loop.distribute(strategy, inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)))
+    assert step.experimental_get_tracing_count() <= len(packing.shapes)
+    order = np.concatenate(global_batches)
+    X, M = inputs.pad_batch(split.seqs, order, 2, N_VOCAB)
+    assert_params_close(model.params, numpy_updates(params, X, M, split.Y[order], n_gpu * n_batch, HP))
 
 
 # ------------------------------------------------------------------------------------------------ dropout
