@@ -157,11 +157,21 @@ def variants_of(args):
         + (MIXED_VARIANTS if args.mixed else [])
 
 
-def forward(model, path):
-    """The dropout-off forward losses (clf_losses, lm_losses) of a training batch along `path`
-    (model.finetune_losses of its padded (X, M, Y), or of its packed rows (X, seg, clf_at, Y) with packed_train)."""
-    return tf.function(lambda *batch: finetune_losses(model, batch, train=False, path=path)[1:],
-                       jit_compile=path.jit_compile)
+def forward(model, path, n_parts):
+    """The dropout-off forward losses (clf_losses, lm_losses) of a training batch along `path`: model.finetune_losses
+    of its padded (X, M, Y), or with packed_train of each of its n_parts parts' packed rows (X, seg, clf_at, Y)
+    (a part's segments and extract positions are its own), the parts' losses concatenated."""
+    losses = tf.function(lambda *batch: finetune_losses(model, batch, train=False, path=path)[1:],
+                         jit_compile=path.jit_compile)
+    if not path.packed_train:
+        return lambda *batch: [t.numpy() for t in losses(*batch)]
+
+    def by_part(*batch):
+        parts = [losses(*(x[p * (len(x) // n_parts):(p + 1) * (len(x) // n_parts)] for x in batch))
+                 for p in range(n_parts)]
+        return [np.concatenate([part[i].numpy() for part in parts]) for i in range(2)]
+
+    return by_part
 
 
 # ------------------------------------------------------------------------------ dropout-off agreement checks
@@ -195,7 +205,7 @@ def check_variant(v, model0, s, ref):
     results; None: no differences)."""
     model0.assign(s.init)
     batch = s.batch(s.train, v.path, 0)
-    clf, lm = (t.numpy() for t in forward(model0, v.path)(*batch))
+    clf, lm = forward(model0, v.path, s.n_gpu)(*batch)
     step = make_step(v, model0, default_adam(model0.params, v.path.fused, s.t_total), s)
     cost = float(step(*loop.distribute(s.strategy, batch))[0])
     params = [p.numpy() for p in model0.params]
