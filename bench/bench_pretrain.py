@@ -187,11 +187,10 @@ def bench_update(args, n_vocab):
           f'matmuls, 24 L C^2 + 4 L T C per token + 2 C V per predicted token)')
     print(f'  executed: {rate:.1f} GFLOP/s; the same matmuls alone, same rounds: {t_mm:.2f} s, {mm_rate:.1f} '
           f'GFLOP/s: the update runs at {100 * rate / mm_rate:.0f}% of the matmul rate (target >= 90%)')
-    if args.breakdown:
-        print_breakdown(t, times, args.rounds)
     print(f'  at --n_batch 64 (the paper\'s 64 x 512 tokens): about {64 / B * t_update:.0f} s an update on this '
           f'machine; peak RSS {peak_rss_mb():,.0f} MB')
     if args.breakdown:
+        print_breakdown(t, times, args.rounds)
         from bench_harness import op_profile, profile_table
         progress('the op profile of one more update')
         profile_table({'update': op_profile(jobs['update'], tempfile.mkdtemp(prefix='bench-pretrain-profile-'))})

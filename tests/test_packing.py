@@ -140,13 +140,9 @@ def test_epoch_orders_are_the_runs_draws_and_leave_numpys_generator_alone():
 
 
 def test_the_plans_rows_fit_every_part_of_the_epochs_and_one_row_less_does_not():
-    task, n, n_batch, n_gpu = TASKS['rocstories'], 40, 4, 2
-    split = split_of(task, n, seed=1, n_ctx=32, longest=15)
-    orders = inputs.epoch_orders(n, 2, np.random.RandomState(0).get_state())
-    packing, cheaper = packing_plan(split.seqs, orders, task.n_seq, n_batch, n_gpu, 768, 1, 32)
+    task, n, n_gpu = TASKS['rocstories'], 40, 2
+    split, packing, cheaper, global_batches = planned(task, n, n_gpu=n_gpu, seed=1, n_ctx=32, longest=15)
     assert cheaper and packing.length % 8 == 0 and packing.length >= split.seqs.lengths.max()
-    global_batches = [order[i:i + n_batch * n_gpu] for order in orders
-                      for i in range(0, n - n_batch * n_gpu + 1, n_batch * n_gpu)]
     for rows in global_batches:
         inputs.packed_train_batch(task, split, rows, N_VOCAB, n_gpu, packing)
     tight = packing._replace(rows=packing.rows - 1)
@@ -174,14 +170,21 @@ def taken_shape(task, split, rows, n_parts, packing):
     raise AssertionError('no shape of the packing holds this batch')
 
 
-def several_shapes(task, n=40, n_batch=4, n_gpu=2, seed=0):
-    """A split of sequences of mixed lengths, its plan over 2 epochs (packing_plan at n_embd 768) and the global
-    batches of those epochs: a plan of several shapes, each taken by some batch."""
-    split = split_of(task, n, seed=seed, longest=6)
+def planned(task, n=40, n_batch=4, n_gpu=2, seed=0, n_ctx=16, longest=6):
+    """A split of n random examples (split_of's), its plan over 2 epochs (packing_plan at n_embd 768) and the global
+    batches of those epochs: (split, packing, whether it packs, global batches)."""
+    split = split_of(task, n, seed=seed, n_ctx=n_ctx, longest=longest)
     orders = inputs.epoch_orders(n, 2, np.random.RandomState(0).get_state())
-    packing, cheaper = packing_plan(split.seqs, orders, task.n_seq, n_batch, n_gpu, 768, 1, 16)
+    packing, cheaper = packing_plan(split.seqs, orders, task.n_seq, n_batch, n_gpu, 768, 1, n_ctx)
     global_batches = [order[i:i + n_batch * n_gpu] for order in orders
                       for i in range(0, n - n_batch * n_gpu + 1, n_batch * n_gpu)]
+    return split, packing, cheaper, global_batches
+
+
+def several_shapes(task):
+    """planned's split of sequences of mixed lengths, its plan and its global batches: a plan of several shapes,
+    each taken by some batch."""
+    split, packing, _, global_batches = planned(task)
     return split, packing, global_batches
 
 
